@@ -1,0 +1,209 @@
+"""`make bench`: round trips and throughput of the job path, measured in one run on one machine.
+
+Prints a table, then one JSON line whose keys are read by tools outside the repository.
+Starts its own worker (the worker interpreter), a floor echo process and a tiny HTTP service.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import redis
+import redis.asyncio
+
+from queues import AsyncBlobStore, EventHub, JobClient, QueueSettings
+from shared_schemas import EventType, PingJob, TranscriptionJob
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def summary(samples_s: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in samples_s]
+    return {"p50": percentile(ms, 50), "p95": percentile(ms, 95), "p99": percentile(ms, 99)}
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str], ready: str | None = None, log: Path | None = None):
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        if ready and log:
+            deadline = time.monotonic() + 120
+            while ready.encode() not in log.read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{args[0]} did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def bench_rq(settings: QueueSettings, n: int, warmup: int) -> tuple[list[float], float]:
+    aredis = settings.connect_async()
+    client = JobClient(settings, aconnection=aredis)
+    hub = EventHub(settings, aredis)
+    await hub.start()
+    session = f"bench-{uuid.uuid4().hex[:8]}"
+    samples = []
+    async with hub.subscribe(session) as sub:
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            await client.aenqueue(PingJob(session_id=session, job_id=f"{session}-{i}"))
+            event = await sub.get(timeout=10)
+            elapsed = time.perf_counter() - t0
+            assert event.type is EventType.PONG, event
+            if i >= warmup:
+                samples.append(elapsed)
+        # Throughput: enqueue a burst in one pipeline, time until the worker has answered all.
+        burst = [PingJob(session_id=session, job_id=f"{session}-burst-{i}") for i in range(n)]
+        pipe = client.connection.pipeline()
+        for job in burst:
+            client._build(job, None, pipe)
+        await asyncio.to_thread(pipe.execute)
+        t0 = time.perf_counter()
+        for _ in burst:
+            await sub.get(timeout=30)
+        rate = n / (time.perf_counter() - t0)
+    await hub.close()
+    await aredis.aclose()
+    return samples, rate
+
+
+async def bench_floor(settings: QueueSettings, n: int, warmup: int, env: dict[str, str]) -> list[float]:
+    queue, channel = f"bench:floor:{uuid.uuid4().hex[:6]}", f"bench:floor:out:{uuid.uuid4().hex[:6]}"
+    python = env["WORKER_PYTHON"]
+    aredis = settings.connect_async()
+    pubsub = aredis.pubsub()
+    await pubsub.subscribe(channel)
+    await pubsub.get_message(timeout=1)
+    samples = []
+    with process([python, "bench/floor_echo.py", settings.redis_url, queue, channel], env):
+        await asyncio.sleep(0.5)
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            await aredis.lpush(queue, str(i))
+            while (message := await pubsub.get_message(timeout=5)) is None or message["type"] != "message":
+                pass
+            if i >= warmup:
+                samples.append(time.perf_counter() - t0)
+        await aredis.lpush(queue, "stop")
+    await pubsub.aclose()
+    await aredis.aclose()
+    return samples
+
+
+async def bench_http(n: int, warmup: int, env: dict[str, str]) -> list[float]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-http-{port}.log"
+    args = [sys.executable, "-m", "uvicorn", "bench.http_echo:app", "--port", str(port), "--log-level", "info",
+            "--no-access-log"]
+    samples = []
+    with process(args, env, ready="Uvicorn running", log=log):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for i in range(warmup + n):
+                t0 = time.perf_counter()
+                response = await client.post("/ping", json={"job_id": str(i)})
+                response.raise_for_status()
+                if i >= warmup:
+                    samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def speak_clip(path: Path) -> None:
+    text = "please summarize the main risks of this plan in three points"
+    subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(path)], check=True)
+
+
+async def bench_stt(settings: QueueSettings, runs: int) -> tuple[list[float], float, str]:
+    clip = Path(os.environ.get("TMPDIR", "/tmp")) / "bench-3s.wav"
+    speak_clip(clip)
+    data = clip.read_bytes()
+    duration = (len(data) - 44) / 2 / 16000
+    aredis = settings.connect_async()
+    client = JobClient(settings, aconnection=aredis)
+    blobs = AsyncBlobStore(settings, aredis)
+    hub = EventHub(settings, aredis)
+    await hub.start()
+    session = f"bench-stt-{uuid.uuid4().hex[:8]}"
+    samples, text = [], ""
+    async with hub.subscribe(session) as sub:
+        for i in range(runs + 1):
+            key = await blobs.put(session, data, ".wav")
+            t0 = time.perf_counter()
+            await client.aenqueue(TranscriptionJob(session_id=session, job_id=f"{session}-{i}", audio_key=key))
+            while (event := await sub.get(timeout=60)).type not in (EventType.TRANSCRIPT, EventType.FAILED):
+                pass
+            assert event.type is EventType.TRANSCRIPT, event.payload
+            text = event.payload["text"]
+            if i:
+                samples.append(time.perf_counter() - t0)
+    await hub.close()
+    await aredis.aclose()
+    return samples, duration, text
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--stt-runs", type=int, default=5)
+    parser.add_argument("--worker-python", default=str(ROOT / ".venv-worker/bin/python"))
+    args = parser.parse_args()
+    url = os.environ.get("COUNCIL_REDIS_URL", "redis://127.0.0.1:6379/14")
+    env = {**os.environ, "COUNCIL_REDIS_URL": url, "WORKER_PYTHON": args.worker_python, "PYTHONPATH": str(ROOT)}
+    settings = QueueSettings.from_env(env)
+    redis.Redis.from_url(url).flushdb()
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench-worker.log"
+    worker = [args.worker_python, "-m", "voice_worker", "--log-level", "WARNING"]
+    with process(worker, {**env, "WORKER_READY_LOG": "1"}, ready="worker ready", log=log):
+        rq_samples, rate = await bench_rq(settings, args.n, args.warmup)
+        stt_samples, clip_s, text = await bench_stt(settings, args.stt_runs)
+    floor = await bench_floor(settings, args.n, args.warmup, env)
+    http = await bench_http(args.n, args.warmup, env)
+
+    rq, fl, ht = summary(rq_samples), summary(floor), summary(http)
+    stt_ms = statistics.median(stt_samples) * 1000
+    rows = [
+        ("RQ VoiceWorker + pub/sub (no-op job)", rq),
+        ("floor: LPUSH/BRPOP + PUBLISH", fl),
+        ("HTTP: httpx -> Starlette/uvicorn", ht),
+    ]
+    print(f"\n{'path':40} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    for name, s in rows:
+        print(f"{name:40} {s['p50']:8.2f} {s['p95']:8.2f} {s['p99']:8.2f}")
+    print(f"\nno-op jobs per second, one worker process: {rate:.0f}")
+    print(f"transcribe a {clip_s:.1f} s clip (Whisper tiny.en, CPU), median of {len(stt_samples)}: "
+          f"{stt_ms:.0f} ms -> {text!r}")
+    result = {
+        "rq_p50_ms": round(rq["p50"], 3), "rq_p95_ms": round(rq["p95"], 3), "rq_p99_ms": round(rq["p99"], 3),
+        "floor_p50_ms": round(fl["p50"], 3), "floor_p99_ms": round(fl["p99"], 3),
+        "http_p50_ms": round(ht["p50"], 3), "http_p99_ms": round(ht["p99"], 3),
+        "jobs_per_s": round(rate, 1), "stt_3s_ms": round(stt_ms, 1), "stt_clip_s": round(clip_s, 2),
+        "n": args.n,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

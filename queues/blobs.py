@@ -1,0 +1,88 @@
+"""Audio blobs in Redis: keys the store makes itself, a TTL, and a size cap.
+
+Keys are minted here (session id plus a random name), never chosen by a client, so knowing one
+session's id does not let anyone guess another blob's key.
+"""
+
+import secrets
+
+import redis
+import redis.asyncio
+
+from .settings import QueueSettings
+
+
+class BlobTooLarge(ValueError):
+    pass
+
+
+class BlobMissing(KeyError):
+    pass
+
+
+class _Blobs:
+    def __init__(self, settings: QueueSettings) -> None:
+        self.settings = settings
+
+    def new_key(self, session_id: str, suffix: str = "") -> str:
+        return f"{self.settings.key_prefix}:blob:{session_id}:{secrets.token_urlsafe(12)}{suffix}"
+
+    def owner(self, key: str) -> str | None:
+        """The session a blob key belongs to, or None if the key is not a blob key."""
+        prefix = f"{self.settings.key_prefix}:blob:"
+        if not key.startswith(prefix):
+            return None
+        session, sep, _ = key[len(prefix):].rpartition(":")
+        return session if sep else None
+
+    def _check(self, data: bytes) -> None:
+        if len(data) > self.settings.blob_max_bytes:
+            raise BlobTooLarge(
+                f"{len(data)} bytes is over the {self.settings.blob_max_bytes} byte limit"
+            )
+
+
+class BlobStore(_Blobs):
+    """Blocking blob store (workers, CLI)."""
+
+    def __init__(self, settings: QueueSettings, connection: redis.Redis) -> None:
+        super().__init__(settings)
+        self.connection = connection
+
+    def put(self, session_id: str, data: bytes, suffix: str = "") -> str:
+        self._check(data)
+        key = self.new_key(session_id, suffix)
+        self.connection.set(key, data, ex=self.settings.blob_ttl_s)
+        return key
+
+    def get(self, key: str) -> bytes:
+        data = self.connection.get(key)
+        if data is None:
+            raise BlobMissing(key)
+        return data
+
+    def delete(self, key: str) -> None:
+        self.connection.delete(key)
+
+
+class AsyncBlobStore(_Blobs):
+    """Async blob store (the app)."""
+
+    def __init__(self, settings: QueueSettings, connection: redis.asyncio.Redis) -> None:
+        super().__init__(settings)
+        self.connection = connection
+
+    async def put(self, session_id: str, data: bytes, suffix: str = "") -> str:
+        self._check(data)
+        key = self.new_key(session_id, suffix)
+        await self.connection.set(key, data, ex=self.settings.blob_ttl_s)
+        return key
+
+    async def get(self, key: str) -> bytes:
+        data = await self.connection.get(key)
+        if data is None:
+            raise BlobMissing(key)
+        return data
+
+    async def delete(self, key: str) -> None:
+        await self.connection.delete(key)

@@ -1,0 +1,109 @@
+"""Enqueue jobs by function name, as JSON, from blocking or async code.
+
+RQ builds every job (its hash, status, queue push) into a pipeline; the async path replays that
+pipeline on an asyncio connection, so the event loop never blocks and an enqueue costs one round
+trip, while the keys written are exactly RQ's own.
+"""
+
+import asyncio
+from typing import Any
+
+import redis
+import redis.asyncio
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from shared_schemas import JobPayload, PingJob, SynthesisJob, TranscriptionJob
+
+from . import functions
+from .settings import QueueSettings
+
+
+class JobClient:
+    def __init__(
+        self,
+        settings: QueueSettings,
+        connection: redis.Redis | None = None,
+        aconnection: redis.asyncio.Redis | None = None,
+    ) -> None:
+        self.settings = settings
+        self.connection = connection if connection is not None else settings.connect()
+        self._aconnection = aconnection
+        self._queues: dict[str, Queue] = {}
+
+    @property
+    def aconnection(self) -> redis.asyncio.Redis:
+        if self._aconnection is None:
+            self._aconnection = self.settings.connect_async()
+        return self._aconnection
+
+    def queue(self, name: str) -> Queue:
+        queue = self._queues.get(name)
+        if queue is None:
+            if name not in self.settings.queue_names:
+                raise ValueError(f"unknown queue {name!r}; queues: {self.settings.queue_names}")
+            queue = Queue(name, connection=self.connection, serializer=JSONSerializer)
+            queue.get_redis_server_version()  # cached on the queue; later enqueues need no I/O
+            self._queues[name] = queue
+        return queue
+
+    def enqueue(self, payload: JobPayload, queue: str | None = None) -> Job:
+        pipe = self.connection.pipeline()
+        job = self._build(payload, queue, pipe)
+        pipe.execute()
+        return job
+
+    async def aenqueue(self, payload: JobPayload, queue: str | None = None) -> Job:
+        name = queue or self.settings.realtime_queue
+        if name not in self._queues:
+            await asyncio.to_thread(self.queue, name)
+        recorded = self.connection.pipeline()
+        job = self._build(payload, name, recorded)
+        async with self.aconnection.pipeline() as pipe:
+            for args, options in recorded.command_stack:
+                pipe.execute_command(*args, **options)
+            await pipe.execute()
+        return job
+
+    def _build(self, payload: JobPayload, queue: str | None, pipe: Any) -> Job:
+        function, timeout, retry = self._plan(payload)
+        target = self.queue(queue or self.settings.realtime_queue)
+        return target.enqueue_call(
+            function,
+            args=(payload.model_dump(mode="json"),),
+            job_id=payload.job_id,
+            timeout=timeout,
+            result_ttl=self.settings.result_ttl_s,
+            failure_ttl=self.settings.failure_ttl_s,
+            description=f"{payload.kind} for session {payload.session_id}",
+            meta={"session_id": payload.session_id, "kind": payload.kind},
+            retry=retry,
+            pipeline=pipe,
+        )
+
+    def _plan(self, payload: JobPayload) -> tuple[str, int, Retry | None]:
+        retry = Retry(max=self.settings.retries) if self.settings.retries > 0 else None
+        match payload:
+            case TranscriptionJob():
+                return functions.TRANSCRIBE, self.settings.transcribe_timeout_s, retry
+            case SynthesisJob():
+                return functions.SYNTHESIZE, self.settings.synthesize_timeout_s, retry
+            case PingJob():
+                return functions.PING, 10, None
+        raise TypeError(f"not a job payload: {type(payload).__name__}")
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued job; a running one finishes. Whether a job was cancelled."""
+        try:
+            job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return False
+        if job.get_status() != "queued":
+            return False
+        job.cancel()
+        return True
+
+    async def acancel(self, job_id: str) -> bool:
+        return await asyncio.to_thread(self.cancel, job_id)

@@ -1,0 +1,8 @@
+"""The worker functions, by name: the app enqueues these strings and never imports the worker."""
+
+from typing import Final
+
+TRANSCRIBE: Final = "voice_worker.jobs.transcribe"
+SYNTHESIZE: Final = "voice_worker.jobs.synthesize"
+# Does nothing but emit an event: for health checks and the round-trip benchmark.
+PING: Final = "voice_worker.jobs.ping"

@@ -1,0 +1,44 @@
+"""Where a job stands: its RQ status, progress, result or error, as one plain model."""
+
+import asyncio
+from typing import Any, Literal
+
+import redis
+from pydantic import BaseModel
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from shared_schemas import JobError
+
+State = Literal["queued", "started", "finished", "failed", "canceled", "deferred", "scheduled", "stopped", "unknown"]
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    state: State
+    progress: float | None = None
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+
+
+def job_status(connection: redis.Redis, job_id: str) -> JobStatus:
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return JobStatus(job_id=job_id, state="unknown")
+    state = job.get_status(refresh=False)
+    meta = job.meta or {}
+    error = JobError.model_validate(meta["error"]) if meta.get("error") else None
+    result = job.return_value(refresh=False) if state == "finished" else None
+    return JobStatus(
+        job_id=job_id,
+        state=state.value if state is not None else "unknown",
+        progress=meta.get("progress"),
+        result=result if isinstance(result, dict) else None,
+        error=error,
+    )
+
+
+async def ajob_status(connection: redis.Redis, job_id: str) -> JobStatus:
+    return await asyncio.to_thread(job_status, connection, job_id)

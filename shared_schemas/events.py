@@ -1,0 +1,45 @@
+"""The event envelope: everything a worker tells a session comes back in one of these."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .limits import SCHEMA_VERSION
+
+
+class EventType(StrEnum):
+    STARTED = "started"
+    PROGRESS = "progress"
+    TRANSCRIPT = "transcript"
+    AUDIO = "audio"
+    FAILED = "failed"
+    PONG = "pong"
+
+
+class Event(BaseModel):
+    """One event for one session.
+
+    `seq` counts the events of one job from 0, so a reader can tell the order within a job; `id`
+    is the session stream's entry id, set when the event is stored, and is what a reconnecting
+    client sends back to replay what it missed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: str | None = None
+    type: EventType
+    session_id: str
+    job_id: str
+    seq: int = Field(ge=0)
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    payload: dict[str, Any] = {}
+
+    @property
+    def terminal(self) -> bool:
+        """Whether this event ends its job (a result or a failure)."""
+        return self.type in (EventType.TRANSCRIPT, EventType.FAILED, EventType.PONG) or (
+            self.type is EventType.AUDIO and bool(self.payload.get("last", True))
+        )

@@ -1,0 +1,54 @@
+"""Job payloads: what the app enqueues, as JSON, for a worker to run."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from .limits import ID_PATTERN, MAX_TEXT_CHARS, SCHEMA_VERSION, VOICE_PATTERN, AudioFormat
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+VoiceName = Annotated[str, StringConstraints(pattern=VOICE_PATTERN)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    session_id: Id
+    # Set by the app so it can route events for a job it just enqueued; the job id in RQ.
+    job_id: Id
+
+
+class TranscriptionJob(_Payload):
+    """Transcribe audio that the app put in the blob store under `audio_key`."""
+
+    kind: Literal["transcription"] = "transcription"
+    audio_key: Id
+    # A hint from the file name or content type; the worker still sniffs the bytes.
+    format: AudioFormat | None = None
+    filename: str | None = Field(default=None, max_length=255)
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] = "en"
+    # Trim silence and split long audio with the VAD before recognition.
+    vad: bool = True
+
+
+class SynthesisJob(_Payload):
+    """Speak `text` in `voice`; the audio goes to the blob store and an event names its key."""
+
+    kind: Literal["synthesis"] = "synthesis"
+    # Length and emptiness are checked by the worker too, to answer with a clear error code.
+    text: str = Field(max_length=MAX_TEXT_CHARS * 4)
+    voice: VoiceName
+    # The council member speaking, and where this sentence sits in its turn, for ordering.
+    member: str | None = Field(default=None, max_length=64)
+    turn_id: Id | None = None
+    index: int = Field(default=0, ge=0)
+
+
+class PingJob(_Payload):
+    """Does nothing but answer with an event: a health probe and the round-trip benchmark."""
+
+    kind: Literal["ping"] = "ping"
+
+
+JobPayload = TranscriptionJob | SynthesisJob | PingJob

@@ -1,0 +1,75 @@
+"""Fixtures both interpreters share: a real Redis (started if none answers), settings, ids."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from queues import QueueSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DB = 13
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A reachable Redis: COUNCIL_TEST_REDIS_URL, the local one, or a redis-server started here."""
+    url = os.environ.get("COUNCIL_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_DB}")
+    if _answers(url):
+        redis.Redis.from_url(url).flushdb()
+        yield url
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.exit(f"no Redis answers at {url} and redis-server is not installed", returncode=3)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="council-redis-")
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/{TEST_DB}"
+    deadline = time.monotonic() + 10
+    while not _answers(url):
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.exit("redis-server did not start", returncode=3)
+        time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(redis_url: str) -> QueueSettings:
+    return QueueSettings(redis_url=redis_url, retries=1)
+
+
+@pytest.fixture
+def connection(settings: QueueSettings) -> Iterator[redis.Redis]:
+    conn = settings.connect()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def session_id() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,95 @@
+import asyncio
+
+import pytest
+
+from queues import EventHub, EventPublisher, JobEvents, QueueSettings, replay
+from queues.events import channel_key, parse_message, stream_key
+from shared_schemas import EventType
+
+
+def emit(settings, connection, session_id, count, job_id="job"):
+    events = JobEvents(EventPublisher(settings, connection), session_id, job_id)
+    return [events.emit(EventType.PROGRESS, {"n": i}) for i in range(count)]
+
+
+def test_publish_stores_in_the_stream_and_publishes_with_the_id(settings, connection, session_id):
+    pubsub = connection.pubsub()
+    pubsub.subscribe(channel_key(settings, session_id))
+    assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+    sent = emit(settings, connection, session_id, 3)
+    live = [parse_message(pubsub.get_message(timeout=1)["data"]) for _ in sent]
+    assert [e.id for e in live] == [e.id for e in sent]
+    assert [e.seq for e in live] == [0, 1, 2]
+    assert replay(connection, settings, session_id) == sent
+    assert replay(connection, settings, session_id, after=sent[0].id) == sent[1:]
+    assert 0 < connection.ttl(stream_key(settings, session_id)) <= settings.stream_ttl_s
+    pubsub.close()
+
+
+def test_stream_is_capped(redis_url, connection, session_id):
+    settings = QueueSettings(redis_url=redis_url, stream_maxlen=10)
+    emit(settings, connection, session_id, 500)
+    assert connection.xlen(stream_key(settings, session_id)) < 200
+
+
+def test_hub_replays_what_a_disconnected_subscriber_missed_in_order(settings, connection, session_id):
+    async def scenario():
+        aconn = settings.connect_async()
+        hub = EventHub(settings, aconn)
+        await hub.start()
+        async with hub.subscribe(session_id, after="0") as sub:
+            first = emit(settings, connection, session_id, 2, "a")
+            got = [await sub.get(timeout=2) for _ in first]
+        assert got == first
+        last_seen = got[-1].id
+        # Disconnected: these finish while nobody listens.
+        missed = emit(settings, connection, session_id, 5, "b")
+        async with hub.subscribe(session_id, after=last_seen) as sub:
+            later = emit(settings, connection, session_id, 2, "c")
+            received = [await sub.get(timeout=2) for _ in range(7)]
+            with pytest.raises(TimeoutError):
+                await sub.get(timeout=0.2)
+        assert received == missed + later
+        await hub.close()
+        await aconn.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_hub_never_duplicates_events_racing_the_replay(settings, connection, session_id):
+    """Events published while the replay runs arrive both ways; each is delivered once."""
+
+    async def scenario():
+        aconn = settings.connect_async()
+        hub = EventHub(settings, aconn)
+        await hub.start()
+        before = emit(settings, connection, session_id, 50, "early")
+        producer = asyncio.create_task(asyncio.to_thread(emit, settings, connection, session_id, 200, "late"))
+        async with hub.subscribe(session_id, after="0") as sub:
+            late = await producer
+            received = [await sub.get(timeout=2) for _ in range(250)]
+            with pytest.raises(TimeoutError):
+                await sub.get(timeout=0.2)
+        assert received == before + late
+        await hub.close()
+        await aconn.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_hub_multiplexes_sessions_on_one_connection(settings, connection):
+    async def scenario():
+        aconn = settings.connect_async()
+        hub = EventHub(settings, aconn)
+        await hub.start()
+        async with hub.subscribe("s-one") as one, hub.subscribe("s-two") as two:
+            assert hub.sessions == 2
+            emit(settings, connection, "s-one", 1, "x")
+            emit(settings, connection, "s-two", 1, "y")
+            assert (await one.get(timeout=2)).session_id == "s-one"
+            assert (await two.get(timeout=2)).session_id == "s-two"
+        assert hub.sessions == 0
+        await hub.close()
+        await aconn.aclose()
+
+    asyncio.run(scenario())

@@ -1,0 +1,104 @@
+import pytest
+from pydantic import ValidationError
+
+import queues
+import shared_schemas
+from shared_schemas import (
+    ErrorCode,
+    Event,
+    EventType,
+    JobError,
+    SpeechClip,
+    SynthesisJob,
+    Transcript,
+    TranscriptionJob,
+)
+from shared_schemas.text import split_sentences
+
+
+def test_public_names_are_pinned():
+    assert sorted(shared_schemas.__all__) == sorted(
+        [
+            "AUDIO_FORMATS", "MAX_AUDIO_BYTES", "MAX_AUDIO_SECONDS", "MAX_TEXT_CHARS",
+            "MIN_AUDIO_SECONDS", "SCHEMA_VERSION", "STT_SAMPLE_RATE", "AudioFormat", "ErrorCode",
+            "Event", "EventType", "JobError", "JobPayload", "PingJob", "Progress", "Segment",
+            "Speech", "SpeechClip", "SynthesisJob", "Transcript", "TranscriptionJob", "Word",
+        ]
+    )
+    assert sorted(queues.__all__) == sorted(
+        [
+            "BATCH", "REALTIME", "AsyncBlobStore", "BlobMissing", "BlobStore", "BlobTooLarge",
+            "EventHub", "EventPublisher", "JobClient", "JobEvents", "JobStatus", "QueueSettings",
+            "SettingsError", "Subscription", "functions", "job_status", "replay",
+        ]
+    )
+    for module in (shared_schemas, queues):
+        for name in module.__all__:
+            assert hasattr(module, name), name
+
+
+def test_jobs_round_trip_through_json_with_a_version():
+    job = SynthesisJob(session_id="s1", job_id="j1", text="Hello.", voice="max", member="Analyst")
+    again = SynthesisJob.model_validate_json(job.model_dump_json())
+    assert again == job
+    assert job.model_dump(mode="json")["schema_version"] == 1
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"session_id": "has space", "job_id": "j", "audio_key": "k"},
+        {"session_id": "s", "job_id": "j", "audio_key": "k", "format": "exe"},
+        {"session_id": "s", "job_id": "j", "audio_key": "k", "schema_version": 2},
+        {"session_id": "s", "job_id": "j", "audio_key": "k", "surprise": 1},
+        {"session_id": "s" * 200, "job_id": "j", "audio_key": "k"},
+    ],
+)
+def test_bad_payloads_are_refused_on_both_sides(fields):
+    with pytest.raises(ValidationError):
+        TranscriptionJob.model_validate(fields)
+
+
+def test_voice_names_are_plain():
+    with pytest.raises(ValidationError):
+        SynthesisJob(session_id="s", job_id="j", text="hi", voice="../../etc/passwd")
+
+
+def test_errors_say_whether_to_retry():
+    assert JobError.of(ErrorCode.ENGINE_FAILED, "x").retryable
+    assert not JobError.of(ErrorCode.UNDECODABLE_AUDIO, "x").retryable
+
+
+def test_event_terminal_flags():
+    base = {"session_id": "s", "job_id": "j", "seq": 0}
+    assert Event(type=EventType.TRANSCRIPT, **base).terminal
+    assert Event(type=EventType.FAILED, **base).terminal
+    assert not Event(type=EventType.PROGRESS, **base).terminal
+    assert not Event(type=EventType.AUDIO, payload={"last": False}, **base).terminal
+    assert Event(type=EventType.AUDIO, payload={"last": True}, **base).terminal
+
+
+def test_results_validate_what_the_worker_returns():
+    transcript = Transcript(text="hi", language="en", duration_s=1.0, engine="whisper")
+    assert Transcript.model_validate(transcript.model_dump(mode="json")) == transcript
+    with pytest.raises(ValidationError):
+        SpeechClip(audio_key="k", sample_rate=0, duration_s=1, voice="v", text="t", engine="e")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello there. How are you?", ["Hello there.", "How are you?"]),
+        ("Dr. Smith paid $3.50 today. Fine!", ["Dr. Smith paid $3.50 today.", "Fine!"]),
+        ("Use e.g. a map. Then go.", ["Use e.g. a map.", "Then go."]),
+        ('She said "stop." Then left.', ['She said "stop."', "Then left."]),
+        ("Visit example.com now", ["Visit example.com now"]),
+        ("J. R. R. Tolkien wrote it. Yes.", ["J. R. R. Tolkien wrote it.", "Yes."]),
+        ("Wait... what? Really!", ["Wait... what?", "Really!"]),
+        ("", []),
+        ("   ", []),
+        ("No end mark", ["No end mark"]),
+    ],
+)
+def test_split_sentences(text, expected):
+    assert split_sentences(text) == expected

@@ -1,0 +1,71 @@
+"""Loading the engines a worker serves with, once, and finding the one that speaks a voice."""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from shared_schemas import ErrorCode
+
+from .errors import VoiceError
+from .settings import WorkerSettings
+from .stt import STT
+from .tts import TTS
+from .vad import VAD
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Engines:
+    stt: STT
+    tts: list[TTS]
+    vad: VAD | None
+    voices: dict[str, TTS] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.voices = {}
+        for engine in self.tts:
+            for voice in engine.voices:
+                self.voices.setdefault(voice, engine)
+
+    def tts_for(self, voice: str) -> TTS:
+        engine = self.voices.get(voice)
+        if engine is None:
+            known = ", ".join(sorted(self.voices))
+            raise VoiceError(ErrorCode.UNKNOWN_VOICE, f"Unknown voice {voice!r}. Voices: {known}.")
+        return engine
+
+
+def load_engines(settings: WorkerSettings) -> Engines:
+    """Load every configured engine; raises EngineLoadError naming what is missing."""
+    started = time.perf_counter()
+    engines = Engines(stt=_load_stt(settings), tts=[_load_tts(name, settings) for name in settings.tts_engines],
+                      vad=_load_vad(settings))
+    log.info("engines loaded in %.2f s: stt=%s tts=%s vad=%s voices=%s", time.perf_counter() - started,
+             engines.stt.name, [t.name for t in engines.tts], engines.vad and engines.vad.name,
+             sorted(engines.voices))
+    return engines
+
+
+def _load_stt(settings: WorkerSettings) -> STT:
+    from .stt.whisper import WhisperSTT, default_model_dir
+
+    return WhisperSTT(settings.whisper_model_dir or default_model_dir(), threads=settings.threads)
+
+
+def _load_tts(name: str, settings: WorkerSettings) -> TTS:
+    if name == "piper":
+        from .tts.piper import PiperTTS, default_model_path
+
+        return PiperTTS(settings.piper_model or default_model_path())
+    from .tts.espeak import EspeakTTS
+
+    return EspeakTTS()
+
+
+def _load_vad(settings: WorkerSettings) -> VAD | None:
+    if not settings.vad:
+        return None
+    from .vad.silero import SileroVAD
+
+    return SileroVAD()

@@ -1,0 +1,64 @@
+"""The voice worker: a non-forking RQ worker that loads its engines once and serves jobs with them."""
+
+import logging
+import sys
+from typing import Any
+
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from queues import JobEvents
+from shared_schemas import EventType
+
+from .context import WorkerContext, install
+from .engines import Engines
+from .errors import job_error
+from .settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+class VoiceWorker(SimpleWorker):
+    """Serves `realtime` before `batch` with engines loaded once, in this process.
+
+    A failed job comes back to its session as a `failed` event carrying a `JobError`, once: when
+    it will not be retried. Errors caused by the input (bad audio, unknown voice) are not retried.
+    """
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        engines: Engines | None,
+        connection: redis.Redis | None = None,
+        **kwargs: Any,
+    ) -> None:
+        connection = connection if connection is not None else settings.queues.connect()
+        queues = [
+            Queue(name, connection=connection, serializer=JSONSerializer)
+            for name in settings.queues.queue_names
+        ]
+        super().__init__(queues, connection=connection, serializer=JSONSerializer, name=settings.name, **kwargs)
+        self.context = WorkerContext.build(settings, connection, engines)
+        install(self.context)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        error = job_error(exc_info[1])
+        if not error.retryable:
+            job.retries_left = 0
+        job.meta["error"] = error.model_dump(mode="json")
+        job.save_meta()
+        if not job.should_retry:
+            session_id = job.meta.get("session_id")
+            if isinstance(session_id, str):
+                events = JobEvents(self.context.publisher, session_id, job.id)
+                events.emit(EventType.FAILED, error.model_dump(mode="json"))
+            else:
+                log.error("job %s failed with no session to tell: %s", job.id, error.message)
+        super().handle_exception(job, *exc_info)
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        # A line for people and scripts waiting on the worker (make run, tests, benchmarks).
+        print(f"worker ready: {self.name} on {', '.join(self.queue_names())}", file=sys.stderr, flush=True)
