@@ -5,7 +5,7 @@ import sys
 from typing import Any
 
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -15,12 +15,13 @@ from shared_schemas import EventType
 from .context import WorkerContext, install
 from .engines import Engines
 from .errors import job_error
+from .lean import LeanSimpleWorker
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 
-class VoiceWorker(SimpleWorker):
+class VoiceWorker(LeanSimpleWorker):
     """Serves `realtime` before `batch` with engines loaded once, in this process.
 
     A failed job comes back to its session as a `failed` event carrying a `JobError`, once: when

@@ -1,0 +1,47 @@
+# Council: `make run` starts everything on this machine, `make test` runs every check.
+SHELL := /bin/bash
+PYENV_ROOT := $(shell pyenv root 2>/dev/null)
+PY313 ?= $(or $(shell command -v python3.13 2>/dev/null),$(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13))
+PY311 ?= $(or $(shell command -v python3.11 2>/dev/null),$(wildcard $(PYENV_ROOT)/versions/3.11*/bin/python3.11))
+APP_VENV := .venv-app
+WORKER_VENV := .venv-worker
+export PY313 PY311
+
+.PHONY: all run test bench lint system-deps venvs clean
+
+all: venvs
+
+system-deps:
+	@scripts/system-deps.sh
+
+$(APP_VENV)/.built: pyproject.toml
+	@test -n "$(PY313)" || { echo "Python 3.13 not found: install it or set PY313=/path/to/python3.13"; exit 1; }
+	$(PY313) -m venv $(APP_VENV)
+	$(APP_VENV)/bin/pip install -q --upgrade pip
+	$(APP_VENV)/bin/pip install -q -e '.[app,dev]'
+	touch $@
+
+$(WORKER_VENV)/.built: pyproject.toml
+	@test -n "$(PY311)" || { echo "Python 3.11 not found: install it or set PY311=/path/to/python3.11"; exit 1; }
+	$(PY311) -m venv $(WORKER_VENV)
+	$(WORKER_VENV)/bin/pip install -q --upgrade pip
+	$(WORKER_VENV)/bin/pip install -q -e '.[worker,dev]'
+	touch $@
+
+venvs: system-deps $(APP_VENV)/.built $(WORKER_VENV)/.built
+
+run: venvs
+	@scripts/run.sh
+
+test: venvs
+	@scripts/test.sh
+
+bench: venvs
+	@scripts/ensure-redis.sh
+	$(APP_VENV)/bin/python -m bench.run
+
+lint: venvs
+	$(APP_VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(APP_VENV) $(WORKER_VENV) artifacts

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The one entry point for checks: lint, then each interpreter's suite, the cross-runtime tests
+# included. Used by `make test`, CI and developers alike.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+status=0
+echo "== ruff"
+.venv-app/bin/ruff check . || status=1
+echo "== Python 3.11 (worker side): shared contract, queues, voice worker"
+.venv-worker/bin/python -m pytest tests/shared_schemas tests/queues tests/voice_worker "$@" || status=1
+echo "== Python 3.13 (app side): shared contract, queues, app, and across the runtimes"
+.venv-app/bin/python -m pytest tests/shared_schemas tests/queues tests/integration "$@" || status=1
+exit $status
