@@ -116,8 +116,17 @@ async def bench_http(n: int, warmup: int, env: dict[str, str]) -> list[float]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-http-{port}.log"
-    args = [sys.executable, "-m", "uvicorn", "bench.http_echo:app", "--port", str(port), "--log-level", "info",
-            "--no-access-log"]
+    args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.http_echo:app",
+        "--port",
+        str(port),
+        "--log-level",
+        "info",
+        "--no-access-log",
+    ]
     samples = []
     with process(args, env, ready="Uvicorn running", log=log):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
@@ -193,13 +202,21 @@ async def main() -> None:
     for name, s in rows:
         print(f"{name:40} {s['p50']:8.2f} {s['p95']:8.2f} {s['p99']:8.2f}")
     print(f"\nno-op jobs per second, one worker process: {rate:.0f}")
-    print(f"transcribe a {clip_s:.1f} s clip (Whisper tiny.en, CPU), median of {len(stt_samples)}: "
-          f"{stt_ms:.0f} ms -> {text!r}")
+    print(
+        f"transcribe a {clip_s:.1f} s clip (Whisper tiny.en, CPU), median of {len(stt_samples)}: "
+        f"{stt_ms:.0f} ms -> {text!r}"
+    )
     result = {
-        "rq_p50_ms": round(rq["p50"], 3), "rq_p95_ms": round(rq["p95"], 3), "rq_p99_ms": round(rq["p99"], 3),
-        "floor_p50_ms": round(fl["p50"], 3), "floor_p99_ms": round(fl["p99"], 3),
-        "http_p50_ms": round(ht["p50"], 3), "http_p99_ms": round(ht["p99"], 3),
-        "jobs_per_s": round(rate, 1), "stt_3s_ms": round(stt_ms, 1), "stt_clip_s": round(clip_s, 2),
+        "rq_p50_ms": round(rq["p50"], 3),
+        "rq_p95_ms": round(rq["p95"], 3),
+        "rq_p99_ms": round(rq["p99"], 3),
+        "floor_p50_ms": round(fl["p50"], 3),
+        "floor_p99_ms": round(fl["p99"], 3),
+        "http_p50_ms": round(ht["p50"], 3),
+        "http_p99_ms": round(ht["p99"], 3),
+        "jobs_per_s": round(rate, 1),
+        "stt_3s_ms": round(stt_ms, 1),
+        "stt_clip_s": round(clip_s, 2),
         "n": args.n,
     }
     print(json.dumps(result))

@@ -6,15 +6,17 @@ Imports on both interpreters; depends only on shared_schemas, redis and rq.
 from . import functions
 from .blobs import AsyncBlobStore, BlobMissing, BlobStore, BlobTooLarge
 from .client import JobClient
-from .events import EventPublisher, JobEvents, replay
+from .events import AsyncEventPublisher, EventPublisher, JobEvents, replay
 from .hub import EventHub, Subscription
 from .settings import BATCH, REALTIME, QueueSettings, SettingsError
-from .status import JobStatus, job_status
+from .status import JobStatus, ajob_status, job_status
+from .voices import announce_voices, voices_key
 
 __all__ = [
     "BATCH",
     "REALTIME",
     "AsyncBlobStore",
+    "AsyncEventPublisher",
     "BlobMissing",
     "BlobStore",
     "BlobTooLarge",
@@ -26,7 +28,10 @@ __all__ = [
     "QueueSettings",
     "SettingsError",
     "Subscription",
+    "ajob_status",
+    "announce_voices",
     "functions",
     "job_status",
     "replay",
+    "voices_key",
 ]

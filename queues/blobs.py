@@ -25,21 +25,22 @@ class _Blobs:
         self.settings = settings
 
     def new_key(self, session_id: str, suffix: str = "") -> str:
-        return f"{self.settings.key_prefix}:blob:{session_id}:{secrets.token_urlsafe(12)}{suffix}"
+        return self.key(session_id, f"{secrets.token_urlsafe(12)}{suffix}")
+
+    def key(self, session_id: str, name: str) -> str:
+        return f"{self.settings.key_prefix}:blob:{session_id}:{name}"
 
     def owner(self, key: str) -> str | None:
         """The session a blob key belongs to, or None if the key is not a blob key."""
         prefix = f"{self.settings.key_prefix}:blob:"
         if not key.startswith(prefix):
             return None
-        session, sep, _ = key[len(prefix):].rpartition(":")
+        session, sep, _ = key[len(prefix) :].rpartition(":")
         return session if sep else None
 
     def _check(self, data: bytes) -> None:
         if len(data) > self.settings.blob_max_bytes:
-            raise BlobTooLarge(
-                f"{len(data)} bytes is over the {self.settings.blob_max_bytes} byte limit"
-            )
+            raise BlobTooLarge(f"{len(data)} bytes is over the {self.settings.blob_max_bytes} byte limit")
 
 
 class BlobStore(_Blobs):

@@ -6,19 +6,23 @@ trip, while the keys written are exactly RQ's own.
 """
 
 import asyncio
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from shared_schemas import JobPayload, PingJob, SynthesisJob, TranscriptionJob
+from shared_schemas import Event, JobPayload, PingJob, SynthesisJob, TranscriptionJob
 
 from . import functions
 from .settings import QueueSettings
+
+if TYPE_CHECKING:
+    from .hub import EventHub
 
 
 class JobClient:
@@ -94,6 +98,21 @@ class JobClient:
                 return functions.PING, 10, None
         raise TypeError(f"not a job payload: {type(payload).__name__}")
 
+    async def arun(
+        self, hub: "EventHub", payload: JobPayload, queue: str | None = None, timeout: float = 120.0
+    ) -> AsyncIterator[Event]:
+        """Enqueue and yield the job's events as they come, up to and including its last one."""
+        async with hub.subscribe(payload.session_id) as sub:
+            await self.aenqueue(payload, queue)
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = await sub.get()
+                    if event.job_id != payload.job_id:
+                        continue
+                    yield event
+                    if event.terminal:
+                        return
+
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job; a running one finishes. Whether a job was cancelled."""
         try:
@@ -102,7 +121,10 @@ class JobClient:
             return False
         if job.get_status() != "queued":
             return False
-        job.cancel()
+        try:
+            job.cancel()
+        except InvalidJobOperation:  # started or finished since we looked
+            return False
         return True
 
     async def acancel(self, job_id: str) -> bool:

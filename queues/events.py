@@ -52,6 +52,11 @@ def parse_entries(entries: Iterable[tuple[Any, dict[Any, Any]]]) -> Iterator[Eve
         yield Event.model_validate_json(body).model_copy(update={"id": ident})
 
 
+def _script_call(settings: QueueSettings, event: Event) -> tuple[tuple[str, str], tuple[int, int, str]]:
+    keys = (stream_key(settings, event.session_id), channel_key(settings, event.session_id))
+    return keys, (settings.stream_maxlen, settings.stream_ttl_s, event.model_dump_json(exclude={"id"}))
+
+
 class EventPublisher:
     """Publishes events (blocking client): used by workers."""
 
@@ -60,11 +65,20 @@ class EventPublisher:
         self._script = connection.register_script(_PUBLISH)
 
     def publish(self, event: Event) -> Event:
-        body = event.model_dump_json(exclude={"id"})
-        keys = (stream_key(self.settings, event.session_id), channel_key(self.settings, event.session_id))
-        args = (self.settings.stream_maxlen, self.settings.stream_ttl_s, body)
-        event_id = self._script(keys=keys, args=args)
-        return event.model_copy(update={"id": event_id.decode()})
+        keys, args = _script_call(self.settings, event)
+        return event.model_copy(update={"id": self._script(keys=keys, args=args).decode()})
+
+
+class AsyncEventPublisher:
+    """Publishes events from async code: the app's own events (turns, answers) for a session."""
+
+    def __init__(self, settings: QueueSettings, connection: redis.asyncio.Redis) -> None:
+        self.settings = settings
+        self._script = connection.register_script(_PUBLISH)
+
+    async def publish(self, event: Event) -> Event:
+        keys, args = _script_call(self.settings, event)
+        return event.model_copy(update={"id": (await self._script(keys=keys, args=args)).decode()})
 
 
 class JobEvents:
@@ -77,16 +91,12 @@ class JobEvents:
         self._seq = 0
 
     def emit(self, type_: EventType, payload: dict[str, Any]) -> Event:
-        event = Event(
-            type=type_, session_id=self.session_id, job_id=self.job_id, seq=self._seq, payload=payload
-        )
+        event = Event(type=type_, session_id=self.session_id, job_id=self.job_id, seq=self._seq, payload=payload)
         self._seq += 1
         return self._publisher.publish(event)
 
 
-def replay(
-    connection: redis.Redis, settings: QueueSettings, session_id: str, after: str = "0"
-) -> list[Event]:
+def replay(connection: redis.Redis, settings: QueueSettings, session_id: str, after: str = "0") -> list[Event]:
     """Every stored event of a session after the id `after` ("0": all), in order."""
     entries = connection.xrange(stream_key(settings, session_id), min=f"({after}" if after != "0" else "-")
     return list(parse_entries(entries))
@@ -95,7 +105,5 @@ def replay(
 async def areplay(
     connection: redis.asyncio.Redis, settings: QueueSettings, session_id: str, after: str = "0"
 ) -> list[Event]:
-    entries = await connection.xrange(
-        stream_key(settings, session_id), min=f"({after}" if after != "0" else "-"
-    )
+    entries = await connection.xrange(stream_key(settings, session_id), min=f"({after}" if after != "0" else "-")
     return list(parse_entries(entries))

@@ -99,9 +99,7 @@ class EventHub:
                 self._confirmed[channel] = asyncio.Event()
                 await self._pubsub.subscribe(channel)
             await self._confirmed[channel].wait()
-            replayed = [] if after is None else await areplay(
-                self._connection, self.settings, session_id, after
-            )
+            replayed = [] if after is None else await areplay(self._connection, self.settings, session_id, after)
             sub._replayed(replayed)
             yield sub
         finally:

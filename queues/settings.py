@@ -57,8 +57,7 @@ class QueueSettings:
         settings = cls(**values)
         if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(
-                f"COUNCIL_REDIS_URL must start with redis://, rediss:// or unix://, "
-                f"got {settings.redis_url!r}"
+                f"COUNCIL_REDIS_URL must start with redis://, rediss:// or unix://, got {settings.redis_url!r}"
             )
         return settings
 

@@ -10,12 +10,18 @@ from .limits import SCHEMA_VERSION
 
 
 class EventType(StrEnum):
-    STARTED = "started"
+    # From workers, about one job.
     PROGRESS = "progress"
     TRANSCRIPT = "transcript"
     AUDIO = "audio"
     FAILED = "failed"
     PONG = "pong"
+    # From the app, about one turn of the conversation (`job_id` is the turn id).
+    TURN_STARTED = "turn_started"
+    TOKEN = "token"  # a piece of a member's answer as it is written
+    MESSAGE = "message"  # a member's whole answer
+    TURN_DONE = "turn_done"
+    TURN_CANCELLED = "turn_cancelled"
 
 
 class Event(BaseModel):

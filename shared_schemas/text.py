@@ -40,3 +40,27 @@ def _is_abbreviation(before: str) -> bool:
     word = words[-1].lower().lstrip("(\"'“‘")
     # A single letter ("J. Smith") or a known abbreviation ("Dr.", "e.g.").
     return (len(word) == 1 and word.isalpha()) or word in _ABBREVIATIONS
+
+
+class SentenceBuffer:
+    """Cuts streamed text into sentences as it arrives: feed pieces, get back whole sentences.
+
+    A sentence is given out once the text after it has begun, so "Dr." or "3." at the end of a
+    piece is never taken for an ending; `flush()` gives out what is left when the stream ends.
+    """
+
+    def __init__(self) -> None:
+        self._text = ""
+
+    def feed(self, piece: str) -> list[str]:
+        self._text += piece
+        sentences = split_sentences(self._text)
+        if len(sentences) < 2:
+            return []
+        last = sentences[-1]
+        self._text = self._text[self._text.rindex(last) :]
+        return sentences[:-1]
+
+    def flush(self) -> list[str]:
+        sentences, self._text = split_sentences(self._text), ""
+        return sentences

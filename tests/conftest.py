@@ -17,6 +17,7 @@ from queues import QueueSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB = 13
+WORKER_PYTHON = os.environ.get("WORKER_PYTHON", str(ROOT / ".venv-worker/bin/python"))
 
 
 def _answers(url: str) -> bool:
@@ -73,3 +74,42 @@ def connection(settings: QueueSettings) -> Iterator[redis.Redis]:
 @pytest.fixture
 def session_id() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def worker(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {**os.environ, "COUNCIL_REDIS_URL": redis_url, "COUNCIL_RETRIES": "1", "WORKER_THREADS": "2"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [WORKER_PYTHON, "-m", "voice_worker"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 120
+    while b"worker ready" not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the voice worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def worker_python() -> str:
+    return WORKER_PYTHON
+
+
+@pytest.fixture
+def flite(tmp_path: Path):
+    """Speak a sentence with flite into WAV bytes: clean input for speech recognition."""
+
+    def speak(text: str, voice: str = "slt") -> bytes:
+        path = tmp_path / f"flite-{abs(hash((text, voice)))}.wav"
+        subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(path)], check=True)
+        return path.read_bytes()
+
+    return speak

@@ -39,11 +39,19 @@ class Engines:
 def load_engines(settings: WorkerSettings) -> Engines:
     """Load every configured engine; raises EngineLoadError naming what is missing."""
     started = time.perf_counter()
-    engines = Engines(stt=_load_stt(settings), tts=[_load_tts(name, settings) for name in settings.tts_engines],
-                      vad=_load_vad(settings))
-    log.info("engines loaded in %.2f s: stt=%s tts=%s vad=%s voices=%s", time.perf_counter() - started,
-             engines.stt.name, [t.name for t in engines.tts], engines.vad and engines.vad.name,
-             sorted(engines.voices))
+    engines = Engines(
+        stt=_load_stt(settings),
+        tts=[_load_tts(name, settings) for name in settings.tts_engines],
+        vad=_load_vad(settings),
+    )
+    log.info(
+        "engines loaded in %.2f s: stt=%s tts=%s vad=%s voices=%s",
+        time.perf_counter() - started,
+        engines.stt.name,
+        [t.name for t in engines.tts],
+        engines.vad and engines.vad.name,
+        sorted(engines.voices),
+    )
     return engines
 
 

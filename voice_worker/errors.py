@@ -33,6 +33,4 @@ def job_error(exc: BaseException) -> JobError:
         return JobError.of(ErrorCode.INVALID_PAYLOAD, f"The job's payload is invalid: {problems}.")
     if isinstance(exc, JobTimeoutException):
         return JobError.of(ErrorCode.TIMEOUT, "The job ran past its time limit. Try shorter audio or text.")
-    return JobError.of(
-        ErrorCode.ENGINE_FAILED, f"The voice engine failed ({type(exc).__name__}: {exc}). Try again."
-    )
+    return JobError.of(ErrorCode.ENGINE_FAILED, f"The voice engine failed ({type(exc).__name__}: {exc}). Try again.")

@@ -7,6 +7,8 @@ reports through events and returns a plain dict. Failures raise; the worker turn
 
 from typing import Any
 
+from rq import get_current_job
+
 from queues import JobEvents
 from shared_schemas import EventType, PingJob, SynthesisJob, TranscriptionJob
 
@@ -26,7 +28,7 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
     ctx = current()
     job = TranscriptionJob.model_validate(payload)
     events = JobEvents(ctx.publisher, job.session_id, job.job_id)
-    result = transcription.transcribe(job, _engines(), ctx.blobs, events)
+    result = transcription.transcribe(job, _engines(), ctx.blobs, events, _save_progress)
     body = result.model_dump(mode="json")
     events.emit(EventType.TRANSCRIPT, body)
     return body
@@ -37,6 +39,14 @@ def synthesize(payload: dict[str, Any]) -> dict[str, Any]:
     job = SynthesisJob.model_validate(payload)
     events = JobEvents(ctx.publisher, job.session_id, job.job_id)
     return synthesis.synthesize(job, _engines(), ctx.blobs, events).model_dump(mode="json")
+
+
+def _save_progress(fraction: float) -> None:
+    """Progress where RQ keeps job data, for status pages and rq-dashboard."""
+    job = get_current_job()
+    if job is not None:
+        job.meta["progress"] = round(fraction, 3)
+        job.save_meta()
 
 
 def _engines() -> Engines:

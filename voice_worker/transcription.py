@@ -1,6 +1,7 @@
 """Speech to text for one job: fetch the audio, decode, trim and split with the VAD, recognize."""
 
 import logging
+from collections.abc import Callable
 
 from queues import BlobMissing, BlobStore, JobEvents
 from shared_schemas import ErrorCode, EventType, Progress, Transcript, TranscriptionJob
@@ -24,7 +25,13 @@ def fetch_audio(blobs: BlobStore, session_id: str, key: str) -> bytes:
         ) from None
 
 
-def transcribe(job: TranscriptionJob, engines: Engines, blobs: BlobStore, events: JobEvents) -> Transcript:
+def transcribe(
+    job: TranscriptionJob,
+    engines: Engines,
+    blobs: BlobStore,
+    events: JobEvents,
+    on_progress: Callable[[float], None] = lambda fraction: None,
+) -> Transcript:
     audio = decode(fetch_audio(blobs, job.session_id, job.audio_key), job.format)
     spans = [(0.0, audio.duration_s)]
     if job.vad and engines.vad is not None:
@@ -35,7 +42,9 @@ def transcribe(job: TranscriptionJob, engines: Engines, blobs: BlobStore, events
         part = engines.stt.transcribe(piece, job.language, offset_s=start)
         segments.extend(part.segments)
         if len(spans) > 1:
-            events.emit(EventType.PROGRESS, Progress(done=end, total=audio.duration_s).model_dump(mode="json"))
+            progress = Progress(done=end, total=audio.duration_s)
+            events.emit(EventType.PROGRESS, progress.model_dump(mode="json"))
+            on_progress(progress.fraction)
     return Transcript(
         text=" ".join(s.text.strip() for s in segments if s.text.strip()),
         language=job.language,

@@ -9,7 +9,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from queues import JobEvents
+from queues import JobEvents, announce_voices
 from shared_schemas import EventType
 
 from .context import WorkerContext, install
@@ -36,10 +36,7 @@ class VoiceWorker(LeanSimpleWorker):
         **kwargs: Any,
     ) -> None:
         connection = connection if connection is not None else settings.queues.connect()
-        queues = [
-            Queue(name, connection=connection, serializer=JSONSerializer)
-            for name in settings.queues.queue_names
-        ]
+        queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in settings.queues.queue_names]
         super().__init__(queues, connection=connection, serializer=JSONSerializer, name=settings.name, **kwargs)
         self.context = WorkerContext.build(settings, connection, engines)
         install(self.context)
@@ -61,5 +58,9 @@ class VoiceWorker(LeanSimpleWorker):
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
+        engines = self.context.engines
+        if engines is not None:
+            voices = {name: f"{engine.name}: {engine.voices[name]}" for name, engine in engines.voices.items()}
+            announce_voices(self.connection, self.context.settings.queues, voices)
         # A line for people and scripts waiting on the worker (make run, tests, benchmarks).
         print(f"worker ready: {self.name} on {', '.join(self.queue_names())}", file=sys.stderr, flush=True)

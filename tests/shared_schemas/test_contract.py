@@ -19,17 +19,53 @@ from shared_schemas.text import split_sentences
 def test_public_names_are_pinned():
     assert sorted(shared_schemas.__all__) == sorted(
         [
-            "AUDIO_FORMATS", "MAX_AUDIO_BYTES", "MAX_AUDIO_SECONDS", "MAX_TEXT_CHARS",
-            "MIN_AUDIO_SECONDS", "SCHEMA_VERSION", "STT_SAMPLE_RATE", "AudioFormat", "ErrorCode",
-            "Event", "EventType", "JobError", "JobPayload", "PingJob", "Progress", "Segment",
-            "Speech", "SpeechClip", "SynthesisJob", "Transcript", "TranscriptionJob", "Word",
+            "AUDIO_FORMATS",
+            "MAX_AUDIO_BYTES",
+            "MAX_AUDIO_SECONDS",
+            "MAX_TEXT_CHARS",
+            "MIN_AUDIO_SECONDS",
+            "SCHEMA_VERSION",
+            "STT_SAMPLE_RATE",
+            "AudioFormat",
+            "ErrorCode",
+            "Event",
+            "EventType",
+            "JobError",
+            "JobPayload",
+            "PingJob",
+            "Progress",
+            "Segment",
+            "Speech",
+            "SpeechClip",
+            "SynthesisJob",
+            "Transcript",
+            "TranscriptionJob",
+            "Word",
         ]
     )
     assert sorted(queues.__all__) == sorted(
         [
-            "BATCH", "REALTIME", "AsyncBlobStore", "BlobMissing", "BlobStore", "BlobTooLarge",
-            "EventHub", "EventPublisher", "JobClient", "JobEvents", "JobStatus", "QueueSettings",
-            "SettingsError", "Subscription", "functions", "job_status", "replay",
+            "BATCH",
+            "REALTIME",
+            "AsyncBlobStore",
+            "AsyncEventPublisher",
+            "BlobMissing",
+            "BlobStore",
+            "BlobTooLarge",
+            "EventHub",
+            "EventPublisher",
+            "JobClient",
+            "JobEvents",
+            "JobStatus",
+            "QueueSettings",
+            "SettingsError",
+            "Subscription",
+            "ajob_status",
+            "announce_voices",
+            "functions",
+            "job_status",
+            "replay",
+            "voices_key",
         ]
     )
     for module in (shared_schemas, queues):
@@ -102,3 +138,15 @@ def test_results_validate_what_the_worker_returns():
 )
 def test_split_sentences(text, expected):
     assert split_sentences(text) == expected
+
+
+def test_sentence_buffer_gives_sentences_as_soon_as_they_are_whole():
+    from shared_schemas.text import SentenceBuffer
+
+    buffer, out = SentenceBuffer(), []
+    for piece in ["Hel", "lo Dr.", " Smith. It costs 3", ".50 today", "! And", " more"]:
+        out.append(buffer.feed(piece))
+    # "Dr." and "3." at the end of a piece are not endings; a sentence is out once the next began.
+    assert out == [[], [], ["Hello Dr. Smith."], [], ["It costs 3.50 today!"], []]
+    assert buffer.flush() == ["And more"]
+    assert buffer.flush() == []

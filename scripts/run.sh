@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make run`: a Redis (started if none answers), one voice worker (Python 3.11) and the app
+# (Python 3.13) on http://127.0.0.1:8000. Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export COUNCIL_REDIS_URL=${COUNCIL_REDIS_URL:-redis://127.0.0.1:6379/0}
+HOST=${COUNCIL_HOST:-127.0.0.1}
+PORT=${COUNCIL_PORT:-8000}
+scripts/ensure-redis.sh
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "Stopping..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "Stopped."
+}
+trap stop INT TERM EXIT
+
+.venv-worker/bin/python -m voice_worker &
+pids+=($!)
+.venv-app/bin/python -m uvicorn web.app:create_app --factory --host "$HOST" --port "$PORT" --log-level warning &
+pids+=($!)
+
+for _ in $(seq 300); do
+  if curl -fsS "http://$HOST:$PORT/health" >/dev/null 2>&1; then
+    echo
+    echo "Council is running: open http://$HOST:$PORT  (Ctrl-C to stop)"
+    echo "From a terminal:    .venv-app/bin/python -m queues transcribe FILE.wav"
+    break
+  fi
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || { echo "A process exited; see above." >&2; exit 1; }; done
+  sleep 0.2
+done
+wait -n "${pids[@]}"

@@ -1,0 +1,212 @@
+"""The chat WebSocket against a real Redis and a real voice worker."""
+
+import io
+import json
+import uuid
+import wave
+
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from web.app import create_app
+from web.settings import AppSettings
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_app(AppSettings(queues=settings))) as c:
+        yield c
+
+
+def new_session() -> str:
+    return uuid.uuid4().hex
+
+
+def until(ws, type_: str, limit: int = 200) -> list[dict]:
+    """Frames up to and including the first of `type_`."""
+    frames = []
+    for _ in range(limit):
+        frames.append(ws.receive_json())
+        if frames[-1]["type"] == type_:
+            return frames
+    raise AssertionError(f"no {type_} frame in {limit}: {[f['type'] for f in frames]}")
+
+
+def test_a_text_turn_streams_its_answer_and_speech(client):
+    session = new_session()
+    with client.websocket_connect(f"/ws/chat?session_id={session}") as ws:
+        hello = ws.receive_json()
+        assert hello["type"] == "session" and hello["session_id"] == session
+        assert {"joe", "max", "ada"} <= set(hello["voices"])
+        ws.send_json({"type": "text", "text": "The plan is sound. We start on Monday.", "voice": "max"})
+        frames = until(ws, "turn_done")
+    types = [f["type"] for f in frames]
+    assert types[:3] == ["turn_started", "token", "message"]
+    audio = [f for f in frames if f["type"] == "audio"]
+    assert [a["payload"]["index"] for a in audio] == [0, 1]
+    assert [a["payload"]["text"] for a in audio] == ["The plan is sound.", "We start on Monday."]
+    assert all(a["payload"]["member"] == "Echo" and a["payload"]["voice"] == "max" for a in audio)
+    assert frames[-1]["payload"] == {"status": "done"}
+    ids = [f["id"] for f in frames]
+    assert all(ids) and len(set(ids)) == len(ids)
+    wav = client.get(audio[0]["payload"]["url"])
+    assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(wav.content)) as w:
+        assert w.getnframes() / w.getframerate() == pytest.approx(audio[0]["payload"]["duration_s"], abs=0.01)
+
+
+def test_a_voice_turn_is_transcribed_then_answered(client, flite):
+    recording = flite("please call me back tomorrow")
+    with client.websocket_connect(f"/ws/chat?session_id={new_session()}") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "audio_start", "format": "wav", "voice": "joe"})
+        for start in range(0, len(recording), 8192):
+            ws.send_bytes(recording[start : start + 8192])
+        ws.send_json({"type": "audio_end"})
+        frames = until(ws, "turn_done")
+    transcript = next(f for f in frames if f["type"] == "transcript")
+    assert transcript["payload"]["text"].lower().strip(" .") == "please call me back tomorrow"
+    message = next(f for f in frames if f["type"] == "message")
+    assert message["payload"]["text"] == transcript["payload"]["text"]
+    assert any(f["type"] == "audio" for f in frames)
+
+
+def test_reconnecting_with_the_last_id_replays_the_rest_once_in_order(client):
+    session = new_session()
+    with client.websocket_connect(f"/ws/chat?session_id={session}") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "text", "text": "One. Two. Three. Four.", "voice": "iris"})
+        seen = [ws.receive_json() for _ in range(2)]
+    # Dropped after two events; the turn goes on. Everything is in the stream.
+    with client.websocket_connect(f"/ws/chat?session_id={session}&last_event_id={seen[-1]['id']}") as ws:
+        assert ws.receive_json()["resumed_after"] == seen[-1]["id"]
+        rest = until(ws, "turn_done")
+    with client.websocket_connect(f"/ws/chat?session_id={session}&last_event_id=0") as ws:
+        ws.receive_json()
+        everything = until(ws, "turn_done")
+    assert [f["id"] for f in seen + rest] == [f["id"] for f in everything]
+    assert [f["payload"].get("index") for f in rest if f["type"] == "audio"] == [0, 1, 2, 3]
+
+
+def test_interrupt_cancels_the_turn_and_its_queued_speech(client):
+    text = " ".join(f"Sentence number {i} is here." for i in range(12))
+    with client.websocket_connect(f"/ws/chat?session_id={new_session()}") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "text", "text": text, "voice": "leon"})
+        until(ws, "message")
+        ws.send_json({"type": "interrupt"})
+        frames = until(ws, "turn_cancelled")
+        cancelled = frames[-1]["payload"]["cancelled_jobs"]
+        ws.send_json({"type": "ping"})
+        after = until(ws, "pong")
+    spoken = [f for f in frames + after if f["type"] == "audio"]
+    assert cancelled, "some speech was still queued"
+    assert len(spoken) < 12
+    assert not {f["job_id"] for f in spoken} & set(cancelled)
+
+
+MALFORMED = [
+    "not json",
+    "{",
+    "[]",
+    "null",
+    "42",
+    '"text"',
+    "{}",
+    '{"type": 7}',
+    '{"type": "nope"}',
+    '{"type": "text"}',
+    '{"type": "text", "text": ""}',
+    '{"type": "text", "text": 5}',
+    '{"type": "text", "text": "hi", "voice": "../../x"}',
+    '{"type": "text", "text": "hi", "extra": 1}',
+    '{"type": "audio_start", "format": "exe"}',
+    '{"type": "audio_start", "format": null}',
+    '{"type": "audio_end"}',
+    '{"type": "interrupt", "now": true}',
+    '{"type": "ping", "x": 1}',
+    json.dumps({"type": "text", "text": "x" * 5000}),
+    "x" * (70 * 1024),
+    '{"type": ["text"]}',
+    '{"type": "TEXT", "text": "hi"}',
+    '{"type": "text", "text": null}',
+    "\u0000",
+    "{'type': 'ping'}",
+    '{"type": "text", "text": "hi"',
+    '{"type": "audio_start", "voice": 12}',
+    "true",
+    "[{}]",
+]
+
+
+def test_malformed_frames_get_the_error_shape_and_change_nothing(client):
+    other = new_session()
+    with client.websocket_connect(f"/ws/chat?session_id={other}") as bystander:
+        bystander.receive_json()
+        with client.websocket_connect(f"/ws/chat?session_id={new_session()}") as ws:
+            ws.receive_json()
+            count = 0
+            for frame in MALFORMED:
+                ws.send_text(frame)
+                count += 1
+            for i in range(20):  # binary outside a recording, and bad recordings
+                ws.send_bytes(bytes([i]) * 100)
+                count += 1
+            ws.send_json({"type": "audio_start", "format": "wav"})
+            ws.send_json({"type": "audio_start", "format": "wav"})
+            ws.send_json({"type": "audio_end"})  # empty recording
+            count += 2
+            errors = [ws.receive_json() for _ in range(count)]
+            assert count >= 50
+            for frame in errors:
+                assert frame["type"] == "error" and frame["id"] is None
+                assert set(frame["error"]) == {"code", "message"} and len(frame["error"]["message"]) > 10
+            codes = {f["error"]["code"] for f in errors}
+            assert {"bad_frame", "frame_too_large", "bad_state", "empty_audio"} <= codes
+            ws.send_json({"type": "ping"})
+            assert ws.receive_json()["type"] == "pong"
+        bystander.send_json({"type": "ping"})
+        assert bystander.receive_json()["type"] == "pong"
+
+
+@pytest.mark.parametrize(
+    "query", ["session_id=bad!id", "session_id=short", "session_id=abcdefgh12&last_event_id=yesterday"]
+)
+def test_bad_connection_parameters_are_refused(client, query):
+    with client.websocket_connect(f"/ws/chat?{query}") as ws:
+        frame = ws.receive_json()
+        assert frame["type"] == "error" and frame["error"]["code"] in {"bad_session", "bad_event_id"}
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1008
+
+
+def test_token_is_required_when_configured(settings):
+    app = create_app(AppSettings(queues=settings, api_token="s3cret"))
+    with TestClient(app) as client:
+        for path in ("/health", "/metrics", "/api/audio/abcdefgh/abcdefgh.wav"):
+            refused = client.get(path)
+            assert refused.status_code == 401, path
+            assert refused.json()["error"]["code"] == "unauthorized"
+            assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert client.get(path, headers={"Authorization": "Bearer s3cret"}).status_code != 401
+        assert client.get("/").status_code == 200
+        with client.websocket_connect("/ws/chat") as ws:
+            assert ws.receive_json()["error"]["code"] == "unauthorized"
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4401
+        with client.websocket_connect("/ws/chat?token=s3cret") as ws:
+            assert ws.receive_json()["type"] == "session"
+
+
+def test_health_and_metrics(client):
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.json()["queues"]["realtime"]["workers"] >= 1
+    metrics = client.get("/metrics").text
+    assert 'council_queue_depth{queue="batch"}' in metrics
+    assert "council_sessions" in metrics

@@ -1,0 +1,64 @@
+"""The Starlette app: built by `create_app()`, served by uvicorn (`make run`)."""
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from . import audio, batch, chat, health, metrics
+from .auth import TokenAuth
+from .errors import handlers
+from .services import Services, services
+from .settings import AppSettings
+from .turns import EchoResponder, Responder
+
+STATIC = Path(__file__).parent / "static"
+
+
+async def health_endpoint(request: Request) -> JSONResponse:
+    s = services(request)
+    healthy, report = await health.acheck(s.settings.queues, s.redis)
+    report["status"] = "ok" if healthy else "unavailable"
+    report["voices"] = sorted(await s.voices()) if healthy else []
+    return JSONResponse(report, status_code=200 if healthy else 503)
+
+
+def page(name: str):
+    async def endpoint(request: Request) -> FileResponse:
+        return FileResponse(STATIC / name)
+
+    return endpoint
+
+
+def create_app(settings: AppSettings | None = None, responder: Responder | None = None) -> Starlette:
+    settings = settings or AppSettings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.services = await Services.open(settings, responder or EchoResponder())
+        try:
+            yield
+        finally:
+            await app.state.services.close()
+
+    return Starlette(
+        routes=[
+            Route("/", page("index.html")),
+            Route("/batch", page("batch.html")),
+            Route("/health", health_endpoint),
+            *metrics.routes,
+            *chat.routes,
+            *audio.routes,
+            *batch.routes,
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        middleware=[Middleware(TokenAuth, token=settings.api_token)],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )

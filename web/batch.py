@@ -1,0 +1,3 @@
+"""Placeholder: the batch transcription API is being written."""
+
+routes: list = []

@@ -1,0 +1,232 @@
+// The chat page: one WebSocket per tab (see web/PROTOCOL.md), turns in, events out.
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const log = $("log"), text = $("text"), mic = $("mic"), stop = $("stop"), voiceSelect = $("voice");
+  const MEMBER_COLORS = ["--m0", "--m1", "--m2", "--m3", "--m4"];
+  const loadedAt = Date.now();
+
+  let sessionId = localStorage.getItem("council.session");
+  if (!sessionId) {
+    sessionId = crypto.randomUUID().replaceAll("-", "");
+    localStorage.setItem("council.session", sessionId);
+  }
+  let lastEventId = null;       // newest event shown on this page
+  let socket = null, backoff = 500;
+  const turns = new Map();      // turn id -> {user, members: Map(member -> bubble), clips, next, playing}
+  const memberColors = new Map();
+  let activeTurn = null;
+
+  // ---- rendering ----------------------------------------------------------------------------
+  function add(kind, who, body) {
+    $("empty")?.remove();
+    const el = document.createElement("div");
+    el.className = "msg " + kind;
+    if (who) {
+      const w = document.createElement("div");
+      w.className = "who";
+      w.textContent = who;
+      el.append(w);
+    }
+    const t = document.createElement("div");
+    t.className = "text";
+    t.textContent = body;
+    el.append(t);
+    log.append(el);
+    el.scrollIntoView({ behavior: "smooth", block: "end" });
+    return el;
+  }
+  const note = (message, kind = "note") => add(kind, null, message);
+
+  function turn(id) {
+    if (!turns.has(id)) turns.set(id, { user: null, members: new Map(), clips: new Map(), next: 0, playing: false });
+    return turns.get(id);
+  }
+
+  function memberBubble(t, member) {
+    if (!t.members.has(member)) {
+      if (!memberColors.has(member)) memberColors.set(member, MEMBER_COLORS[memberColors.size % MEMBER_COLORS.length]);
+      const el = add("member", member, "");
+      el.style.setProperty("--member", `var(${memberColors.get(member)})`);
+      el.dataset.member = member;
+      const clips = document.createElement("div");
+      clips.className = "clips";
+      el.append(clips);
+      t.members.set(member, el);
+    }
+    return t.members.get(member);
+  }
+
+  // ---- speech, sentence by sentence, in order -------------------------------------------------
+  function queueClip(turnId, payload, live) {
+    const t = turn(turnId);
+    const bubble = memberBubble(t, payload.member || "Council");
+    const audio = document.createElement("audio");
+    audio.controls = true;
+    audio.preload = "auto";
+    audio.src = Council.withToken(payload.url);
+    audio.dataset.index = payload.index;
+    audio.title = payload.text;
+    bubble.querySelector(".clips").before(audio);
+    t.clips.set(payload.index, { audio, live });
+    playNext(t);
+  }
+
+  function playNext(t) {
+    if (t.playing) return;
+    const clip = t.clips.get(t.next);
+    if (!clip) return;
+    t.next += 1;
+    if (!clip.live) return playNext(t);        // replayed history: shown, not spoken
+    t.playing = true;
+    const done = () => { t.playing = false; playNext(t); };
+    clip.audio.addEventListener("ended", done, { once: true });
+    clip.audio.addEventListener("error", done, { once: true });
+    clip.audio.play().catch(done);
+  }
+
+  function silence() {
+    for (const t of turns.values()) {
+      t.clips.forEach((c) => c.audio.pause());
+      t.next = Number.MAX_SAFE_INTEGER;
+      t.playing = false;
+    }
+  }
+
+  // ---- events from the server -----------------------------------------------------------------
+  function onEvent(frame) {
+    if (frame.id) lastEventId = frame.id;
+    const p = frame.payload || {};
+    const live = Date.parse(frame.time || 0) > loadedAt - 2000;
+    switch (frame.type) {
+      case "session":
+        fillVoices(frame.voices);
+        break;
+      case "turn_started": {
+        activeTurn = frame.job_id;
+        stop.disabled = false;
+        const t = turn(frame.job_id);
+        t.user = add("user", "You", p.input === "voice" ? "🎙 listening…" : p.text);
+        if (p.input === "voice") t.user.querySelector(".text").classList.add("pending");
+        break;
+      }
+      case "transcript": {
+        const t = turns.get(frame.job_id.replace(/-stt$/, ""));
+        if (t && t.user) {
+          const el = t.user.querySelector(".text");
+          el.textContent = p.text || "(nothing heard)";
+          el.classList.remove("pending");
+        }
+        break;
+      }
+      case "token": {
+        const el = memberBubble(turn(frame.job_id), p.member).querySelector(".text");
+        el.textContent += p.text;
+        break;
+      }
+      case "message":
+        memberBubble(turn(frame.job_id), p.member).querySelector(".text").textContent = p.text;
+        break;
+      case "audio":
+        queueClip(p.turn_id || frame.job_id, p, live);
+        break;
+      case "failed":
+        note(p.message, "error");
+        break;
+      case "turn_done":
+      case "turn_cancelled":
+        if (frame.job_id === activeTurn) { activeTurn = null; stop.disabled = true; }
+        if (frame.type === "turn_cancelled") note("Stopped.");
+        if (p.status === "failed" && p.error) note(p.error.message, "error");
+        break;
+      case "error":
+        note(frame.error.message, "error");
+        break;
+    }
+  }
+
+  function fillVoices(voices) {
+    const names = Object.keys(voices || {});
+    const chosen = localStorage.getItem("council.voice") || voiceSelect.value || "joe";
+    voiceSelect.replaceChildren(...names.map((name) => new Option(`${name}`, name, false, name === chosen)));
+    voiceSelect.title = voices[voiceSelect.value] || "";
+  }
+  voiceSelect.addEventListener("change", () => localStorage.setItem("council.voice", voiceSelect.value));
+
+  // ---- the connection -------------------------------------------------------------------------
+  function setStatus(online, label) {
+    $("status").classList.toggle("online", online);
+    $("status").querySelector("span").textContent = label;
+  }
+
+  function connect() {
+    // A fresh page replays the whole conversation (shown, not spoken); a reconnect, what it missed.
+    const after = lastEventId || "0";
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const url = Council.withToken(`${scheme}://${location.host}/ws/chat?session_id=${sessionId}&last_event_id=${after}`);
+    socket = new WebSocket(url);
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => { backoff = 500; setStatus(true, "connected"); };
+    socket.onmessage = (m) => onEvent(JSON.parse(m.data));
+    socket.onclose = async (e) => {
+      setStatus(false, "reconnecting…");
+      if (e.code === 4401) {
+        await Council.askToken();
+        return connect();
+      }
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 8000);
+    };
+  }
+
+  function send(frame) {
+    if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(frame)); return true; }
+    note("Not connected yet; try again in a moment.", "error");
+    return false;
+  }
+
+  // ---- typing ---------------------------------------------------------------------------------
+  $("composer").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const words = text.value.trim();
+    if (!words) return;
+    silence();
+    if (send({ type: "text", text: words, voice: voiceSelect.value || undefined })) text.value = "";
+  });
+  text.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); }
+  });
+  stop.addEventListener("click", () => { silence(); send({ type: "interrupt" }); });
+
+  // ---- speaking -------------------------------------------------------------------------------
+  let recorder = null;
+  mic.addEventListener("click", async () => {
+    if (recorder) { recorder.stop(); return; }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true } });
+    } catch (err) {
+      note("The microphone is not available: " + err.message, "error");
+      return;
+    }
+    silence();
+    const type = MediaRecorder.isTypeSupported("audio/webm;codecs=opus") ? "audio/webm;codecs=opus" : "";
+    recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
+    if (!send({ type: "audio_start", format: "webm", voice: voiceSelect.value || undefined })) {
+      stream.getTracks().forEach((t) => t.stop());
+      recorder = null;
+      return;
+    }
+    recorder.ondataavailable = (e) => { if (e.data.size) e.data.arrayBuffer().then((b) => socket.send(b)); };
+    recorder.onstop = () => {
+      stream.getTracks().forEach((t) => t.stop());
+      // Let the last chunk go out first: it is queued behind the dataavailable above.
+      setTimeout(() => send({ type: "audio_end" }), 50);
+      mic.classList.remove("recording");
+      recorder = null;
+    };
+    recorder.start(250);
+    mic.classList.add("recording");
+  });
+
+  connect();
+})();

@@ -1,0 +1,157 @@
+"""One turn of a conversation: the user's words (typed, or spoken and transcribed), an answer
+from the responder streamed as tokens, and speech for it sentence by sentence in each member's
+voice. Everything a turn produces is an event in the session's stream, so a client that drops and
+comes back sees all of it."""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis.exceptions
+
+from shared_schemas import AudioFormat, Event, EventType, SynthesisJob, TranscriptionJob
+from shared_schemas.text import SentenceBuffer
+
+from . import metrics
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A piece of a member's answer as it is written."""
+
+    member: str
+    voice: str
+    text: str
+
+
+class Responder(Protocol):
+    def answer(self, session_id: str, turn_id: str, text: str, voice: str) -> AsyncIterator[Reply]: ...
+
+
+class EchoResponder:
+    """Speaks the user's words back in the voice they picked: the answer until a council is set."""
+
+    member = "Echo"
+
+    async def answer(self, session_id: str, turn_id: str, text: str, voice: str) -> AsyncIterator[Reply]:
+        yield Reply(self.member, voice, text)
+
+
+class TurnRunner:
+    def __init__(self, services: Services, session_id: str, responder: Responder) -> None:
+        self.services = services
+        self.session_id = session_id
+        self.responder = responder
+        self._pending: dict[str, tuple[str, float]] = {}  # job id -> (kind, enqueued at)
+        self._seqs: dict[str, int] = {}
+
+    async def publish(self, turn_id: str, type_: EventType, payload: dict[str, Any]) -> Event:
+        seq = self._seqs.get(turn_id, 0)
+        self._seqs[turn_id] = seq + 1
+        event = Event(type=type_, session_id=self.session_id, job_id=turn_id, seq=seq, payload=payload)
+        return await self.services.publisher.publish(event)
+
+    async def run(
+        self,
+        turn_id: str,
+        voice: str,
+        text: str | None = None,
+        audio: bytes | None = None,
+        audio_format: AudioFormat | None = None,
+    ) -> None:
+        """Run a turn to its end; on cancellation, cancel its queued speech and say so."""
+        try:
+            async with self.services.hub.subscribe(self.session_id) as sub:
+                await self.publish(
+                    turn_id, EventType.TURN_STARTED, {"input": "voice" if audio else "text", "text": text}
+                )
+                if audio is not None:
+                    text = await self._transcribe(turn_id, audio, audio_format, sub)
+                if not text or not text.strip():
+                    await self.publish(turn_id, EventType.TURN_DONE, {"status": "empty"})
+                    return
+                await self._answer(turn_id, text, voice, sub)
+                await self.publish(turn_id, EventType.TURN_DONE, {"status": "done"})
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancelled(turn_id))
+            raise
+        except TurnFailed as failed:
+            await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": failed.error})
+
+    async def _transcribe(self, turn_id: str, audio: bytes, audio_format: AudioFormat | None, sub: Any) -> str:
+        key = await self.services.blobs.put(self.session_id, audio)
+        job = TranscriptionJob(session_id=self.session_id, job_id=f"{turn_id}-stt", audio_key=key, format=audio_format)
+        await self._enqueue(job)
+        event = await self._until_done(sub, {job.job_id})
+        if event.type is EventType.FAILED:
+            raise TurnFailed(event.payload)
+        return str(event.payload["text"])
+
+    async def _answer(self, turn_id: str, text: str, voice: str, sub: Any) -> None:
+        buffers: dict[str, SentenceBuffer] = {}
+        voices: dict[str, str] = {}
+        answers: dict[str, str] = {}
+        jobs: set[str] = set()
+        index = 0
+        async for reply in self.responder.answer(self.session_id, turn_id, text, voice):
+            await self.publish(turn_id, EventType.TOKEN, {"member": reply.member, "text": reply.text})
+            answers[reply.member] = answers.get(reply.member, "") + reply.text
+            voices[reply.member] = reply.voice
+            for sentence in buffers.setdefault(reply.member, SentenceBuffer()).feed(reply.text):
+                jobs.add(await self._speak(turn_id, reply.member, reply.voice, sentence, index))
+                index += 1
+        for member, buffer in buffers.items():
+            for sentence in buffer.flush():
+                jobs.add(await self._speak(turn_id, member, voices[member], sentence, index))
+                index += 1
+            await self.publish(turn_id, EventType.MESSAGE, {"member": member, "text": answers[member].strip()})
+        while jobs:
+            jobs.discard((await self._until_done(sub, jobs)).job_id)
+
+    async def _speak(self, turn_id: str, member: str, voice: str, sentence: str, index: int) -> str:
+        job = SynthesisJob(
+            session_id=self.session_id,
+            job_id=f"{turn_id}-say-{index}",
+            text=sentence,
+            voice=voice,
+            member=member,
+            turn_id=turn_id,
+            index=index,
+        )
+        await self._enqueue(job)
+        return job.job_id
+
+    async def _enqueue(self, job: TranscriptionJob | SynthesisJob) -> None:
+        self._pending[job.job_id] = (job.kind, time.perf_counter())
+        await self.services.jobs.aenqueue(job)
+
+    async def _until_done(self, sub: Any, job_ids: set[str]) -> Event:
+        while True:
+            event = await sub.get()
+            if event.job_id in job_ids and event.terminal:
+                kind, started = self._pending.pop(event.job_id, ("unknown", time.perf_counter()))
+                outcome = "failed" if event.type is EventType.FAILED else "done"
+                metrics.JOBS.labels(kind, outcome).inc()
+                metrics.JOB_LATENCY.labels(kind).observe(time.perf_counter() - started)
+                return event
+
+    async def _cancelled(self, turn_id: str) -> None:
+        pending, self._pending = set(self._pending), {}
+        for job_id in pending:
+            try:
+                await self.services.jobs.acancel(job_id)
+            except redis.exceptions.RedisError as exc:
+                log.warning("could not cancel job %s of turn %s: %s", job_id, turn_id, exc)
+        await self.publish(turn_id, EventType.TURN_CANCELLED, {"cancelled_jobs": sorted(pending)})
+
+
+class TurnFailed(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message"))
+        self.error = error
