@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages Council needs: ffmpeg (decoding browser audio), espeak-ng (a CPU voice),
-# flite (clean test speech), redis-server (when no Redis runs). Installs what is missing, as root.
+# flite (clean test speech), redis-server (when no Redis runs), chromium (the browser tests).
+# Installs what is missing, as root.
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v flite >/dev/null || need+=(flite)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v chromium >/dev/null || need+=(chromium)
 dpkg -s libsndfile1 >/dev/null 2>&1 || need+=(libsndfile1)
 ((${#need[@]})) || exit 0
 if [[ $(id -u) -ne 0 ]]; then

@@ -18,6 +18,11 @@ class EventType(StrEnum):
     PONG = "pong"
     # From the app, about one turn of the conversation (`job_id` is the turn id).
     TURN_STARTED = "turn_started"
+    ROUTED = "routed"  # the router's decision: fast single answer, or the whole council
+    MEMBER_STARTED = "member_started"
+    MEMBER_DONE = "member_done"
+    MEMBER_DROPPED = "member_dropped"  # failed or timed out; the turn goes on without it
+    CRITIQUE = "critique"
     TOKEN = "token"  # a piece of a member's answer as it is written
     MESSAGE = "message"  # a member's whole answer
     TURN_DONE = "turn_done"

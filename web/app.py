@@ -11,12 +11,13 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from council import EchoResponder, Responder
+
 from . import audio, batch, chat, health, metrics
 from .auth import TokenAuth
 from .errors import handlers
 from .services import Services, services
 from .settings import AppSettings
-from .turns import EchoResponder, Responder
 
 STATIC = Path(__file__).parent / "static"
 

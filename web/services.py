@@ -12,7 +12,7 @@ from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, voi
 from .settings import AppSettings
 
 if TYPE_CHECKING:
-    from .turns import Responder
+    from council import Responder
 
 
 @dataclass

@@ -6,12 +6,11 @@ comes back sees all of it."""
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import redis.exceptions
 
+from council import Responder, Step
 from shared_schemas import AudioFormat, Event, EventType, SynthesisJob, TranscriptionJob
 from shared_schemas.text import SentenceBuffer
 
@@ -19,28 +18,6 @@ from . import metrics
 from .services import Services
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A piece of a member's answer as it is written."""
-
-    member: str
-    voice: str
-    text: str
-
-
-class Responder(Protocol):
-    def answer(self, session_id: str, turn_id: str, text: str, voice: str) -> AsyncIterator[Reply]: ...
-
-
-class EchoResponder:
-    """Speaks the user's words back in the voice they picked: the answer until a council is set."""
-
-    member = "Echo"
-
-    async def answer(self, session_id: str, turn_id: str, text: str, voice: str) -> AsyncIterator[Reply]:
-        yield Reply(self.member, voice, text)
 
 
 class TurnRunner:
@@ -100,9 +77,14 @@ class TurnRunner:
         jobs: set[str] = set()
         index = 0
         async for reply in self.responder.answer(self.session_id, turn_id, text, voice):
+            if isinstance(reply, Step):
+                await self.publish(turn_id, EventType(reply.type), reply.payload)
+                continue
             await self.publish(turn_id, EventType.TOKEN, {"member": reply.member, "text": reply.text})
             answers[reply.member] = answers.get(reply.member, "") + reply.text
             voices[reply.member] = reply.voice
+            if not reply.speak:
+                continue
             for sentence in buffers.setdefault(reply.member, SentenceBuffer()).feed(reply.text):
                 jobs.add(await self._speak(turn_id, reply.member, reply.voice, sentence, index))
                 index += 1
@@ -110,7 +92,8 @@ class TurnRunner:
             for sentence in buffer.flush():
                 jobs.add(await self._speak(turn_id, member, voices[member], sentence, index))
                 index += 1
-            await self.publish(turn_id, EventType.MESSAGE, {"member": member, "text": answers[member].strip()})
+        for member, answer in answers.items():
+            await self.publish(turn_id, EventType.MESSAGE, {"member": member, "text": answer.strip()})
         while jobs:
             jobs.discard((await self._until_done(sub, jobs)).job_id)
 

@@ -1,0 +1,38 @@
+"""The seam between a turn (web) and whatever answers it: a responder yields replies and steps.
+
+`Reply` is a piece of a member's answer as it is written; `speak=True` asks for it to be spoken
+in that member's voice, sentence by sentence, as soon as each sentence is whole. `Step` is
+something about the deliberation a person may want to see (the router's decision, a member
+starting, finishing or dropping out, a critique); its `type` is an `EventType` value.
+"""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Reply:
+    member: str
+    voice: str
+    text: str
+    speak: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    type: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Responder(Protocol):
+    def answer(self, session_id: str, turn_id: str, text: str, voice: str) -> AsyncIterator[Reply | Step]: ...
+
+
+class EchoResponder:
+    """Speaks the user's words back in the voice they picked: for running without an LLM."""
+
+    member = "Echo"
+
+    async def answer(self, session_id: str, turn_id: str, text: str, voice: str) -> AsyncIterator[Reply | Step]:
+        yield Reply(self.member, voice, text)

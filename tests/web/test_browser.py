@@ -1,0 +1,121 @@
+"""The chat and batch pages in a real browser: Debian's Chromium driven by Playwright, with a
+fake microphone that plays a spoken WAV. Screenshots go to artifacts/screenshots/."""
+
+import io
+import shutil
+import socket
+import threading
+import time
+import wave
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from web.app import create_app
+from web.settings import AppSettings
+
+pytestmark = [pytest.mark.usefixtures("worker"), pytest.mark.slow, pytest.mark.timeout(180)]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def server(settings):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(create_app(AppSettings(queues=settings)), port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def padded(wav_bytes: bytes, silence_s: float) -> bytes:
+    with wave.open(io.BytesIO(wav_bytes)) as w:
+        params, frames = w.getparams(), w.readframes(w.getnframes())
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setparams(params)
+        w.writeframes(frames + b"\0" * int(silence_s * params.framerate) * params.sampwidth)
+    return out.getvalue()
+
+
+@pytest.fixture
+def browser(tmp_path, flite):
+    if CHROMIUM is None:
+        pytest.fail("Chromium is not installed (Debian package chromium); make test installs it")
+    from playwright.sync_api import sync_playwright
+
+    speech = tmp_path / "question.wav"
+    speech.write_bytes(padded(flite("what time does the library open"), 3.0))
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={speech}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        yield b
+        b.close()
+
+
+def test_speak_a_turn_hear_the_answer_and_run_a_batch(server, browser, flite, tmp_path):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server)
+    page.wait_for_selector("#status.online", timeout=15000)
+    page.wait_for_function("document.querySelectorAll('#voice option').length > 1")
+    page.select_option("#voice", "max")
+
+    page.click("#mic")
+    page.wait_for_selector("#mic.recording")
+    time.sleep(3.2)
+    page.click("#mic")
+    user = page.locator(".msg.user .text").last
+    page.wait_for_function(
+        "() => { const t = document.querySelector('.msg.user .text'); "
+        "return t && !t.classList.contains('pending'); }",
+        timeout=30000,
+    )
+    heard = user.inner_text().lower()
+    assert "what time does the library open" in heard.replace("?", "").replace(",", ""), heard
+    page.wait_for_function(
+        "[...document.querySelectorAll('.msg.member audio')].some(a => a.played.length > 0 && a.currentTime > 0)",
+        timeout=30000,
+    )
+    assert page.locator(".msg.member .who").first.inner_text().lower() == "echo"
+    page.screenshot(path=str(SHOTS / "chat.png"), full_page=True)
+
+    page.fill("#text", "Good. Thank you.")
+    page.press("#text", "Enter")
+    page.wait_for_function("document.querySelectorAll('.msg.user').length === 2")
+    page.wait_for_function("document.querySelectorAll('.msg.member audio').length >= 3", timeout=30000)
+
+    page.goto(f"{server}/batch")
+    files = []
+    for i, sentence in enumerate(["the meeting starts at noon", "bring the quarterly report"]):
+        path = tmp_path / f"memo-{i}.wav"
+        path.write_bytes(flite(sentence))
+        files.append(str(path))
+    page.set_input_files("#files", files)
+    page.wait_for_selector("a[data-format=srt]", timeout=60000)
+    page.wait_for_function("document.querySelectorAll('a[data-format=srt]').length === 2", timeout=60000)
+    with page.expect_download() as download:
+        page.locator("a[data-format=srt]").first.click()
+    srt = Path(download.value.path()).read_text()
+    assert "-->" in srt and ("report" in srt or "noon" in srt), srt
+    page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
+    assert not errors, errors
