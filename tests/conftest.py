@@ -29,21 +29,24 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A reachable Redis: COUNCIL_TEST_REDIS_URL, the local one, or a redis-server started here."""
-    url = os.environ.get("COUNCIL_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{TEST_DB}")
-    if _answers(url):
+    """A Redis of this test run's own: a redis-server started on a free port, so that runs (and
+    people) sharing a machine never take each other's jobs. COUNCIL_TEST_REDIS_URL overrides it."""
+    url = os.environ.get("COUNCIL_TEST_REDIS_URL")
+    if url:
+        if not _answers(url):
+            pytest.exit(f"COUNCIL_TEST_REDIS_URL={url} does not answer", returncode=3)
         redis.Redis.from_url(url).flushdb()
         yield url
         return
     server = shutil.which("redis-server")
     if server is None:
-        pytest.exit(f"no Redis answers at {url} and redis-server is not installed", returncode=3)
+        pytest.exit("redis-server is not installed (Debian: apt-get install redis-server)", returncode=3)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     workdir = tempfile.mkdtemp(prefix="council-redis-")
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir],
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/{TEST_DB}"

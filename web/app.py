@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from council import EchoResponder, Responder
 
-from . import audio, batch, chat, health, metrics
+from . import audio, batch, chat, health, metrics, openapi, speech
 from .auth import TokenAuth
 from .errors import handlers
 from .services import Services, services
@@ -57,6 +57,8 @@ def create_app(settings: AppSettings | None = None, responder: Responder | None 
             *chat.routes,
             *audio.routes,
             *batch.routes,
+            *speech.routes,
+            *openapi.routes,
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(TokenAuth, token=settings.api_token)],

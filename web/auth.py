@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import error_body
 
-PUBLIC = ("/", "/batch", "/favicon.ico")
+PUBLIC = ("/", "/batch", "/favicon.ico", "/openapi.json")
 PUBLIC_PREFIXES = ("/static/",)
 
 

@@ -1,3 +1,275 @@
-"""Placeholder: the batch transcription API is being written."""
+"""Batch transcription over REST: upload files, follow the batch, download each transcript.
 
-routes: list = []
+`POST /api/transcriptions` stores each file in the blob store and enqueues one transcription job
+per file on the batch queue; `GET /api/transcriptions/{batch_id}` says where each file stands;
+`GET /api/transcriptions/{batch_id}/{job_id}?format=srt` gives one transcript as a file.
+
+Only cheap checks happen here (a file at all, its size, emptiness); whether it decodes is the
+worker's call, and comes back as that file's `failed` state with the worker's error.
+"""
+
+import asyncio
+import contextlib
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import BaseModel
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from queues import JobStatus, QueueSettings, ajob_status
+from shared_schemas import AUDIO_FORMATS, MAX_AUDIO_BYTES, ErrorCode, TranscriptionJob
+
+from .errors import ApiError
+from .services import Services, services
+from .transcripts import FORMATS, content_disposition, render
+
+MAX_FILES: Final = 200
+# All files of one request together; a client with more splits them (web.upload does).
+MAX_BATCH_BYTES: Final = 8 * MAX_AUDIO_BYTES
+BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class FileError(BaseModel):
+    code: str
+    message: str
+
+
+class BatchFile(BaseModel):
+    job_id: str
+    filename: str
+    size: int
+    # Set when the file was refused at upload and never enqueued.
+    error: FileError | None = None
+
+
+class BatchRecord(BaseModel):
+    batch_id: str
+    created_at: datetime
+    files: list[BatchFile]
+
+
+def record_key(settings: QueueSettings, batch_id: str) -> str:
+    return f"{settings.key_prefix}:batch:{batch_id}"
+
+
+def record_ttl(settings: QueueSettings) -> int:
+    """Long enough for the last file to wait, run and have its result read."""
+    return settings.blob_ttl_s + settings.transcribe_timeout_s + settings.result_ttl_s
+
+
+def safe_filename(raw: str | None, index: int) -> str:
+    name = re.split(r"[/\\]", raw or "")[-1]
+    name = re.sub(r"[\x00-\x1f\x7f]", "", name).strip()[-255:]
+    return name or f"file-{index + 1}"
+
+
+def format_hint(filename: str) -> str | None:
+    suffix = filename.rpartition(".")[2].lower() if "." in filename else ""
+    return suffix if suffix in AUDIO_FORMATS else None
+
+
+class _TooLarge(MultiPartException):
+    """A file, or the whole body, is over its limit: answered 413."""
+
+
+class _TooMany(MultiPartException):
+    pass
+
+
+class _BoundedParser(MultiPartParser):
+    """Starlette's parser caps form fields but lets files grow (spooled to disk): this caps files too."""
+
+    def __init__(self, request: Request, stream: AsyncIterator[bytes], max_file: int) -> None:
+        super().__init__(request.headers, stream, max_files=float("inf"), max_fields=MAX_FILES)
+        self.max_file = max_file
+        self._files = self._part_bytes = 0
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self._part_bytes = 0
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        self._part_bytes += end - start
+        upload = self._current_part.file
+        if upload is not None and self._part_bytes > self.max_file:
+            raise _TooLarge(f"{upload.filename or 'A file'} is over the {self.max_file // 2**20} MiB limit per file.")
+        super().on_part_data(data, start, end)
+
+    def on_headers_finished(self) -> None:
+        super().on_headers_finished()
+        self._files += self._current_part.file is not None
+        if self._files > MAX_FILES:
+            raise _TooMany(f"Send at most {MAX_FILES} files per request; split the rest into more batches.")
+
+
+async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    seen = 0
+    async for chunk in stream:
+        seen += len(chunk)
+        if seen > limit:
+            raise _TooLarge(f"The request is over {limit // 2**20} MiB; send the files in several batches.")
+        yield chunk
+
+
+async def read_form(request: Request, max_file: int) -> FormData:
+    """The multipart form, reading no more than the limits allow; errors become ApiErrors."""
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "multipart/form-data":
+        raise ApiError(400, "invalid_request", "Send the files as multipart/form-data, in a field named 'files'.")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BATCH_BYTES:
+        raise ApiError(413, "too_large", f"The request is over {MAX_BATCH_BYTES // 2**20} MiB; split it.")
+    try:
+        async with contextlib.aclosing(request.stream()) as stream:
+            return await _BoundedParser(request, _capped(stream, MAX_BATCH_BYTES), max_file).parse()
+    except _TooLarge as exc:
+        raise ApiError(413, ErrorCode.AUDIO_TOO_LARGE, exc.message) from None
+    except _TooMany as exc:
+        raise ApiError(400, "too_many_files", exc.message) from None
+    except MultiPartException as exc:
+        raise ApiError(400, "invalid_request", f"The multipart body is malformed: {exc.message}") from None
+
+
+async def create_batch(request: Request) -> JSONResponse:
+    s = services(request)
+    max_file = min(MAX_AUDIO_BYTES, s.settings.queues.blob_max_bytes)
+    form = await read_form(request, max_file)
+    try:
+        uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
+        if not uploads:
+            raise ApiError(400, "no_files", "Send one or more audio files in the multipart field 'files'.")
+        if all(upload.size == 0 for upload in uploads):
+            raise ApiError(400, ErrorCode.EMPTY_AUDIO, "Every file sent is empty: there is nothing to transcribe.")
+        record = BatchRecord(batch_id=uuid.uuid4().hex, created_at=datetime.now(UTC), files=[])
+        for index, upload in enumerate(uploads):
+            record.files.append(await _enqueue(s, record.batch_id, index, upload))
+    finally:
+        await form.close()
+    await s.aredis.set(
+        record_key(s.settings.queues, record.batch_id), record.model_dump_json(), ex=record_ttl(s.settings.queues)
+    )
+    url = f"/api/transcriptions/{record.batch_id}"
+    body = {
+        "batch_id": record.batch_id,
+        "status_url": url,
+        "jobs": [file_view(record.batch_id, f, None) for f in record.files],
+    }
+    return JSONResponse(body, status_code=202, headers={"Location": url})
+
+
+async def _enqueue(s: Services, batch_id: str, index: int, upload: UploadFile) -> BatchFile:
+    filename = safe_filename(upload.filename, index)
+    entry = BatchFile(job_id=f"{batch_id}-{index:03d}", filename=filename, size=upload.size or 0)
+    if not entry.size:
+        entry.error = FileError(code=ErrorCode.EMPTY_AUDIO, message=f"{filename} is empty: there is nothing to hear.")
+        return entry
+    session_id = f"batch-{batch_id}"
+    key = await s.blobs.put(session_id, await upload.read())
+    job = TranscriptionJob(
+        session_id=session_id, job_id=entry.job_id, audio_key=key, format=format_hint(filename), filename=filename
+    )
+    await s.jobs.aenqueue(job, s.settings.queues.batch_queue)
+    return entry
+
+
+async def load_record(s: Services, batch_id: str) -> BatchRecord:
+    raw = await s.aredis.get(record_key(s.settings.queues, batch_id)) if BATCH_ID.match(batch_id) else None
+    if raw is None:
+        raise ApiError(404, "not_found", "No such batch: its id is wrong or it has expired.")
+    return BatchRecord.model_validate_json(raw)
+
+
+# RQ's states, as the four a client needs; the odd ones carry an error saying what happened.
+_STATES: Final = {"queued": "queued", "deferred": "queued", "scheduled": "queued", "started": "started"}
+_ODD_FAILURES: Final = {
+    "canceled": FileError(code="canceled", message="The transcription was cancelled."),
+    "stopped": FileError(code="canceled", message="The transcription was stopped."),
+    "unknown": FileError(code="expired", message="This job and its result have expired. Upload the file again."),
+    "failed": FileError(code=ErrorCode.WORKER_LOST, message="The transcription failed without a reason. Try again."),
+    "finished": FileError(code=ErrorCode.ENGINE_FAILED, message="The transcription finished without a transcript."),
+}
+
+
+def file_view(batch_id: str, entry: BatchFile, status: JobStatus | None) -> dict[str, Any]:
+    """One file's state (queued, started, finished, failed), progress, and error or text.
+
+    `status` is RQ's word on the file's job; None for a job just enqueued or a file with no job.
+    """
+    view: dict[str, Any] = {
+        "job_id": entry.job_id,
+        "filename": entry.filename,
+        "result_url": f"/api/transcriptions/{batch_id}/{entry.job_id}",
+        "state": "queued",
+        "progress": 0.0,
+    }
+    error = entry.error
+    if status is None or error is not None:
+        pass
+    elif status.state == "finished" and status.result is not None:
+        view.update(state="finished", progress=1.0, text=status.result.get("text", ""))
+    elif status.state in _STATES:
+        view.update(state=_STATES[status.state], progress=status.progress or 0.0)
+    else:
+        error = FileError.model_validate(status.error.model_dump()) if status.error else _ODD_FAILURES[status.state]
+    if error is not None:
+        view.update(state="failed", progress=None, error=error.model_dump())
+    return view
+
+
+async def batch_status(request: Request) -> JSONResponse:
+    s = services(request)
+    record = await load_record(s, request.path_params["batch_id"])
+    statuses = await asyncio.gather(*(job_status(s, f) for f in record.files))
+    files = [file_view(record.batch_id, f, st) for f, st in zip(record.files, statuses, strict=True)]
+    totals = {state: sum(f["state"] == state for f in files) for state in ("queued", "started", "finished", "failed")}
+    return JSONResponse(
+        {
+            "batch_id": record.batch_id,
+            "created_at": record.created_at.isoformat(),
+            "done": totals["finished"] + totals["failed"] == len(files),
+            "totals": {"files": len(files), **totals},
+            "files": files,
+        }
+    )
+
+
+async def job_status(s: Services, entry: BatchFile) -> JobStatus | None:
+    """RQ's word on a file's job; None for a file refused at upload (it has no job)."""
+    return None if entry.error else await ajob_status(s.redis, entry.job_id)
+
+
+async def transcript(request: Request) -> Response:
+    fmt = request.query_params.get("format", "json")
+    if fmt not in FORMATS:
+        raise ApiError(400, "unknown_format", f"Unknown format {fmt!r}; ask for one of: {', '.join(FORMATS)}.")
+    s = services(request)
+    record = await load_record(s, request.path_params["batch_id"])
+    entry = next((f for f in record.files if f.job_id == request.path_params["job_id"]), None)
+    if entry is None:
+        raise ApiError(404, "not_found", "No such file in this batch.")
+    status = await job_status(s, entry)
+    view = file_view(record.batch_id, entry, status)
+    if view["state"] == "failed":
+        error = FileError.model_validate(view["error"])
+        if error.code == "expired":
+            raise ApiError(404, "not_found", error.message)
+        raise ApiError(422, error.code, error.message)
+    if view["state"] != "finished":
+        raise ApiError(409, "not_ready", f"{entry.filename} is {view['state']}; ask again when it is finished.")
+    assert status is not None and status.result is not None
+    body, media_type = render(status.result, fmt)
+    headers = {"Content-Disposition": content_disposition(entry.filename, fmt)}
+    return Response(body, media_type=media_type, headers=headers)
+
+
+routes = [
+    Route("/api/transcriptions", create_batch, methods=["POST"]),
+    Route("/api/transcriptions/{batch_id}", batch_status, methods=["GET"]),
+    Route("/api/transcriptions/{batch_id}/{job_id}", transcript, methods=["GET"]),
+]

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from shared_schemas import AudioFormat, Event, EventType
 
 MAX_TEXT_FRAME = 64 * 1024
-EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+EVENT_ID = re.compile(r"^(0|\d{1,20}-\d{1,20})$")
 VoiceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.+-]{1,64}$")]
 
 

@@ -105,7 +105,7 @@
         activeTurn = frame.job_id;
         stop.disabled = false;
         const t = turn(frame.job_id);
-        t.user = add("user", "You", p.input === "voice" ? "🎙 listening…" : p.text);
+        t.user = add("user", "You", p.input === "voice" ? "listening…" : p.text);
         if (p.input === "voice") t.user.querySelector(".text").classList.add("pending");
         break;
       }

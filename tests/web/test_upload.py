@@ -1,0 +1,85 @@
+"""`python -m web.upload` against a real uvicorn server, a real Redis and a real worker."""
+
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from web import upload
+from web.app import create_app
+from web.settings import AppSettings
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def server(settings):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(AppSettings(queues=settings, api_token="secret")), port=port, log_level="warning"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_folder_is_transcribed_next_to_its_files(server, flite, tmp_path, capsys):
+    folder = tmp_path / "memos"
+    folder.mkdir()
+    (folder / "noon.wav").write_bytes(flite("the meeting starts at noon"))
+    (folder / "report.wav").write_bytes(flite("bring the quarterly report"))
+    (folder / "broken.mp3").write_bytes(b"not an mp3 at all" * 50)
+    (folder / "notes.txt").write_text("not audio, not uploaded")
+
+    code = upload.main([str(folder), "--url", server, "--format", "srt", "--token", "secret", "--interval", "0.1"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "report" in (folder / "report.srt").read_text()
+    assert re.match(r"1\n\d\d:\d\d:\d\d,\d{3} --> ", (folder / "noon.srt").read_text())
+    assert not (folder / "broken.srt").exists() and not (folder / "notes.srt").exists()
+    assert re.search(r"broken\.mp3: failed: .+", err), err
+    assert "[" + "#" * upload.BAR_WIDTH + "] 3/3 done, 1 failed" in err
+    assert err.rstrip().endswith("2 transcribed, 1 failed")
+
+
+def test_a_wrong_token_fails_every_file(server, tmp_path, capsys):
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    assert upload.main([str(tmp_path / "a.wav"), "--url", server, "--token", "wrong"]) == 1
+    assert "upload refused: A valid API token is required" in capsys.readouterr().err
+
+
+def test_no_server_exits_2(tmp_path, capsys):
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert upload.main([str(tmp_path), "--url", f"http://127.0.0.1:{port}"]) == 2
+    assert "cannot use" in capsys.readouterr().err
+
+
+def test_batches_and_names(tmp_path, monkeypatch):
+    for name in ("a.wav", "a.mp3", "b.flac", "c.txt"):
+        (tmp_path / name).write_bytes(b"x" * 10)
+    found = upload.audio_files([tmp_path, tmp_path / "c.txt"])
+    assert [p.name for p in found] == ["a.mp3", "a.wav", "b.flac", "c.txt"]
+    monkeypatch.setattr(upload, "BATCH_FILES", 2)
+    assert [len(g) for g in upload.batches([upload.Item(p) for p in found])] == [2, 2]
+    taken: set[Path] = set()
+    assert upload.destination(tmp_path / "a.mp3", "srt", taken).name == "a.srt"
+    assert upload.destination(tmp_path / "a.wav", "srt", taken).name == "a.wav.srt"
+    with pytest.raises(SystemExit):
+        upload.main([str(tmp_path / "missing")])
