@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import redis
 
-from queues import BlobStore, EventPublisher
+from queues import BlobStore, EventPublisher, JobEvents
 
 from .engines import Engines
 from .settings import WorkerSettings
@@ -17,6 +17,13 @@ class WorkerContext:
     engines: Engines | None
     blobs: BlobStore
     publisher: EventPublisher
+    # The events of the job running now, so that a failure continues its numbering.
+    current_events: JobEvents | None = None
+
+    def events_for(self, session_id: str, job_id: str) -> JobEvents:
+        if self.current_events is None or self.current_events.job_id != job_id:
+            self.current_events = JobEvents(self.publisher, session_id, job_id)
+        return self.current_events
 
     @classmethod
     def build(cls, settings: WorkerSettings, connection: redis.Redis, engines: Engines | None) -> "WorkerContext":

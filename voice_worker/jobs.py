@@ -9,7 +9,6 @@ from typing import Any
 
 from rq import get_current_job
 
-from queues import JobEvents
 from shared_schemas import EventType, PingJob, SynthesisJob, TranscriptionJob
 
 from . import synthesis, transcription
@@ -20,14 +19,14 @@ from .engines import Engines
 def ping(payload: dict[str, Any]) -> dict[str, Any]:
     ctx = current()
     job = PingJob.model_validate(payload)
-    JobEvents(ctx.publisher, job.session_id, job.job_id).emit(EventType.PONG, {})
+    ctx.events_for(job.session_id, job.job_id).emit(EventType.PONG, {})
     return {"kind": "pong"}
 
 
 def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
     ctx = current()
     job = TranscriptionJob.model_validate(payload)
-    events = JobEvents(ctx.publisher, job.session_id, job.job_id)
+    events = ctx.events_for(job.session_id, job.job_id)
     result = transcription.transcribe(job, _engines(), ctx.blobs, events, _save_progress)
     body = result.model_dump(mode="json")
     events.emit(EventType.TRANSCRIPT, body)
@@ -37,7 +36,7 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
 def synthesize(payload: dict[str, Any]) -> dict[str, Any]:
     ctx = current()
     job = SynthesisJob.model_validate(payload)
-    events = JobEvents(ctx.publisher, job.session_id, job.job_id)
+    events = ctx.events_for(job.session_id, job.job_id)
     return synthesis.synthesize(job, _engines(), ctx.blobs, events).model_dump(mode="json")
 
 

@@ -9,7 +9,7 @@ from shared_schemas import ErrorCode, EventType, Progress, Transcript, Transcrip
 from .audio import Audio, decode
 from .engines import Engines
 from .errors import VoiceError
-from .vad.silero import split_spans
+from .vad.spans import split_spans
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from queues import JobEvents, announce_voices
+from queues import announce_voices
 from shared_schemas import EventType
 
 from .context import WorkerContext, install
@@ -47,14 +47,22 @@ class VoiceWorker(LeanSimpleWorker):
             job.retries_left = 0
         job.meta["error"] = error.model_dump(mode="json")
         job.save_meta()
-        if not job.should_retry:
-            session_id = job.meta.get("session_id")
-            if isinstance(session_id, str):
-                events = JobEvents(self.context.publisher, session_id, job.id)
-                events.emit(EventType.FAILED, error.model_dump(mode="json"))
-            else:
-                log.error("job %s failed with no session to tell: %s", job.id, error.message)
         super().handle_exception(job, *exc_info)
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        final = not job.should_retry
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        # After RQ has recorded the failure: whoever gets the event and asks RQ sees it failed.
+        if final:
+            self._tell_failure(job)
+
+    def _tell_failure(self, job: Job) -> None:
+        session_id = job.meta.get("session_id")
+        error = job.meta.get("error") or job_error(RuntimeError("the job failed")).model_dump(mode="json")
+        if isinstance(session_id, str):
+            self.context.events_for(session_id, job.id).emit(EventType.FAILED, error)
+        else:
+            log.error("job %s failed with no session to tell: %s", job.id, error["message"])
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)

@@ -125,13 +125,16 @@ class TurnRunner:
                 return event
 
     async def _cancelled(self, turn_id: str) -> None:
-        pending, self._pending = set(self._pending), {}
+        """Cancel the turn's jobs still queued (running ones finish) and say which."""
+        pending, self._pending = sorted(self._pending), {}
+        cancelled = []
         for job_id in pending:
             try:
-                await self.services.jobs.acancel(job_id)
+                if await self.services.jobs.acancel(job_id):
+                    cancelled.append(job_id)
             except redis.exceptions.RedisError as exc:
                 log.warning("could not cancel job %s of turn %s: %s", job_id, turn_id, exc)
-        await self.publish(turn_id, EventType.TURN_CANCELLED, {"cancelled_jobs": sorted(pending)})
+        await self.publish(turn_id, EventType.TURN_CANCELLED, {"cancelled_jobs": cancelled})
 
 
 class TurnFailed(Exception):

@@ -8,7 +8,7 @@ import pytest
 
 from voice_worker.stt import WhisperSTT, default_model_dir
 from voice_worker.tts import EspeakTTS, PiperTTS, default_model_path
-from voice_worker.vad import SileroVAD
+from voice_worker.vad.silero import SileroVAD
 
 FOX = "the quick brown fox jumps over the lazy dog"
 

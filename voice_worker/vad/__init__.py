@@ -1,9 +1,10 @@
-"""Voice activity detection: the interface, silero, and cutting long audio into chunks.
+"""Voice activity detection: the interface, and cutting long audio into chunks.
 
-Importing this package imports torch (silero-vad does at import).
+The silero engine lives in `voice_worker.vad.silero`; it is not imported here because silero-vad
+imports torch, which a worker without a VAD need not load.
 """
 
 from .base import VAD
-from .silero import SileroVAD, split_spans
+from .spans import split_spans
 
-__all__ = ["VAD", "SileroVAD", "split_spans"]
+__all__ = ["VAD", "split_spans"]

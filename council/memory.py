@@ -1,0 +1,76 @@
+"""Conversation memory: each session's turns (what the person said, what the council answered)
+in Redis, so they outlive the app, and read back newest first within a token budget.
+
+When TigerGraph is configured, each turn is also written there (see `tigergraph.py`); Redis stays
+the store the council reads from.
+"""
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import redis.asyncio
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from .settings import CouncilSettings
+
+
+@dataclass(frozen=True)
+class Turn:
+    turn_id: str
+    user: str
+    answer: str
+    at: float
+
+    @property
+    def tokens(self) -> int:
+        """Roughly: four characters a token."""
+        return (len(self.user) + len(self.answer) + 3) // 4
+
+    def messages(self) -> list[BaseMessage]:
+        return [HumanMessage(self.user), AIMessage(self.answer)]
+
+
+class Mirror(Protocol):
+    """Somewhere else turns are written to as well."""
+
+    async def remember(self, session_id: str, turn: Turn, topics: list[str]) -> None: ...
+
+
+class Memory:
+    def __init__(self, redis_client: redis.asyncio.Redis, settings: CouncilSettings, mirror: Mirror | None = None):
+        self.redis = redis_client
+        self.settings = settings
+        self.mirror = mirror
+
+    def _key(self, session_id: str) -> str:
+        return f"{self.settings.key_prefix}:history:{session_id}"
+
+    async def remember(self, session_id: str, turn_id: str, user: str, answer: str, topics: list[str]) -> Turn:
+        turn = Turn(turn_id=turn_id, user=user, answer=answer, at=time.time())
+        key = self._key(session_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, json.dumps(asdict(turn)))
+            pipe.ltrim(key, -self.settings.history_turns, -1)
+            pipe.expire(key, self.settings.memory_ttl_s)
+            await pipe.execute()
+        if self.mirror is not None:
+            await self.mirror.remember(session_id, turn, topics)
+        return turn
+
+    async def history(self, session_id: str, budget_tokens: int | None = None) -> list[Turn]:
+        """The latest turns, oldest first, as many as fit in `budget_tokens` (newest kept)."""
+        budget = self.settings.history_tokens if budget_tokens is None else budget_tokens
+        raw = await self.redis.lrange(self._key(session_id), 0, -1)
+        kept: list[Turn] = []
+        for item in reversed(raw):
+            turn = Turn(**json.loads(item))
+            if turn.tokens > budget:
+                break
+            budget -= turn.tokens
+            kept.append(turn)
+        return kept[::-1]
+
+    async def forget(self, session_id: str) -> None:
+        await self.redis.delete(self._key(session_id))
