@@ -1,8 +1,10 @@
 # Council: `make run` starts everything on this machine, `make test` runs every check.
 SHELL := /bin/bash
 PYENV_ROOT := $(shell pyenv root 2>/dev/null)
-PY313 ?= $(or $(shell command -v python3.13 2>/dev/null),$(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python3.13))
-PY311 ?= $(or $(shell command -v python3.11 2>/dev/null),$(wildcard $(PYENV_ROOT)/versions/3.11*/bin/python3.11))
+# An interpreter that runs (a pyenv shim may exist and fail), else pyenv's own build.
+find_python = $(or $(shell $(1) -c 'import sys; print(sys.executable)' 2>/dev/null),$(lastword $(wildcard $(PYENV_ROOT)/versions/$(2)*/bin/$(1))))
+PY313 ?= $(call find_python,python3.13,3.13)
+PY311 ?= $(call find_python,python3.11,3.11)
 APP_VENV := .venv-app
 WORKER_VENV := .venv-worker
 export PY313 PY311

@@ -6,6 +6,7 @@ the store the council reads from.
 """
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -14,6 +15,8 @@ import redis.asyncio
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from .settings import CouncilSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,10 @@ class Memory:
             pipe.expire(key, self.settings.memory_ttl_s)
             await pipe.execute()
         if self.mirror is not None:
-            await self.mirror.remember(session_id, turn, topics)
+            try:
+                await self.mirror.remember(session_id, turn, topics)
+            except Exception:  # the edge: the mirror holds a copy; Redis has the turn
+                log.exception("could not copy turn %s of session %s to the mirror", turn_id, session_id)
         return turn
 
     async def history(self, session_id: str, budget_tokens: int | None = None) -> list[Turn]:

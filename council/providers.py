@@ -118,7 +118,8 @@ async def _probe(
 ) -> ProviderStatus:
     names = tuple(m.name for m in members)
     endpoint = f"{url}/api/tags" if provider == "ollama" else f"{url}/models"
-    headers = {"Authorization": f"Bearer {settings.openai_api_key}"} if provider == "openai" and settings.openai_api_key else {}
+    key = settings.openai_api_key if provider == "openai" else None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         response = await client.get(endpoint, headers=headers)
         response.raise_for_status()

@@ -4,7 +4,6 @@ no rule does, with a one-word answer.
 """
 
 import asyncio
-import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -13,9 +12,6 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 
 from . import chat, prompts
-from .errors import LLMUnavailable
-
-log = logging.getLogger(__name__)
 
 Route = Literal["fast", "council"]
 
@@ -79,9 +75,8 @@ def by_rules(text: str, topics: Sequence[str] = ()) -> Decision | None:
 async def decide(
     text: str, model: BaseChatModel | None, topics: Sequence[str] = (), timeout_s: float = 5.0
 ) -> Decision:
-    """Rules first; then the model's one word. A model that cannot be reached raises
-    `LLMUnavailable` (the turn could not be answered anyway); one that fails otherwise, or answers
-    neither word, sends the turn to the council."""
+    """Rules first; then the model's one word. A model that takes too long, or answers neither
+    word, sends the turn to the council; its other errors are the caller's to translate."""
     if (decision := by_rules(text, topics)) is not None:
         return decision
     if model is None:
@@ -89,8 +84,6 @@ async def decide(
     try:
         async with asyncio.timeout(timeout_s):
             word = await chat.complete(model, prompts.router(text))
-    except LLMUnavailable:
-        raise
     except TimeoutError:
         return Decision("council", f"no rule matched and the router model took over {timeout_s:g} s", "rules")
     found = re.findall(r"\b(FAST|COUNCIL)\b", word.upper())

@@ -62,7 +62,7 @@ def _starts_sentence(text: str, at: int) -> bool:
     i = at - 1
     while i >= 0 and text[i].isspace():
         i -= 1
-    return i < 0 or text[i] in ".!?:\"“"
+    return i < 0 or text[i] in '.!?:"“'
 
 
 @dataclass(frozen=True)

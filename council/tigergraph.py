@@ -24,7 +24,8 @@ class TigerGraphMirror:
         try:
             module = importlib.import_module("pyTigerGraph")
         except ImportError:
-            raise ConfigError("TIGERGRAPH_HOST is set but pyTigerGraph is not installed: pip install pyTigerGraph") from None
+            message = "TIGERGRAPH_HOST is set but pyTigerGraph is not installed: pip install pyTigerGraph"
+            raise ConfigError(message) from None
         self.connection: Any = module.TigerGraphConnection(
             host=settings.tigergraph_host,
             graphname=settings.tigergraph_graph,

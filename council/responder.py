@@ -1,0 +1,92 @@
+"""`CouncilResponder`: the council behind the seam a turn calls (`Responder.answer`).
+
+One turn: read the session's recurring topics and history from Redis, note this turn's topics,
+run the deliberation graph while streaming its steps and replies, then remember the final answer.
+"""
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Self
+
+import redis.asyncio
+from langchain_core.language_models import BaseChatModel
+
+from . import members, providers
+from .errors import ConfigError, CouncilFailed
+from .graph import Deliberation
+from .members import Council
+from .memory import Memory, Mirror
+from .replies import Reply, Step
+from .settings import CouncilSettings
+from .signals import Signals, terms
+
+log = logging.getLogger(__name__)
+
+
+class CouncilResponder:
+    def __init__(
+        self,
+        settings: CouncilSettings,
+        council: Council,
+        models: Mapping[str, BaseChatModel],
+        redis_client: redis.asyncio.Redis,
+        mirror: Mirror | None = None,
+    ) -> None:
+        missing = [m.name for m in council.everyone if m.name not in models]
+        if missing:
+            raise ConfigError(f"no chat model for {', '.join(missing)}")
+        self.settings = settings
+        self.council = council
+        self.memory = Memory(redis_client, settings, mirror)
+        self.signals = Signals(redis_client, settings)
+        self.deliberation = Deliberation(council, dict(models), settings)
+
+    @classmethod
+    def from_settings(cls, settings: CouncilSettings, redis_client: redis.asyncio.Redis) -> Self:
+        """The council of the members file, with each member's configured model. Nothing is
+        contacted: an LLM server that is down fails turns (`LLMUnavailable`), not the start."""
+        council = members.load(settings.members_file)
+        mirror: Mirror | None = None
+        if settings.tigergraph:
+            from .tigergraph import TigerGraphMirror
+
+            mirror = TigerGraphMirror(settings)
+        return cls(settings, council, providers.build_all(council, settings), redis_client, mirror)
+
+    async def check(self) -> list[providers.ProviderStatus]:
+        """Whether each configured LLM server answers, and has the members' models."""
+        return await providers.check(self.council, self.settings)
+
+    async def answer(
+        self,
+        session_id: str,
+        turn_id: str,
+        text: str,
+        voice: str,
+        *,
+        hear_members: bool | None = None,
+        critique: bool | None = None,
+    ) -> AsyncIterator[Reply | Step]:
+        """Steps and reply pieces as the council works; the chair's (or the fast member's) pieces
+        are spoken, the members' only with `hear_members`. Raises a `CouncilError` when the turn
+        cannot be answered."""
+        topics = [signal.term for signal in await self.signals.top(session_id)]
+        history = await self.memory.history(session_id)
+        await self.signals.observe(session_id, text)
+        question: dict[str, Any] = {
+            "question": text,
+            "history": history,
+            "topics": topics,
+            "voice": voice,
+            "hear_members": self.settings.hear_members if hear_members is None else hear_members,
+            "critique": self.settings.critique if critique is None else critique,
+        }
+        final = ""
+        async for mode, chunk in self.deliberation.graph.astream(question, stream_mode=["custom", "values"]):
+            if mode == "custom":
+                yield chunk
+            else:
+                final = chunk.get("final", final)
+        if not final:
+            raise CouncilFailed("The council finished without an answer. Try again.")
+        await self.memory.remember(session_id, turn_id, text, final, sorted(terms(text)))
