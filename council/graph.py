@@ -126,7 +126,7 @@ class Deliberation:
             text = await self._stream(member, "answer", messages, voice, task["hear_members"], timeout)
         except Exception as exc:  # the edge: any failure drops this member, with its reason
             dropped = self._drop(member, "answer", exc, timeout)
-            log.warning("%s dropped: %s", member.name, dropped.reason, exc_info=True)
+            log.warning("%s dropped: %s", member.name, dropped.reason, exc_info=dropped.error is None)
             return {"dropped": {member.name: dropped}}
         return {"answers": {member.name: text}}
 
@@ -150,7 +150,7 @@ class Deliberation:
             text = await self._complete(member, prompts.critique(member, task["question"], others), timeout)
         except Exception as exc:  # the edge: a failed critique leaves the member's answer in
             dropped = self._drop(member, "critique", exc, timeout)
-            log.warning("%s's critique dropped: %s", member.name, dropped.reason, exc_info=True)
+            log.warning("%s's critique dropped: %s", member.name, dropped.reason, exc_info=dropped.error is None)
             return {}
         get_stream_writer()(Step("critique", {"member": member.name, "text": text}))
         return {"critiques": {member.name: text}}

@@ -63,7 +63,7 @@ def unavailable(exc: BaseException, member: Member, settings: CouncilSettings) -
         refused = isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
         if refused or type(cause).__name__ in ("ConnectError", "ConnectTimeout"):
             return LLMUnavailable(
-                f"No LLM server answers at {url} ({member.provider}, for {member.name}). "
+                f"No LLM server answers at {url} ({member.provider}). "
                 f"{REMEDIES[member.provider]}, {WHERE}."
             )
         status = getattr(cause, "status_code", None)
@@ -72,7 +72,7 @@ def unavailable(exc: BaseException, member: Member, settings: CouncilSettings) -
         if status == 404 and "model" in str(cause).lower():
             pull = f" (`ollama pull {member.model}`)" if member.provider == "ollama" else ""
             return LLMUnavailable(
-                f"The LLM server at {url} has no model {member.model!r} for {member.name}: "
+                f"The LLM server at {url} has no model {member.model!r}: "
                 f"make it available{pull} or change the model in the members file."
             )
     return None

@@ -1,0 +1,36 @@
+"""A worker that cannot load its engines refuses to start, naming what is missing."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "voice_worker", "--burst"],
+        cwd=ROOT,
+        env={**os.environ, "COUNCIL_REDIS_URL": "redis://127.0.0.1:1/0", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_missing_model_file_is_named(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    done = start(WHISPER_MODEL_DIR=str(tmp_path))
+    assert done.returncode == 2
+    assert "cannot start" in done.stderr and str(tmp_path / "model.bin") in done.stderr
+
+
+def test_missing_piper_voice_is_named(tmp_path):
+    done = start(PIPER_MODEL=str(tmp_path / "voice.onnx"))
+    assert done.returncode == 2 and "voice.onnx" in done.stderr
+
+
+def test_bad_settings_are_named():
+    done = start(TTS_ENGINE="festival")
+    assert done.returncode == 2 and "TTS_ENGINE" in done.stderr
