@@ -63,8 +63,7 @@ def unavailable(exc: BaseException, member: Member, settings: CouncilSettings) -
         refused = isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
         if refused or type(cause).__name__ in ("ConnectError", "ConnectTimeout"):
             return LLMUnavailable(
-                f"No LLM server answers at {url} ({member.provider}). "
-                f"{REMEDIES[member.provider]}, {WHERE}."
+                f"No LLM server answers at {url} ({member.provider}). {REMEDIES[member.provider]}, {WHERE}."
             )
         status = getattr(cause, "status_code", None)
         if status in (401, 403):

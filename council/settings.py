@@ -70,6 +70,9 @@ class CouncilSettings:
         return self.ollama_base_url if provider == "ollama" else self.openai_base_url
 
 
+KINDS = {bool: "true or false", int: "an integer", float: "a number"}
+
+
 def _parse(name: str, default: Any, raw: str) -> Any:
     try:
         match default:
@@ -88,5 +91,4 @@ def _parse(name: str, default: Any, raw: str) -> Any:
             case _:
                 return raw
     except ValueError:
-        kind = type(default).__name__
-        raise ConfigError(f"{name} must be a {kind}, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {KINDS[type(default)]}, got {raw!r}") from None

@@ -183,3 +183,29 @@ def test_a_simple_request_gets_one_fast_spoken_answer(responder, models, scripte
     assert set(step_kinds(items)) == {"routed", "member_started", "token:Max", "member_done"}
     assert all(i.speak and i.voice == "joe" for i in items if isinstance(i, Reply))
     assert all(not chosen[m].calls for m in ("Ada", "Iris", "Angus"))
+
+
+def test_an_interrupted_turn_stops_at_once_and_is_not_remembered(responder, models, scripted, session_id):
+    chosen = models(Ada=scripted(script=["one two three four five"], pace=0.2))
+
+    async def scenario():
+        async with responder(chosen, critique=False) as r:
+            seen: list = []
+
+            async def consume():
+                async for item in r.answer(session_id, "t1", DELIBERATE, "leon"):
+                    seen.append(item)
+
+            task = asyncio.create_task(consume())
+            while not any(isinstance(i, Reply) and i.member == "Ada" for i in seen):
+                await asyncio.sleep(0.01)
+            started = time.perf_counter()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return time.perf_counter() - started, await r.memory.history(session_id)
+
+    stopped_in, history = asyncio.run(scenario())
+    assert stopped_in < 0.1
+    assert history == []
+    assert chosen["Max"].calls == []

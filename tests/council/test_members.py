@@ -11,7 +11,11 @@ CPU_VOICES = {"joe", "max", "ada", "iris", "angus", "leon"}
 
 
 def test_the_default_council(council):
-    assert [(m.name, m.role) for m in council.members] == [("Ada", "analyst"), ("Iris", "creative"), ("Angus", "skeptic")]
+    assert [(m.name, m.role) for m in council.members] == [
+        ("Ada", "analyst"),
+        ("Iris", "creative"),
+        ("Angus", "skeptic"),
+    ]
     assert (council.chair.name, council.chair.role, council.fast.name) == ("Max", "chair", "Max")
     voices = [m.voice(("piper", "espeak"), "leon") for m in council.everyone]
     assert voices == ["ada", "iris", "angus", "joe"]
@@ -57,7 +61,9 @@ def test_a_small_council_loads(tmp_path):
         (members(("Ann", "analyst", "ada"), ("Ann", "chair", "max")), "names must be distinct"),
         (members(("Ann", "analyst", "ada"), ("Cy", "chair", "ada")), "Cy and Ann share the espeak voice 'ada'"),
         (
-            members(("Ann", "analyst", "ada"), ("Cy", "chair", "max")).replace('provider = "ollama"', 'provider = "x"', 1),
+            members(("Ann", "analyst", "ada"), ("Cy", "chair", "max")).replace(
+                'provider = "ollama"', 'provider = "x"', 1
+            ),
             r"member 'Ann': provider: Input should be 'ollama' or 'openai'",
         ),
         (

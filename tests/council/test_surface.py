@@ -1,0 +1,29 @@
+"""The council's public surface, pinned: the web app depends on these names only."""
+
+import council
+
+
+def test_public_names():
+    assert council.__all__ == [
+        "ConfigError",
+        "Council",
+        "CouncilError",
+        "CouncilFailed",
+        "CouncilResponder",
+        "CouncilSettings",
+        "EchoResponder",
+        "LLMUnavailable",
+        "Member",
+        "ProviderStatus",
+        "Reply",
+        "Responder",
+        "Step",
+    ]
+    assert all(hasattr(council, name) for name in council.__all__)
+
+
+def test_errors_carry_a_code_and_whether_to_retry():
+    assert (council.LLMUnavailable.code, council.LLMUnavailable.retryable) == ("llm_unavailable", True)
+    assert (council.ConfigError.code, council.ConfigError.retryable) == ("council_config", False)
+    assert issubclass(council.ConfigError, ValueError)
+    assert all(issubclass(e, council.CouncilError) for e in (council.LLMUnavailable, council.CouncilFailed))
