@@ -142,7 +142,7 @@ class Deliberation:
 
     async def critique(self, task: Critique) -> dict[str, Any]:
         member = self.council[task["member"]]
-        answers = task["answers"]
+        answers = task["answers"]  # in council order, as the chair sees them
         labels = prompts.labels(list(answers))
         others = {labels[name]: text for name, text in answers.items() if name != member.name}
         timeout = self.settings.critique_timeout_s
@@ -157,7 +157,7 @@ class Deliberation:
 
     async def chair(self, state: TurnState) -> dict[str, Any]:
         chair = self.council.chair
-        answers = state["answers"]
+        answers = self._in_order(state["answers"])
         labels = prompts.labels(list(answers))
         labelled = {labels[name]: (self.council[name], text) for name, text in answers.items()}
         critiques = state.get("critiques", {})
@@ -176,8 +176,12 @@ class Deliberation:
         answers = state["answers"]
         if not state["critique"] or len(answers) < 2:
             return "chair"
-        ordered = {m.name: answers[m.name] for m in self.council.members if m.name in answers}
+        ordered = self._in_order(answers)
         return [Send("critique", self._task(state, self.council[name]) | {"answers": ordered}) for name in ordered]
+
+    def _in_order(self, answers: dict[str, str]) -> dict[str, str]:
+        """Answers in council order, whatever order they came in: their letters depend on it."""
+        return {m.name: answers[m.name] for m in self.council.members if m.name in answers}
 
     def _task(self, state: TurnState, member: Member) -> dict[str, Any]:
         return {key: state[key] for key in Question.__annotations__} | {"member": member.name}  # type: ignore[literal-required]

@@ -20,7 +20,7 @@ trap stop INT TERM EXIT
 
 .venv-worker/bin/python -m voice_worker &
 pids+=($!)
-.venv-app/bin/python -m uvicorn web.app:create_app --factory --host "$HOST" --port "$PORT" --log-level warning &
+.venv-app/bin/python -m web --host "$HOST" --port "$PORT" &
 pids+=($!)
 
 for _ in $(seq 300); do

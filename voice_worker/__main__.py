@@ -1,10 +1,10 @@
 """`python -m voice_worker`: start one voice worker (one per GPU, or per CPU worker slot)."""
 
 import argparse
-import logging
 import sys
 
 from queues import SettingsError
+from queues.logs import configure_logging
 
 from .engines import load_engines
 from .errors import EngineLoadError
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-engines", action="store_true", help="serve only ping jobs (benchmarks)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     try:
         settings = WorkerSettings.from_env()
         engines = None if args.no_engines else load_engines(settings)

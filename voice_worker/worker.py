@@ -10,6 +10,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from queues import announce_voices
+from queues.logs import log_context
 from shared_schemas import EventType
 
 from .context import WorkerContext, install
@@ -40,6 +41,11 @@ class VoiceWorker(LeanSimpleWorker):
         super().__init__(queues, connection=connection, serializer=JSONSerializer, name=settings.name, **kwargs)
         self.context = WorkerContext.build(settings, connection, engines)
         install(self.context)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        session_id = job.meta.get("session_id")
+        with log_context(session_id=session_id if isinstance(session_id, str) else None, job_id=job.id):
+            super().execute_job(job, queue)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         error = job_error(exc_info[1])

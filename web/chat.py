@@ -18,6 +18,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from queues import Subscription
+from queues.logs import log_context
 from shared_schemas import MAX_AUDIO_BYTES, AudioFormat, EventType
 
 from . import metrics
@@ -153,20 +154,18 @@ async def chat(ws: WebSocket) -> None:
     if last_event_id is not None and not EVENT_ID.match(last_event_id):
         await ws.send_json(error_frame("bad_event_id", "last_event_id must be an event id like 1700000000000-0."))
         return await ws.close(code=1008)
-    s = services(ws)
-    session = ChatSession(ws, s, session_id)
+    with log_context(session_id=session_id):
+        await serve(ChatSession(ws, services(ws), session_id), last_event_id)
+
+
+async def serve(session: ChatSession, last_event_id: str | None) -> None:
+    s = session.services
     metrics.SESSIONS.inc()
+    log.info("session connected (after %s)", last_event_id)
     try:
-        async with s.hub.subscribe(session_id, after=last_event_id) as sub:
-            await session.send(
-                {
-                    "id": None,
-                    "type": "session",
-                    "session_id": session_id,
-                    "voices": await s.voices(),
-                    "resumed_after": last_event_id,
-                }
-            )
+        async with s.hub.subscribe(session.session_id, after=last_event_id) as sub:
+            hello = {"session_id": session.session_id, "voices": await s.voices(), "resumed_after": last_event_id}
+            await session.send({"id": None, "type": "session", **hello})
             forwarder = asyncio.create_task(session.forward(sub))
             try:
                 await session.receive()
@@ -176,7 +175,8 @@ async def chat(ws: WebSocket) -> None:
         pass
     finally:
         metrics.SESSIONS.dec()
-        # The turn goes on without the socket: its events wait in the stream for a reconnect.
+        log.info("session disconnected")
+        # A running turn goes on without the socket: its events wait in the stream for a reconnect.
 
 
 routes = [WebSocketRoute("/ws/chat", chat)]

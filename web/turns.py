@@ -11,6 +11,7 @@ from typing import Any
 import redis.exceptions
 
 from council import Responder, Step
+from queues.logs import log_context
 from shared_schemas import AudioFormat, Event, EventType, SynthesisJob, TranscriptionJob
 from shared_schemas.text import SentenceBuffer
 
@@ -43,6 +44,12 @@ class TurnRunner:
         audio_format: AudioFormat | None = None,
     ) -> None:
         """Run a turn to its end; on cancellation, cancel its queued speech and say so."""
+        with log_context(session_id=self.session_id, job_id=turn_id):
+            await self._run(turn_id, voice, text, audio, audio_format)
+
+    async def _run(
+        self, turn_id: str, voice: str, text: str | None, audio: bytes | None, audio_format: AudioFormat | None
+    ) -> None:
         try:
             async with self.services.hub.subscribe(self.session_id) as sub:
                 await self.publish(

@@ -142,8 +142,8 @@ def test_a_failing_chair_fails_the_turn(responder, models, scripted, turn, sessi
         asyncio.run(scenario())
 
 
-def test_critiques_see_the_others_anonymized(responder, models, turn, session_id):
-    chosen = models()
+def test_critiques_see_the_others_anonymized(responder, models, scripted, turn, session_id):
+    chosen = models(Ada=scripted(script=["Ada thinks this through.", "B is best."], delay=0.2))  # Ada last
 
     async def scenario():
         async with responder(chosen) as r:
@@ -156,7 +156,9 @@ def test_critiques_see_the_others_anonymized(responder, models, turn, session_id
     assert "Answer C:\nAngus thinks this through." in ada_critique
     assert "Ada thinks" not in ada_critique and "Iris" not in ada_critique.replace("Iris thinks", "")
     chair_prompt = chosen["Max"].calls[0][-1].content
-    assert "Answer A (Ada, analyst)" in chair_prompt and "critiques" in chair_prompt
+    assert "Answer A (Ada, analyst):\nAda thinks" in chair_prompt
+    assert "Answer C (Angus, skeptic):\nAngus thinks" in chair_prompt
+    assert "Their critiques of each other (same letters):\n\nAda: B is best." in chair_prompt
 
 
 def test_critique_round_can_be_turned_off(responder, models, turn, session_id):

@@ -5,7 +5,6 @@ a Python loop per 32 ms frame, with the same probabilities. Importing `silero_va
 (and sets torch to one thread); no torch code runs here.
 """
 
-
 from silero_vad import get_speech_timestamps_sequence, load_silero_vad
 
 from shared_schemas import STT_SAMPLE_RATE
