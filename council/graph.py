@@ -78,7 +78,7 @@ class Deliberation:
         self.settings = settings
         self.graph = self._build()
 
-    def _build(self) -> CompiledStateGraph:
+    def _build(self) -> CompiledStateGraph[TurnState, None, TurnState, TurnState]:
         g = StateGraph(TurnState)
         g.add_node("route", self.route)
         g.add_node("solo", self.solo)
@@ -117,13 +117,13 @@ class Deliberation:
         text = await self._required(member, "solo", messages, state["voice"], self.settings.chair_timeout_s)
         return {"final": text}
 
-    async def answer(self, task: Task) -> dict[str, Any]:
-        member = self.council[task["member"]]
-        messages = prompts.answer(member, task["question"], task["history"], task["topics"])
-        voice = member.voice(self.settings.tts_engines, task["voice"])
+    async def answer(self, state: Task) -> dict[str, Any]:
+        member = self.council[state["member"]]
+        messages = prompts.answer(member, state["question"], state["history"], state["topics"])
+        voice = member.voice(self.settings.tts_engines, state["voice"])
         timeout = self.settings.member_timeout_s
         try:
-            text = await self._stream(member, "answer", messages, voice, task["hear_members"], timeout)
+            text = await self._stream(member, "answer", messages, voice, state["hear_members"], timeout)
         except Exception as exc:  # the edge: any failure drops this member, with its reason
             dropped = self._drop(member, "answer", exc, timeout)
             log.warning("%s dropped: %s", member.name, dropped.reason, exc_info=dropped.error is None)
@@ -140,14 +140,14 @@ class Deliberation:
         reasons = "; ".join(f"{name}: {d.reason}" for name, d in dropped.items())
         raise CouncilFailed(f"No member of the council could answer ({reasons}). Try again in a moment.")
 
-    async def critique(self, task: Critique) -> dict[str, Any]:
-        member = self.council[task["member"]]
-        answers = task["answers"]  # in council order, as the chair sees them
+    async def critique(self, state: Critique) -> dict[str, Any]:
+        member = self.council[state["member"]]
+        answers = state["answers"]  # in council order, as the chair sees them
         labels = prompts.labels(list(answers))
         others = {labels[name]: text for name, text in answers.items() if name != member.name}
         timeout = self.settings.critique_timeout_s
         try:
-            text = await self._complete(member, prompts.critique(member, task["question"], others), timeout)
+            text = await self._complete(member, prompts.critique(member, state["question"], others), timeout)
         except Exception as exc:  # the edge: a failed critique leaves the member's answer in
             dropped = self._drop(member, "critique", exc, timeout)
             log.warning("%s's critique dropped: %s", member.name, dropped.reason, exc_info=dropped.error is None)

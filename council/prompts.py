@@ -34,9 +34,14 @@ def system(member: Member, topics: Sequence[str]) -> SystemMessage:
     return SystemMessage(text)
 
 
+def conversation(member: Member, history: Sequence[Turn], topics: Sequence[str]) -> list[BaseMessage]:
+    """The member's persona, the recurring topics, and the conversation so far."""
+    return [system(member, topics), *(m for turn in history for m in turn.messages())]
+
+
 def answer(member: Member, question: str, history: Sequence[Turn], topics: Sequence[str]) -> list[BaseMessage]:
-    """A member answering the person, with the conversation so far."""
-    return [system(member, topics), *(m for turn in history for m in turn.messages()), HumanMessage(question)]
+    """A member answering the person."""
+    return [*conversation(member, history, topics), HumanMessage(question)]
 
 
 def critique(member: Member, question: str, others: dict[str, str]) -> list[BaseMessage]:
@@ -61,7 +66,7 @@ def synthesis(
         parts.append("Their critiques of each other (same letters):")
         parts += [f"{name}: {text.strip()}" for name, text in critiques.items()]
     parts.append(SYNTHESIS)
-    return [*answer(chair, "", history, topics)[:-1], HumanMessage("\n\n".join(parts))]
+    return [*conversation(chair, history, topics), HumanMessage("\n\n".join(parts))]
 
 
 def router(question: str) -> list[BaseMessage]:

@@ -47,7 +47,8 @@ def build(member: Member, settings: CouncilSettings) -> BaseChatModel:
     if member.provider == "openai":
         # Local OpenAI-compatible servers ignore the key; OpenAI itself answers 401 without one.
         options |= {"api_key": settings.openai_api_key or "EMPTY", "max_retries": settings.llm_retries}
-    return chat_class(**options)
+    model: BaseChatModel = chat_class(**options)
+    return model
 
 
 def build_all(council: Council, settings: CouncilSettings) -> dict[str, BaseChatModel]:

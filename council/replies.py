@@ -26,7 +26,9 @@ class Step:
 
 
 class Responder(Protocol):
-    def answer(self, session_id: str, turn_id: str, text: str, voice: str) -> AsyncIterator[Reply | Step]: ...
+    def answer(
+        self, session_id: str, turn_id: str, text: str, voice: str, *, hear_members: bool | None = None
+    ) -> AsyncIterator[Reply | Step]: ...
 
 
 class EchoResponder:
@@ -34,5 +36,7 @@ class EchoResponder:
 
     member = "Echo"
 
-    async def answer(self, session_id: str, turn_id: str, text: str, voice: str) -> AsyncIterator[Reply | Step]:
+    async def answer(
+        self, session_id: str, turn_id: str, text: str, voice: str, *, hear_members: bool | None = None
+    ) -> AsyncIterator[Reply | Step]:
         yield Reply(self.member, voice, text)

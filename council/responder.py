@@ -6,14 +6,14 @@ run the deliberation graph while streaming its steps and replies, then remember 
 
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Self
+from typing import Self
 
 import redis.asyncio
 from langchain_core.language_models import BaseChatModel
 
 from . import members, providers
 from .errors import ConfigError, CouncilFailed
-from .graph import Deliberation
+from .graph import Deliberation, TurnState
 from .members import Council
 from .memory import Memory, Mirror
 from .replies import Reply, Step
@@ -73,19 +73,19 @@ class CouncilResponder:
         topics = [signal.term for signal in await self.signals.top(session_id)]
         history = await self.memory.history(session_id)
         await self.signals.observe(session_id, text)
-        question: dict[str, Any] = {
-            "question": text,
-            "history": history,
-            "topics": topics,
-            "voice": voice,
-            "hear_members": self.settings.hear_members if hear_members is None else hear_members,
-            "critique": self.settings.critique if critique is None else critique,
-        }
+        question = TurnState(
+            question=text,
+            history=history,
+            topics=topics,
+            voice=voice,
+            hear_members=self.settings.hear_members if hear_members is None else hear_members,
+            critique=self.settings.critique if critique is None else critique,
+        )
         final = ""
         async for mode, chunk in self.deliberation.graph.astream(question, stream_mode=["custom", "values"]):
-            if mode == "custom":
+            if isinstance(chunk, Reply | Step):
                 yield chunk
-            else:
+            elif mode == "values" and isinstance(chunk, dict):
                 final = chunk.get("final", final)
         if not final:
             raise CouncilFailed("The council finished without an answer. Try again.")

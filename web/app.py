@@ -1,9 +1,10 @@
 """The Starlette app: built by `create_app()`, served by uvicorn (`make run`)."""
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import redis.asyncio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -11,7 +12,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from council import EchoResponder, Responder
+from council import Responder
 
 from . import audio, batch, chat, health, metrics, openapi, speech
 from .auth import TokenAuth
@@ -27,6 +28,10 @@ async def health_endpoint(request: Request) -> JSONResponse:
     healthy, report = await health.acheck(s.settings.queues, s.redis)
     report["status"] = "ok" if healthy else "unavailable"
     report["voices"] = sorted(await s.voices()) if healthy else []
+    llm = await s.llm_status()
+    if llm is not None:
+        # Reported, not fatal: voice and batch work without an LLM; turns then fail saying why.
+        report["llm"] = llm
     return JSONResponse(report, status_code=200 if healthy else 503)
 
 
@@ -37,12 +42,16 @@ def page(name: str):
     return endpoint
 
 
-def create_app(settings: AppSettings | None = None, responder: Responder | None = None) -> Starlette:
+def create_app(
+    settings: AppSettings | None = None, make_responder: Callable[[redis.asyncio.Redis], Responder] | None = None
+) -> Starlette:
+    """The app. `make_responder` builds who answers turns from the app's Redis client; by
+    default the settings say (the council, or echo)."""
     settings = settings or AppSettings.from_env()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.services = await Services.open(settings, responder or EchoResponder())
+        app.state.services = await Services.open(settings, make_responder)
         try:
             yield
         finally:

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from queues import Subscription
 from queues.logs import log_context
-from shared_schemas import MAX_AUDIO_BYTES, AudioFormat, EventType
+from shared_schemas import MAX_AUDIO_BYTES, EventType
 
 from . import metrics
 from .audio import audio_url
@@ -57,7 +57,7 @@ class ChatSession:
         self.runner = TurnRunner(services, session_id, services.responder)
         self.turn: asyncio.Task[None] | None = None
         self.audio = bytearray()
-        self.audio_format: AudioFormat = "webm"
+        self.recording: AudioStart | None = None
         self.voice = DEFAULT_VOICE
         self._send_lock = asyncio.Lock()
 
@@ -94,23 +94,22 @@ class ChatSession:
         match frame:
             case Ping():
                 await self.send({"id": None, "type": "pong"})
-            case TextTurn(text=words, voice=voice):
+            case TextTurn():
                 if self.state is State.RECORDING:
                     return await self.reject("bad_state", "Finish the recording (audio_end) before sending text.")
-                self.start_turn(voice, text=words)
-            case AudioStart(format=fmt, voice=voice):
+                self.start_turn(frame.voice, frame.hear_members, text=frame.text)
+            case AudioStart():
                 if self.state is State.RECORDING:
                     return await self.reject("bad_state", "A recording is already open; send audio_end first.")
-                self.state, self.audio, self.audio_format = State.RECORDING, bytearray(), fmt
-                self.voice = voice or self.voice
+                self.state, self.recording, self.audio = State.RECORDING, frame, bytearray()
             case AudioEnd():
-                if self.state is not State.RECORDING:
+                if self.state is not State.RECORDING or self.recording is None:
                     return await self.reject("bad_state", "There is no open recording; send audio_start first.")
-                self.state = State.IDLE
-                if not self.audio:
+                start, audio = self.recording, bytes(self.audio)
+                self.state, self.recording, self.audio = State.IDLE, None, bytearray()
+                if not audio:
                     return await self.reject("empty_audio", "The recording was empty. Hold the button while you speak.")
-                self.start_turn(None, audio=bytes(self.audio), audio_format=self.audio_format)
-                self.audio = bytearray()
+                self.start_turn(start.voice, start.hear_members, audio=audio, audio_format=start.format)
             case Interrupt():
                 self.cancel_turn()
 
@@ -118,15 +117,16 @@ class ChatSession:
         if self.state is not State.RECORDING:
             return await self.reject("bad_state", "Binary frames are audio; send audio_start first.")
         if len(self.audio) + len(data) > MAX_AUDIO_BYTES:
-            self.state, self.audio = State.IDLE, bytearray()
+            self.state, self.recording, self.audio = State.IDLE, None, bytearray()
             return await self.reject("audio_too_large", f"A spoken turn is limited to {MAX_AUDIO_BYTES // 2**20} MiB.")
         self.audio.extend(data)
 
-    def start_turn(self, voice: str | None, **inputs: Any) -> None:
+    def start_turn(self, voice: str | None, hear_members: bool | None, **inputs: Any) -> None:
         self.cancel_turn()
         self.voice = voice or self.voice
         turn_id = f"turn-{uuid.uuid4().hex[:12]}"
-        self.turn = asyncio.create_task(self.runner.run(turn_id, self.voice, **inputs), name=turn_id)
+        run = self.runner.run(turn_id, self.voice, hear_members=hear_members, **inputs)
+        self.turn = asyncio.create_task(run, name=turn_id)
         self.turn.add_done_callback(_log_failure)
 
     def cancel_turn(self) -> None:
@@ -164,7 +164,12 @@ async def serve(session: ChatSession, last_event_id: str | None) -> None:
     log.info("session connected (after %s)", last_event_id)
     try:
         async with s.hub.subscribe(session.session_id, after=last_event_id) as sub:
-            hello = {"session_id": session.session_id, "voices": await s.voices(), "resumed_after": last_event_id}
+            hello = {
+                "session_id": session.session_id,
+                "voices": await s.voices(),
+                "llm": await s.llm_status(),
+                "resumed_after": last_event_id,
+            }
             await session.send({"id": None, "type": "session", **hello})
             forwarder = asyncio.create_task(session.forward(sub))
             try:

@@ -20,12 +20,14 @@ class TextTurn(_Frame):
     type: Literal["text"]
     text: str = Field(min_length=1, max_length=4000)
     voice: VoiceName | None = None
+    hear_members: bool | None = None
 
 
 class AudioStart(_Frame):
     type: Literal["audio_start"]
     format: AudioFormat = "webm"
     voice: VoiceName | None = None
+    hear_members: bool | None = None
 
 
 class AudioEnd(_Frame):

@@ -1,18 +1,24 @@
 """The long-lived clients the app's routes share, opened at start and closed at shutdown."""
 
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
 from starlette.requests import HTTPConnection
 
+from council import CouncilResponder, EchoResponder
 from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, voices_key
 
 from .settings import AppSettings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from council import Responder
+
+    ResponderFactory = Callable[[redis.asyncio.Redis], Responder]
 
 
 @dataclass
@@ -25,6 +31,17 @@ class Services:
     blobs: AsyncBlobStore
     publisher: AsyncEventPublisher
     responder: "Responder"
+    _llm_checked: tuple[float, list[dict[str, Any]]] | None = None
+
+    async def llm_status(self) -> list[dict[str, Any]] | None:
+        """Whether the council's LLM servers answer (None when no council answers turns)."""
+        check = getattr(self.responder, "check", None)
+        if check is None:
+            return None
+        now = time.monotonic()
+        if self._llm_checked is None or now - self._llm_checked[0] > 10:
+            self._llm_checked = (now, [status.as_dict() for status in await check()])
+        return self._llm_checked[1]
 
     async def voices(self) -> dict[str, str]:
         """Voices the running workers speak, as they announced them at start."""
@@ -32,9 +49,17 @@ class Services:
         return {k.decode(): v.decode() for k, v in sorted(raw.items())}
 
     @classmethod
-    async def open(cls, settings: AppSettings, responder: "Responder") -> "Services":
+    async def open(cls, settings: AppSettings, make_responder: "ResponderFactory | None" = None) -> "Services":
+        """Open the clients. The responder: `make_responder(redis)` when given (tests, benchmarks),
+        else the one the settings name."""
         q = settings.queues
         sync, aconn = q.connect(), q.connect_async()
+        if make_responder is not None:
+            responder = make_responder(aconn)
+        elif settings.responder == "echo":
+            responder = EchoResponder()
+        else:
+            responder = CouncilResponder.from_settings(settings.council, aconn)
         services = cls(
             settings=settings,
             redis=sync,

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis.exceptions
 
-from council import Responder, Step
+from council import CouncilError, Responder, Step
 from queues.logs import log_context
 from shared_schemas import AudioFormat, Event, EventType, SynthesisJob, TranscriptionJob
 from shared_schemas.text import SentenceBuffer
@@ -28,6 +28,8 @@ class TurnRunner:
         self.responder = responder
         self._pending: dict[str, tuple[str, float]] = {}  # job id -> (kind, enqueued at)
         self._seqs: dict[str, int] = {}
+        # perf_counter() when each turn's first sentence went to be spoken (for time to first audio).
+        self.first_sentence_at: dict[str, float] = {}
 
     async def publish(self, turn_id: str, type_: EventType, payload: dict[str, Any]) -> Event:
         seq = self._seqs.get(turn_id, 0)
@@ -42,13 +44,20 @@ class TurnRunner:
         text: str | None = None,
         audio: bytes | None = None,
         audio_format: AudioFormat | None = None,
+        hear_members: bool | None = None,
     ) -> None:
         """Run a turn to its end; on cancellation, cancel its queued speech and say so."""
         with log_context(session_id=self.session_id, job_id=turn_id):
-            await self._run(turn_id, voice, text, audio, audio_format)
+            await self._run(turn_id, voice, text, audio, audio_format, hear_members)
 
     async def _run(
-        self, turn_id: str, voice: str, text: str | None, audio: bytes | None, audio_format: AudioFormat | None
+        self,
+        turn_id: str,
+        voice: str,
+        text: str | None,
+        audio: bytes | None,
+        audio_format: AudioFormat | None,
+        hear_members: bool | None,
     ) -> None:
         try:
             async with self.services.hub.subscribe(self.session_id) as sub:
@@ -60,13 +69,17 @@ class TurnRunner:
                 if not text or not text.strip():
                     await self.publish(turn_id, EventType.TURN_DONE, {"status": "empty"})
                     return
-                await self._answer(turn_id, text, voice, sub)
+                await self._answer(turn_id, text, voice, hear_members, sub)
                 await self.publish(turn_id, EventType.TURN_DONE, {"status": "done"})
         except asyncio.CancelledError:
             await asyncio.shield(self._cancelled(turn_id))
             raise
         except TurnFailed as failed:
             await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": failed.error})
+        except CouncilError as exc:
+            log.warning("turn %s not answered: %s", turn_id, exc.message)
+            error = {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+            await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": error})
 
     async def _transcribe(self, turn_id: str, audio: bytes, audio_format: AudioFormat | None, sub: Any) -> str:
         key = await self.services.blobs.put(self.session_id, audio)
@@ -77,13 +90,13 @@ class TurnRunner:
             raise TurnFailed(event.payload)
         return str(event.payload["text"])
 
-    async def _answer(self, turn_id: str, text: str, voice: str, sub: Any) -> None:
+    async def _answer(self, turn_id: str, text: str, voice: str, hear_members: bool | None, sub: Any) -> None:
         buffers: dict[str, SentenceBuffer] = {}
         voices: dict[str, str] = {}
         answers: dict[str, str] = {}
         jobs: set[str] = set()
         index = 0
-        async for reply in self.responder.answer(self.session_id, turn_id, text, voice):
+        async for reply in self.responder.answer(self.session_id, turn_id, text, voice, hear_members=hear_members):
             if isinstance(reply, Step):
                 await self.publish(turn_id, EventType(reply.type), reply.payload)
                 continue
@@ -114,6 +127,8 @@ class TurnRunner:
             turn_id=turn_id,
             index=index,
         )
+        if index == 0:
+            self.first_sentence_at[turn_id] = time.perf_counter()
         await self._enqueue(job)
         return job.job_id
 

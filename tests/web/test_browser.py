@@ -25,7 +25,7 @@ def server(settings):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(AppSettings(queues=settings)), port=port, log_level="warning")
+    config = uvicorn.Config(create_app(AppSettings(queues=settings, responder="echo")), port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -86,8 +86,7 @@ def test_speak_a_turn_hear_the_answer_and_run_a_batch(server, browser, flite, tm
     page.click("#mic")
     user = page.locator(".msg.user .text").last
     page.wait_for_function(
-        "() => { const t = document.querySelector('.msg.user .text'); "
-        "return t && !t.classList.contains('pending'); }",
+        "() => { const t = document.querySelector('.msg.user .text'); return t && !t.classList.contains('pending'); }",
         timeout=30000,
     )
     heard = user.inner_text().lower()

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 @pytest.fixture
 def client(settings):
-    with TestClient(create_app(AppSettings(queues=settings))) as c:
+    with TestClient(create_app(AppSettings(queues=settings, responder="echo"))) as c:
         yield c
 
 
@@ -185,7 +185,7 @@ def test_bad_connection_parameters_are_refused(client, query):
 
 
 def test_token_is_required_when_configured(settings):
-    app = create_app(AppSettings(queues=settings, api_token="s3cret"))
+    app = create_app(AppSettings(queues=settings, responder="echo", api_token="s3cret"))
     with TestClient(app) as client:
         for path in ("/health", "/metrics", "/api/audio/abcdefgh/abcdefgh.wav"):
             refused = client.get(path)

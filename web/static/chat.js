@@ -100,7 +100,27 @@
     switch (frame.type) {
       case "session":
         fillVoices(frame.voices);
+        showLLM(frame.llm);
         break;
+      case "routed": {
+        const el = add("route", null, p.route === "council"
+          ? `The council deliberates — ${p.reason}` : `Quick answer — ${p.reason}`);
+        el.className = "route";
+        break;
+      }
+      case "member_started":
+        memberBubble(turn(frame.job_id), p.member);
+        break;
+      case "member_dropped":
+        note(`${p.member} dropped out: ${p.reason}`);
+        break;
+      case "critique": {
+        const c = document.createElement("div");
+        c.className = "critique";
+        c.textContent = "Critique: " + p.text;
+        memberBubble(turn(frame.job_id), p.member).append(c);
+        break;
+      }
       case "turn_started": {
         activeTurn = frame.job_id;
         stop.disabled = false;
@@ -142,6 +162,15 @@
         note(frame.error.message, "error");
         break;
     }
+  }
+
+  function showLLM(statuses) {
+    const down = (statuses || []).filter((s) => !s.ready);
+    const banner = $("banner");
+    banner.hidden = !down.length;
+    banner.textContent = down.length
+      ? "The council's language model is not reachable, so questions cannot be answered yet: " + down.map((s) => s.detail).join(" ")
+      : "";
   }
 
   function fillVoices(voices) {
@@ -190,11 +219,12 @@
     const words = text.value.trim();
     if (!words) return;
     silence();
-    if (send({ type: "text", text: words, voice: voiceSelect.value || undefined })) text.value = "";
+    if (send({ type: "text", text: words, voice: voiceSelect.value || undefined, hear_members: hearMembers() })) text.value = "";
   });
   text.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); }
   });
+  const hearMembers = () => $("hear-members").checked;
   stop.addEventListener("click", () => { silence(); send({ type: "interrupt" }); });
 
   // ---- speaking -------------------------------------------------------------------------------
@@ -211,7 +241,7 @@
     silence();
     const type = MediaRecorder.isTypeSupported("audio/webm;codecs=opus") ? "audio/webm;codecs=opus" : "";
     recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
-    if (!send({ type: "audio_start", format: "webm", voice: voiceSelect.value || undefined })) {
+    if (!send({ type: "audio_start", format: "webm", voice: voiceSelect.value || undefined, hear_members: hearMembers() })) {
       stream.getTracks().forEach((t) => t.stop());
       recorder = null;
       return;

@@ -1,0 +1,97 @@
+"""Turns through the router and the council (scripted chat models), over the WebSocket, with a
+real voice worker: transcript, deliberation, tokens and each member's speech, in order."""
+
+import uuid
+
+import pytest
+from starlette.testclient import TestClient
+
+from council import CouncilResponder, CouncilSettings
+from council.members import load
+from council.scripted import Scripted
+from council.settings import DEFAULT_MEMBERS_FILE
+from web.app import create_app
+from web.settings import AppSettings
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def make_client(settings, models=None, **council_options):
+    council = load(DEFAULT_MEMBERS_FILE)
+    if models is None:
+        models = {m.name: Scripted(script=[f"{m.name} weighs it. It depends on cost."]) for m in council.members}
+        models[council.chair.name] = Scripted(script=["We agree: wait a year. Then buy the house."])
+    council_settings = CouncilSettings(member_timeout_s=5, chair_timeout_s=5, **council_options)
+    app = create_app(
+        AppSettings(queues=settings),
+        make_responder=lambda aredis: CouncilResponder(council_settings, council, models, aredis),
+    )
+    return TestClient(app), council
+
+
+def frames_until(ws, type_: str, limit: int = 400) -> list[dict]:
+    frames = []
+    while len(frames) < limit:
+        frames.append(ws.receive_json())
+        if frames[-1]["type"] == type_:
+            return frames
+    raise AssertionError([f["type"] for f in frames])
+
+
+def test_a_deliberated_text_turn(settings):
+    client, council = make_client(settings)
+    with client, client.websocket_connect(f"/ws/chat?session_id={uuid.uuid4().hex}") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "text", "text": "Should I buy a house now or wait a year, given the rates?"})
+        frames = frames_until(ws, "turn_done")
+    types = [f["type"] for f in frames]
+    assert types[0] == "turn_started"
+    routed = next(f for f in frames if f["type"] == "routed")
+    assert routed["payload"]["route"] == "council"
+    started = [f["payload"]["member"] for f in frames if f["type"] == "member_started"]
+    assert set(started) >= {m.name for m in council.members}
+    chair = council.chair.name
+    audio = [f for f in frames if f["type"] == "audio"]
+    # Only the chair is spoken (members are heard on request), in the chair's voice, in order.
+    assert {a["payload"]["member"] for a in audio} == {chair}
+    assert [a["payload"]["text"] for a in audio] == ["We agree: wait a year.", "Then buy the house."]
+    assert [a["payload"]["index"] for a in audio] == [0, 1]
+    assert audio[0]["payload"]["voice"] == council.chair.voice(("piper", "espeak"), "max")
+    chair_tokens = [i for i, f in enumerate(frames) if f["type"] == "token" and f["payload"]["member"] == chair]
+    member_done = [i for i, f in enumerate(frames) if f["type"] == "member_done" and f["payload"]["member"] != chair]
+    assert max(member_done) < min(chair_tokens) < types.index("audio")
+    assert frames[-1]["payload"]["status"] == "done"
+
+
+def test_a_simple_voice_turn_takes_the_fast_route(settings, flite):
+    client, council = make_client(settings)
+    recording = flite("hello there")
+    with client, client.websocket_connect(f"/ws/chat?session_id={uuid.uuid4().hex}") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "audio_start", "format": "wav", "hear_members": True})
+        ws.send_bytes(recording)
+        ws.send_json({"type": "audio_end"})
+        frames = frames_until(ws, "turn_done")
+    types = [f["type"] for f in frames]
+    assert types.index("transcript") < types.index("routed") < types.index("audio")
+    assert next(f for f in frames if f["type"] == "transcript")["payload"]["text"].lower().startswith("hello")
+    assert next(f for f in frames if f["type"] == "routed")["payload"]["route"] == "fast"
+    assert "member_started" not in types or all(
+        f["payload"]["member"] == council.fast.name for f in frames if f["type"] == "member_started"
+    )
+    assert frames[-1]["payload"]["status"] == "done"
+
+
+def test_with_no_llm_the_turn_fails_saying_what_to_do(settings, closed_port=9):
+    unreachable = CouncilSettings(ollama_base_url=f"http://127.0.0.1:{closed_port}", check_timeout_s=0.5)
+    with TestClient(create_app(AppSettings(queues=settings, council=unreachable))) as client:
+        health = client.get("/health").json()
+        assert health["llm"] and not health["llm"][0]["reachable"]
+        with client.websocket_connect(f"/ws/chat?session_id={uuid.uuid4().hex}") as ws:
+            ws.receive_json()
+            ws.send_json({"type": "text", "text": "Should we expand to a second office next year?"})
+            frames = frames_until(ws, "turn_done")
+    done = frames[-1]["payload"]
+    assert done["status"] == "failed" and done["error"]["code"] == "llm_unavailable"
+    assert f"127.0.0.1:{closed_port}" in done["error"]["message"]
+    assert not [f for f in frames if f["type"] == "audio"]
