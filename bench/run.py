@@ -24,6 +24,8 @@ import redis.asyncio
 from queues import AsyncBlobStore, EventHub, JobClient, QueueSettings
 from shared_schemas import EventType, PingJob, TranscriptionJob
 
+from .turns import bench_turns
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -177,6 +179,7 @@ async def main() -> None:
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--stt-runs", type=int, default=5)
+    parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--worker-python", default=str(ROOT / ".venv-worker/bin/python"))
     args = parser.parse_args()
     url = os.environ.get("COUNCIL_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -185,9 +188,12 @@ async def main() -> None:
     redis.Redis.from_url(url).flushdb()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench-worker.log"
     worker = [args.worker_python, "-m", "voice_worker", "--log-level", "WARNING"]
-    with process(worker, {**env, "WORKER_READY_LOG": "1"}, ready="worker ready", log=log):
+    with process(worker, env, ready="worker ready", log=log):
         rq_samples, rate = await bench_rq(settings, args.n, args.warmup)
         stt_samples, clip_s, text = await bench_stt(settings, args.stt_runs)
+        question = (Path(os.environ.get("TMPDIR", "/tmp")) / "bench-3s.wav").read_bytes()
+        piper = await bench_turns(settings, ("piper", "espeak"), args.turns, question)
+        espeak = await bench_turns(settings, ("espeak",), args.turns, question)
     floor = await bench_floor(settings, args.n, args.warmup, env)
     http = await bench_http(args.n, args.warmup, env)
 
@@ -206,6 +212,10 @@ async def main() -> None:
         f"transcribe a {clip_s:.1f} s clip (Whisper tiny.en, CPU), median of {len(stt_samples)}: "
         f"{stt_ms:.0f} ms -> {text!r}"
     )
+    print(f"\nturns with a scripted LLM that answers at once, median of {args.turns}:")
+    print(f"{'chair voice':40} {'ttfa ms':>10} {'voice turn ms':>14}")
+    for name, r in (("joe (Piper)", piper), ("max (espeak-ng)", espeak)):
+        print(f"{name:40} {r['ttfa_ms']:10.1f} {r['voice_turn_ms']:14.1f}")
     result = {
         "rq_p50_ms": round(rq["p50"], 3),
         "rq_p95_ms": round(rq["p95"], 3),
@@ -217,6 +227,10 @@ async def main() -> None:
         "jobs_per_s": round(rate, 1),
         "stt_3s_ms": round(stt_ms, 1),
         "stt_clip_s": round(clip_s, 2),
+        "ttfa_ms": round(piper["ttfa_ms"], 1),
+        "voice_turn_ms": round(piper["voice_turn_ms"], 1),
+        "ttfa_espeak_ms": round(espeak["ttfa_ms"], 1),
+        "voice_turn_espeak_ms": round(espeak["voice_turn_ms"], 1),
         "n": args.n,
     }
     print(json.dumps(result))
