@@ -52,14 +52,6 @@ def wait_done(client, batch_id: str, timeout: float = 40.0) -> dict:
         time.sleep(0.1)
 
 
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    assert body["error"]["code"] == code and body["error"]["message"]
-    return body["error"]
-
-
 def words(text: str) -> str:
     return re.sub(r"[^a-z ]", "", text.lower()).strip()
 
@@ -114,7 +106,7 @@ def test_two_spoken_files_are_transcribed_in_every_format(client, flite):
 
 
 @pytest.mark.usefixtures("worker")
-def test_a_file_the_worker_cannot_decode_fails_with_its_reason(client, flite):
+def test_a_file_the_worker_cannot_decode_fails_with_its_reason(client, flite, assert_error):
     response = post(client, ("notes.wav", b"this is not audio at all" * 40), ("ok.wav", flite("good morning")))
     assert response.status_code == 202
     status = wait_done(client, response.json()["batch_id"])
@@ -126,7 +118,7 @@ def test_a_file_the_worker_cannot_decode_fails_with_its_reason(client, flite):
     assert status["totals"]["failed"] == 1 and status["totals"]["finished"] == 1
 
 
-def test_an_empty_file_is_refused_without_a_job_and_queued_files_answer_409(idle, settings, connection):
+def test_an_empty_file_is_refused_without_a_job_and_queued_files_answer_409(idle, settings, connection, assert_error):
     response = post(idle, ("empty.wav", b""), ("later.wav", b"RIFF....WAVE"), ("odd.name.xyz", b"\x00" * 64))
     assert response.status_code == 202, response.text
     empty, later, odd = response.json()["jobs"]
@@ -147,11 +139,11 @@ def test_an_empty_file_is_refused_without_a_job_and_queued_files_answer_409(idle
     assert 0 < connection.ttl(key) <= batch.record_ttl(settings)
 
 
-def test_only_empty_files_is_400(idle):
+def test_only_empty_files_is_400(idle, assert_error):
     assert_error(post(idle, ("a.wav", b""), ("b.wav", b"")), 400, "empty_audio")
 
 
-def test_no_files_is_400(idle):
+def test_no_files_is_400(idle, assert_error):
     assert_error(idle.post("/api/transcriptions", files={"other": ("a.wav", b"RIFF")}), 400, "no_files")
     as_text = idle.post("/api/transcriptions", data={"files": "not a file"}, files={"other": ("a.wav", b"RIFF")})
     assert_error(as_text, 400, "no_files")
@@ -159,25 +151,25 @@ def test_no_files_is_400(idle):
     assert_error(idle.post("/api/transcriptions", json={"files": []}), 400, "invalid_request")
 
 
-def test_too_many_files_is_400(idle):
+def test_too_many_files_is_400(idle, assert_error):
     files = [(f"f{i}.wav", b"x") for i in range(batch.MAX_FILES + 1)]
     error = assert_error(post(idle, *files), 400, "too_many_files")
     assert str(batch.MAX_FILES) in error["message"]
 
 
-def test_a_file_over_the_limit_is_413(settings):
+def test_a_file_over_the_limit_is_413(settings, assert_error):
     with app_client(dataclasses.replace(settings, blob_max_bytes=4096)) as small:
         error = assert_error(post(small, ("ok.wav", b"x" * 100), ("big.wav", b"x" * 5000)), 413, "audio_too_large")
     assert "big.wav" in error["message"]
 
 
-def test_a_declared_body_over_the_batch_limit_is_413_before_reading(idle):
+def test_a_declared_body_over_the_batch_limit_is_413_before_reading(idle, assert_error):
     headers = {"content-type": "multipart/form-data; boundary=x", "content-length": str(batch.MAX_BATCH_BYTES + 1)}
     response = idle.post("/api/transcriptions", content=b"--x--\r\n", headers=headers)
     assert_error(response, 413, "too_large")
 
 
-def test_unknown_batch_job_and_format(idle):
+def test_unknown_batch_job_and_format(idle, assert_error):
     assert_error(idle.get("/api/transcriptions/0123456789abcdef0123456789abcdef"), 404, "not_found")
     assert_error(idle.get("/api/transcriptions/..%2Fetc"), 404, "not_found")
     created = post(idle, ("a.wav", b"RIFF....WAVE")).json()

@@ -3,14 +3,11 @@ fake microphone that plays a spoken WAV. Screenshots go to artifacts/screenshots
 
 import io
 import shutil
-import socket
-import threading
 import time
 import wave
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from web.app import create_app
 from web.settings import AppSettings
@@ -21,21 +18,9 @@ SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-def server(settings):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(AppSettings(queues=settings, responder="echo")), port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+def server(settings, serve):
+    with serve(create_app(AppSettings(queues=settings, responder="echo"))) as url:
+        yield url
 
 
 def padded(wav_bytes: bytes, silence_s: float) -> bytes:

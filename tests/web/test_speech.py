@@ -22,14 +22,6 @@ def client(settings):
         yield c
 
 
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    assert body["error"]["code"] == code and body["error"]["message"]
-    return body["error"]
-
-
 @pytest.mark.usefixtures("worker")
 def test_speech_is_one_wav_of_every_sentence(client):
     response = client.post(
@@ -45,7 +37,7 @@ def test_speech_is_one_wav_of_every_sentence(client):
 
 
 @pytest.mark.usefixtures("worker")
-def test_an_unknown_voice_is_the_workers_422(client):
+def test_an_unknown_voice_is_the_workers_422(client, assert_error):
     error = assert_error(client.post("/api/speech", json={"text": "Hello.", "voice": "nobody"}), 422, "unknown_voice")
     assert "nobody" in error["message"]
 
@@ -61,23 +53,23 @@ def test_an_unknown_voice_is_the_workers_422(client):
         b'{"text": "Hello.", "voice": "max", "speed": 2}',
     ],
 )
-def test_malformed_requests_are_400(client, body):
+def test_malformed_requests_are_400(client, body, assert_error):
     response = client.post("/api/speech", content=body, headers={"content-type": "application/json"})
     assert_error(response, 400, "invalid_request")
 
 
-def test_text_the_worker_would_refuse_is_422_at_once(client):
+def test_text_the_worker_would_refuse_is_422_at_once(client, assert_error):
     assert_error(client.post("/api/speech", json={"text": "  ", "voice": "max"}), 422, "empty_text")
     long = client.post("/api/speech", json={"text": "a" * (MAX_TEXT_CHARS + 1), "voice": "max"})
     assert_error(long, 422, "text_too_long")
 
 
-def test_a_body_too_large_is_413(client):
+def test_a_body_too_large_is_413(client, assert_error):
     response = client.post("/api/speech", json={"text": "a" * 20_000, "voice": "max"})
     assert_error(response, 413, "too_large")
 
 
-def test_no_worker_in_time_is_504_and_the_job_is_cancelled(settings, connection):
+def test_no_worker_in_time_is_504_and_the_job_is_cancelled(settings, connection, assert_error):
     quiet = dataclasses.replace(settings, realtime_queue="nobody-speaks-here", synthesize_timeout_s=1)
     with TestClient(create_app(AppSettings(queues=quiet))) as client:
         error = assert_error(client.post("/api/speech", json={"text": "Hello.", "voice": "max"}), 504, "timeout")

@@ -2,12 +2,9 @@
 
 import re
 import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from web import upload
 from web.app import create_app
@@ -17,23 +14,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def server(settings):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(AppSettings(queues=settings, api_token="secret")), port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+def server(settings, serve):
+    with serve(create_app(AppSettings(queues=settings, api_token="secret"))) as url:
+        yield url
 
 
 @pytest.mark.usefixtures("worker")
