@@ -32,8 +32,10 @@ class CouncilSettings:
     # Deliberation: a critique round, and whether members' answers are spoken (per call too).
     critique: bool = True
     hear_members: bool = False
-    # Which TTS engine's voice a member speaks in: the first of these it has one for.
-    tts_engines: tuple[str, ...] = ("piper", "espeak")
+    # Which TTS engine's voice a member speaks in: the first of these it has one for. espeak-ng
+    # first: its first audio comes ~70 ms sooner on a CPU than Piper's (see README, Benchmarks);
+    # "piper,espeak" gives the chair Piper's more natural voice.
+    tts_engines: tuple[str, ...] = ("espeak", "piper")
     # Memory: turns kept per session, how much of it members read (tokens ~ chars / 4), how long.
     history_turns: int = 50
     history_tokens: int = 2000

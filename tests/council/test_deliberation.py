@@ -85,7 +85,7 @@ def test_chair_speaks_in_its_voice_members_stay_silent(responder, models, turn, 
 
     replies = [i for i in asyncio.run(scenario()) if isinstance(i, Reply)]
     chair = [r for r in replies if r.member == "Max"]
-    assert chair and all(r.speak and r.voice == "joe" for r in chair)
+    assert chair and all(r.speak and r.voice == "max" for r in chair)
     members = [r for r in replies if r.member != "Max"]
     assert members and not any(r.speak for r in members)
     assert {r.member: r.voice for r in members} == {"Ada": "ada", "Iris": "iris", "Angus": "angus"}
@@ -93,12 +93,14 @@ def test_chair_speaks_in_its_voice_members_stay_silent(responder, models, turn, 
 
 def test_members_speak_when_asked_to(responder, models, turn, session_id):
     async def scenario():
-        async with responder(models(), tts_engines=("espeak",)) as r:
+        async with responder(models(), tts_engines=("piper", "espeak")) as r:
             return await turn(r, session_id, DELIBERATE, hear_members=True)
 
     replies = [i for i in asyncio.run(scenario()) if isinstance(i, Reply)]
     assert all(r.speak for r in replies)
-    assert {r.voice for r in replies if r.member == "Max"} == {"max"}
+    # With Piper first, the chair speaks in Piper's voice; the others have only espeak voices.
+    assert {r.voice for r in replies if r.member == "Max"} == {"joe"}
+    assert {r.voice for r in replies if r.member == "Ada"} == {"ada"}
 
 
 def test_failing_and_slow_members_are_dropped(responder, models, scripted, turn, session_id):
@@ -183,7 +185,7 @@ def test_a_simple_request_gets_one_fast_spoken_answer(responder, models, scripte
     items = asyncio.run(scenario())
     assert items[0].payload == {"route": "fast", "reason": "greeting", "by": "rules"}
     assert set(step_kinds(items)) == {"routed", "member_started", "token:Max", "member_done"}
-    assert all(i.speak and i.voice == "joe" for i in items if isinstance(i, Reply))
+    assert all(i.speak and i.voice == "max" for i in items if isinstance(i, Reply))
     assert all(not chosen[m].calls for m in ("Ada", "Iris", "Angus"))
 
 

@@ -56,7 +56,7 @@ def test_a_deliberated_text_turn(settings):
     assert {a["payload"]["member"] for a in audio} == {chair}
     assert [a["payload"]["text"] for a in audio] == ["We agree: wait a year.", "Then buy the house."]
     assert [a["payload"]["index"] for a in audio] == [0, 1]
-    assert audio[0]["payload"]["voice"] == council.chair.voice(("piper", "espeak"), "max")
+    assert audio[0]["payload"]["voice"] == council.chair.voice(("espeak", "piper"), "max")
     chair_tokens = [i for i, f in enumerate(frames) if f["type"] == "token" and f["payload"]["member"] == chair]
     member_done = [i for i, f in enumerate(frames) if f["type"] == "member_done" and f["payload"]["member"] != chair]
     assert max(member_done) < min(chair_tokens) < types.index("audio")
