@@ -3,10 +3,11 @@
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from shared_schemas import ErrorCode
 
-from .errors import VoiceError
+from .errors import EngineLoadError, VoiceError
 from .settings import WorkerSettings
 from .stt import STT
 from .tts import TTS
@@ -56,6 +57,12 @@ def load_engines(settings: WorkerSettings) -> Engines:
 
 
 def _load_stt(settings: WorkerSettings) -> STT:
+    if settings.stt_engine == "parakeet":
+        from .stt.parakeet import ParakeetSTT
+
+        return ParakeetSTT(
+            settings.parakeet_model or _one_nemo(_under_model_dir(settings, "parakeet")), device=settings.device
+        )
     from .stt.whisper import WhisperSTT, default_model_dir
 
     return WhisperSTT(settings.whisper_model_dir or default_model_dir(), threads=settings.threads)
@@ -66,9 +73,27 @@ def _load_tts(name: str, settings: WorkerSettings) -> TTS:
         from .tts.piper import PiperTTS, default_model_path
 
         return PiperTTS(settings.piper_model or default_model_path())
+    if name == "coqui":
+        from .tts.coqui import CoquiTTS
+
+        return CoquiTTS(settings.coqui_model_dir or _under_model_dir(settings, "coqui"), device=settings.device)
     from .tts.espeak import EspeakTTS
 
     return EspeakTTS()
+
+
+def _under_model_dir(settings: WorkerSettings, name: str) -> Path:
+    if settings.model_dir is None:
+        raise EngineLoadError(f"the {name} engine loads its model from MODEL_DIR/{name}: set MODEL_DIR")
+    return settings.model_dir / name
+
+
+def _one_nemo(folder: Path) -> Path:
+    found = sorted(folder.glob("*.nemo")) if folder.is_dir() else []
+    if len(found) != 1:
+        what = "no .nemo file" if not found else f"{len(found)} .nemo files ({', '.join(f.name for f in found)})"
+        raise EngineLoadError(f"{folder} holds {what}; put exactly one there, or set PARAKEET_MODEL to the file")
+    return found[0]
 
 
 def _load_vad(settings: WorkerSettings) -> VAD | None:

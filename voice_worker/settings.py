@@ -8,8 +8,10 @@ from typing import Self
 
 from queues import QueueSettings, SettingsError
 
-STT_ENGINES = ("whisper",)
-TTS_ENGINES = ("piper", "espeak")
+STT_ENGINES = ("whisper", "parakeet")
+TTS_ENGINES = ("piper", "espeak", "coqui")
+DEFAULT_TTS = ("piper", "espeak")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -19,15 +21,18 @@ class WorkerSettings:
     # Which engines this worker loads. TTS engines pool their voices; the first one that knows a
     # voice speaks it.
     stt_engine: str = "whisper"
-    tts_engines: tuple[str, ...] = TTS_ENGINES
+    tts_engines: tuple[str, ...] = DEFAULT_TTS
     vad: bool = True
-    # Where operators put model weights; the CPU engines default to the models in their packages.
+    # Where operators put model weights (MODEL_DIR/parakeet/*.nemo, MODEL_DIR/coqui/); the CPU
+    # engines default to the models in their packages.
     model_dir: Path | None = None
     whisper_model_dir: Path | None = None
     piper_model: Path | None = None
+    parakeet_model: Path | None = None
+    coqui_model_dir: Path | None = None
+    # GPU engines: "auto" takes CUDA when torch sees it.
+    device: str = "auto"
     threads: int = 2
-    # Seconds between liveness heartbeats while idle.
-    heartbeat_s: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
@@ -38,10 +43,13 @@ class WorkerSettings:
         stt = environ.get("STT_ENGINE", "whisper")
         if stt not in STT_ENGINES:
             raise SettingsError(f"STT_ENGINE={stt!r} is not one of {', '.join(STT_ENGINES)}")
-        tts = tuple(t.strip() for t in environ.get("TTS_ENGINE", ",".join(TTS_ENGINES)).split(",") if t.strip())
+        tts = tuple(t.strip() for t in environ.get("TTS_ENGINE", ",".join(DEFAULT_TTS)).split(",") if t.strip())
         unknown = [t for t in tts if t not in TTS_ENGINES]
         if unknown or not tts:
             raise SettingsError(f"TTS_ENGINE={','.join(tts)!r}: choose from {', '.join(TTS_ENGINES)}")
+        device = environ.get("WORKER_DEVICE", "auto")
+        if device not in DEVICES:
+            raise SettingsError(f"WORKER_DEVICE={device!r} is not one of {', '.join(DEVICES)}")
         try:
             threads = int(environ.get("WORKER_THREADS", "2"))
         except ValueError:
@@ -55,5 +63,8 @@ class WorkerSettings:
             model_dir=path("MODEL_DIR"),
             whisper_model_dir=path("WHISPER_MODEL_DIR"),
             piper_model=path("PIPER_MODEL"),
+            parakeet_model=path("PARAKEET_MODEL"),
+            coqui_model_dir=path("COQUI_MODEL_DIR"),
+            device=device,
             threads=threads,
         )

@@ -34,3 +34,14 @@ def test_missing_piper_voice_is_named(tmp_path):
 def test_bad_settings_are_named():
     done = start(TTS_ENGINE="festival")
     assert done.returncode == 2 and "TTS_ENGINE" in done.stderr
+
+
+def test_gpu_engines_name_what_they_need(tmp_path):
+    done = start(STT_ENGINE="parakeet")
+    assert done.returncode == 2 and "MODEL_DIR" in done.stderr
+    (tmp_path / "parakeet").mkdir()
+    done = start(STT_ENGINE="parakeet", MODEL_DIR=str(tmp_path))
+    assert done.returncode == 2 and "no .nemo file" in done.stderr
+    done = start(TTS_ENGINE="coqui", MODEL_DIR=str(tmp_path))
+    assert done.returncode == 2 and str(tmp_path / "coqui") in done.stderr
+    assert start(WORKER_DEVICE="tpu").returncode == 2
