@@ -39,7 +39,6 @@ test: venvs
 	@scripts/test.sh
 
 bench: venvs
-	@scripts/ensure-redis.sh
 	$(APP_VENV)/bin/python -m bench.run
 
 lint: venvs

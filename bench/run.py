@@ -12,6 +12,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -182,10 +183,35 @@ async def main() -> None:
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--worker-python", default=str(ROOT / ".venv-worker/bin/python"))
     args = parser.parse_args()
-    url = os.environ.get("COUNCIL_REDIS_URL", "redis://127.0.0.1:6379/14")
+    with private_redis() as url:
+        await run(args, url)
+
+
+@contextmanager
+def private_redis():
+    """A redis-server of the benchmark's own on a free port: it never touches anyone's data."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="council-bench-redis-") as workdir:
+        server = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir]
+        with process(server, dict(os.environ)):
+            url = f"redis://127.0.0.1:{port}/0"
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    redis.Redis.from_url(url).ping()
+                    break
+                except redis.exceptions.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            yield url
+
+
+async def run(args: argparse.Namespace, url: str) -> None:
     env = {**os.environ, "COUNCIL_REDIS_URL": url, "WORKER_PYTHON": args.worker_python, "PYTHONPATH": str(ROOT)}
     settings = QueueSettings.from_env(env)
-    redis.Redis.from_url(url).flushdb()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench-worker.log"
     worker = [args.worker_python, "-m", "voice_worker", "--log-level", "WARNING"]
     with process(worker, env, ready="worker ready", log=log):
