@@ -58,11 +58,10 @@ def load_engines(settings: WorkerSettings) -> Engines:
 
 def _load_stt(settings: WorkerSettings) -> STT:
     if settings.stt_engine == "parakeet":
+        model = settings.parakeet_model or _one_nemo(_under_model_dir(settings, "parakeet"))
         from .stt.parakeet import ParakeetSTT
 
-        return ParakeetSTT(
-            settings.parakeet_model or _one_nemo(_under_model_dir(settings, "parakeet")), device=settings.device
-        )
+        return ParakeetSTT(model, device=settings.device)
     from .stt.whisper import WhisperSTT, default_model_dir
 
     return WhisperSTT(settings.whisper_model_dir or default_model_dir(), threads=settings.threads)
@@ -74,9 +73,10 @@ def _load_tts(name: str, settings: WorkerSettings) -> TTS:
 
         return PiperTTS(settings.piper_model or default_model_path())
     if name == "coqui":
+        model_dir = settings.coqui_model_dir or _under_model_dir(settings, "coqui")
         from .tts.coqui import CoquiTTS
 
-        return CoquiTTS(settings.coqui_model_dir or _under_model_dir(settings, "coqui"), device=settings.device)
+        return CoquiTTS(model_dir, device=settings.device)
     from .tts.espeak import EspeakTTS
 
     return EspeakTTS()
@@ -85,7 +85,10 @@ def _load_tts(name: str, settings: WorkerSettings) -> TTS:
 def _under_model_dir(settings: WorkerSettings, name: str) -> Path:
     if settings.model_dir is None:
         raise EngineLoadError(f"the {name} engine loads its model from MODEL_DIR/{name}: set MODEL_DIR")
-    return settings.model_dir / name
+    folder = settings.model_dir / name
+    if not folder.is_dir():
+        raise EngineLoadError(f"{folder} does not exist: put the {name} model there (see deploy/README.md)")
+    return folder
 
 
 def _one_nemo(folder: Path) -> Path:
