@@ -101,6 +101,9 @@
       case "session":
         fillVoices(frame.voices);
         showLLM(frame.llm);
+        // Council members speak in their own voices; the picker is for the echo responder.
+        voiceSelect.closest("label").hidden = Boolean(frame.llm);
+        $("hear-members").closest("label").hidden = !frame.llm;
         break;
       case "routed": {
         const el = add("route", null, p.route === "council"
