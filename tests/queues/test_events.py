@@ -93,3 +93,27 @@ def test_hub_multiplexes_sessions_on_one_connection(settings, connection):
         await aconn.aclose()
 
     asyncio.run(scenario())
+
+
+def test_hub_recovers_what_it_missed_while_redis_dropped_its_connection(settings, connection, session_id, caplog):
+    async def scenario():
+        aconn = settings.connect_async()
+        hub = EventHub(settings, aconn)
+        await hub.start()
+        async with hub.subscribe(session_id, after="0") as sub:
+            first = emit(settings, connection, session_id, 1, "a")
+            assert [await sub.get(timeout=2)] == first
+            connection.client_kill_filter(_type="pubsub")
+            missed = emit(settings, connection, session_id, 3, "b")  # published while it reconnects
+            got = [await sub.get(timeout=10) for _ in missed]
+            later = emit(settings, connection, session_id, 2, "c")
+            got += [await sub.get(timeout=5) for _ in later]
+            with pytest.raises(TimeoutError):
+                await sub.get(timeout=0.3)
+        await hub.close()
+        await aconn.aclose()
+        return got, missed + later
+
+    got, expected = asyncio.run(scenario())
+    assert got == expected
+    assert "event hub lost Redis" in caplog.text
