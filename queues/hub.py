@@ -16,7 +16,7 @@ import redis.exceptions
 
 from shared_schemas import Event
 
-from .events import areplay, channel_key, parse_message, stream_id
+from .events import areplay, channel_key, parse_message, stream_id, stream_key
 from .settings import QueueSettings
 
 log = logging.getLogger(__name__)
@@ -25,15 +25,15 @@ log = logging.getLogger(__name__)
 class Subscription:
     """The events of one session for one reader, in order, without duplicates."""
 
-    def __init__(self, session_id: str, after: str | None) -> None:
+    def __init__(self, session_id: str, after: str) -> None:
         self.session_id = session_id
-        self.last_id = after
+        self.last_id: str = after
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._held: list[Event] | None = []  # live events that arrive while the replay runs
 
     def _accept(self, event: Event) -> None:
         assert event.id is not None
-        if self.last_id is not None and stream_id(event.id) <= stream_id(self.last_id):
+        if stream_id(event.id) <= stream_id(self.last_id):
             return
         self.last_id = event.id
         self._queue.put_nowait(event)
@@ -91,6 +91,11 @@ class EventHub:
         if self._reader is None:
             raise RuntimeError("EventHub.start() was not called")
         channel = channel_key(self.settings, session_id)
+        if after is None:
+            # "From now on": the stream's newest id, read before listening, so that nothing
+            # published from here on is lost, even across a dropped connection (see _resync).
+            newest = await self._connection.xrevrange(stream_key(self.settings, session_id), count=1)
+            after = newest[0][0].decode() if newest else "0"
         sub = Subscription(session_id, after)
         subs = self._subs.setdefault(channel, set())
         subs.add(sub)
@@ -99,8 +104,7 @@ class EventHub:
                 self._confirmed[channel] = asyncio.Event()
                 await self._pubsub.subscribe(channel)
             await self._confirmed[channel].wait()
-            replayed = [] if after is None else await areplay(self._connection, self.settings, session_id, after)
-            sub._replayed(replayed)
+            sub._replayed(await areplay(self._connection, self.settings, session_id, after))
             yield sub
         finally:
             subs.discard(sub)
@@ -144,8 +148,6 @@ class EventHub:
         """After a reconnect, fetch from each session's stream what the channel missed."""
         for subs in list(self._subs.values()):
             for sub in list(subs):
-                if sub.last_id is None:
-                    continue
                 with contextlib.suppress(redis.exceptions.ConnectionError):
                     for event in await areplay(self._connection, self.settings, sub.session_id, sub.last_id):
                         sub._accept(event)

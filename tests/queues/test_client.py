@@ -8,6 +8,12 @@ from queues import AsyncBlobStore, BlobMissing, BlobStore, BlobTooLarge, JobClie
 from shared_schemas import PingJob, SynthesisJob, TranscriptionJob
 
 
+@pytest.fixture
+def settings(redis_url):
+    """Queues no worker listens to, so that jobs stay queued for these tests to look at."""
+    return QueueSettings(redis_url=redis_url, retries=1, realtime_queue="idle-realtime", batch_queue="idle-batch")
+
+
 def test_enqueue_by_name_as_json(settings, connection, session_id):
     client = JobClient(settings, connection)
     payload = SynthesisJob(session_id=session_id, job_id=f"{session_id}-1", text="Hi.", voice="max")
@@ -15,22 +21,22 @@ def test_enqueue_by_name_as_json(settings, connection, session_id):
     stored = Job.fetch(job.id, connection=connection, serializer=JSONSerializer)
     assert stored.func_name == functions.SYNTHESIZE
     assert stored.args == [payload.model_dump(mode="json")]
-    assert stored.origin == "realtime"
+    assert stored.origin == "idle-realtime"
     assert stored.timeout == settings.synthesize_timeout_s
     assert stored.retries_left == settings.retries
     assert stored.meta == {"session_id": session_id, "kind": "synthesis"}
-    assert connection.lrange("rq:queue:realtime", 0, -1)[-1] == job.id.encode()
+    assert connection.lrange("rq:queue:idle-realtime", 0, -1)[-1] == job.id.encode()
     assert job_status(connection, job.id).state == "queued"
 
 
 def test_async_enqueue_writes_what_rq_writes(settings, connection, session_id):
     client = JobClient(settings, connection)
-    sync_job = client.enqueue(TranscriptionJob(session_id=session_id, job_id="sync-1", audio_key="k"), "batch")
+    sync_job = client.enqueue(TranscriptionJob(session_id=session_id, job_id="sync-1", audio_key="k"), "idle-batch")
 
     async def go():
         aconn = settings.connect_async()
         job = await JobClient(settings, connection, aconn).aenqueue(
-            TranscriptionJob(session_id=session_id, job_id="async-1", audio_key="k"), "batch"
+            TranscriptionJob(session_id=session_id, job_id="async-1", audio_key="k"), "idle-batch"
         )
         await aconn.aclose()
         return job
@@ -41,7 +47,7 @@ def test_async_enqueue_writes_what_rq_writes(settings, connection, session_id):
     assert set(a) == set(b)
     for field in (b"status", b"origin", b"timeout", b"retries_left", b"result_ttl", b"failure_ttl"):
         assert a[field] == b[field]
-    assert connection.lrange("rq:queue:batch", -2, -1) == [b"sync-1", b"async-1"]
+    assert connection.lrange("rq:queue:idle-batch", -2, -1) == [b"sync-1", b"async-1"]
     assert Job.fetch("async-1", connection=connection, serializer=JSONSerializer).func_name == functions.TRANSCRIBE
 
 
@@ -52,7 +58,7 @@ def test_unknown_queue_is_refused(settings, connection, session_id):
 
 def test_cancel_a_queued_job(settings, connection, session_id):
     client = JobClient(settings, connection)
-    job = client.enqueue(PingJob(session_id=session_id, job_id=f"{session_id}-c"), "batch")
+    job = client.enqueue(PingJob(session_id=session_id, job_id=f"{session_id}-c"), "idle-batch")
     assert client.cancel(job.id)
     assert job_status(connection, job.id).state == "canceled"
     assert not client.cancel("no-such-job")
