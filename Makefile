@@ -28,6 +28,11 @@ $(WORKER_VENV)/.built: pyproject.toml
 	$(PY311) -m venv $(WORKER_VENV)
 	$(WORKER_VENV)/bin/pip install -q --upgrade pip
 	$(WORKER_VENV)/bin/pip install -q -e '.[worker,dev]'
+	@# coqui-tts will not import without torchaudio and torchcodec; PyPI's torchaudio is a CUDA
+	@# build that fails beside CPU torch, so keep only its pure-Python parts (a CUDA image installs
+	@# a matching torch/torchaudio pair instead: worker.Dockerfile).
+	$(WORKER_VENV)/bin/pip install -q --no-deps torchaudio==2.11.0 torchcodec==0.12.0
+	rm -f $$($(WORKER_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/torchaudio/lib/*.so
 	touch $@
 
 venvs: system-deps $(APP_VENV)/.built $(WORKER_VENV)/.built
