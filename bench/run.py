@@ -220,6 +220,9 @@ async def run(args: argparse.Namespace, url: str) -> None:
         question = (Path(os.environ.get("TMPDIR", "/tmp")) / "bench-3s.wav").read_bytes()
         espeak = await bench_turns(settings, ("espeak", "piper"), args.turns, question)  # the default
         piper = await bench_turns(settings, ("piper", "espeak"), args.turns, question)
+    from .scaling import bench_scaling  # starts workers of its own, pinned to one core each
+
+    scaling = await bench_scaling(settings, files=40)
     floor = await bench_floor(settings, args.n, args.warmup, env)
     http = await bench_http(args.n, args.warmup, env)
 
@@ -242,6 +245,11 @@ async def run(args: argparse.Namespace, url: str) -> None:
     print(f"{'chair voice':40} {'ttfa ms':>10} {'voice turn ms':>14}")
     for name, r in (("max (espeak-ng, the default)", espeak), ("joe (Piper)", piper)):
         print(f"{name:40} {r['ttfa_ms']:10.1f} {r['voice_turn_ms']:14.1f}")
+    print(
+        f"\nbatch of 40 files on the batch queue, one core per worker: 1 worker "
+        f"{scaling['batch_1w_files_per_s']:.2f} files/s, 2 workers {scaling['batch_2w_files_per_s']:.2f} files/s "
+        f"-> x{scaling['batch_scaling_2w']:.2f}"
+    )
     result = {
         "rq_p50_ms": round(rq["p50"], 3),
         "rq_p95_ms": round(rq["p95"], 3),
@@ -257,6 +265,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
         "voice_turn_ms": round(espeak["voice_turn_ms"], 1),
         "ttfa_piper_ms": round(piper["ttfa_ms"], 1),
         "voice_turn_piper_ms": round(piper["voice_turn_ms"], 1),
+        "batch_scaling_2w": round(scaling["batch_scaling_2w"], 3),
         "n": args.n,
     }
     print(json.dumps(result))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages Council needs: ffmpeg (decoding browser audio), espeak-ng (a CPU voice),
-# flite (clean test speech), redis-server (when no Redis runs), chromium (the browser tests).
+# flite (clean test speech), redis-server (when no Redis runs), chromium (the browser tests),
+# docker-compose (validating deploy/compose.yaml).
 # Installs what is missing, as root.
 set -euo pipefail
 need=()
@@ -9,6 +10,7 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v flite >/dev/null || need+=(flite)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v chromium >/dev/null || need+=(chromium)
+command -v docker-compose >/dev/null || need+=(docker-compose)
 dpkg -s libsndfile1 >/dev/null 2>&1 || need+=(libsndfile1)
 ((${#need[@]})) || exit 0
 if [[ $(id -u) -ne 0 ]]; then
