@@ -25,7 +25,8 @@ from pathlib import Path
 from queues import AsyncBlobStore, EventHub, JobClient, QueueSettings
 from shared_schemas import EventType, TranscriptionJob
 
-ROOT = Path(__file__).resolve().parent.parent
+from .run import ROOT, private_redis, process
+
 SENTENCES = (
     "the meeting starts at nine",
     "please send me the report",
@@ -68,24 +69,10 @@ def pinned_worker(settings: QueueSettings, core: int, python: str, log: Path):
     taskset = shutil.which("taskset")
     if taskset:
         args = [taskset, "--cpu-list", str(core), *args]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    try:
+    with process(args, env, ready="worker ready", log=log) as proc:
         if not taskset:
             os.sched_setaffinity(proc.pid, {core})
-        deadline = time.monotonic() + 180
-        while b"worker ready" not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the worker on core {core} did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.1)
         yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def transcribe_all(settings: QueueSettings, clips: list[bytes]) -> float:
@@ -152,8 +139,6 @@ async def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__)
     parser.add_argument("--files", type=int, default=40)
     args = parser.parse_args()
-    from .run import private_redis
-
     with private_redis() as url:
         result = await bench_scaling(QueueSettings.from_env({"COUNCIL_REDIS_URL": url}), args.files)
     print(json.dumps(result))
