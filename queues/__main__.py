@@ -6,16 +6,15 @@ python -m queues speak "Hello there. How are you?" --voice max --out hello.wav
 
 import argparse
 import asyncio
-import io
 import os
 import sys
 import uuid
-import wave
 from pathlib import Path
 
 from shared_schemas import AUDIO_FORMATS, EventType, SynthesisJob, TranscriptionJob
 
 from . import AsyncBlobStore, EventHub, JobClient, QueueSettings, SettingsError
+from .wavs import join_wavs
 
 
 async def transcribe(settings: QueueSettings, files: list[Path], queue: str, timeout: float) -> int:
@@ -54,23 +53,9 @@ async def speak(settings: QueueSettings, text: str, voice: str, out: Path, timeo
                 return 1
             clips.append(await blobs.get(event.payload["audio_key"]))
             print(f"  {event.payload['duration_s']:.2f} s: {event.payload['text']}", file=sys.stderr)
-    out.write_bytes(_join_wavs(clips))
+    out.write_bytes(join_wavs(clips))
     print(f"wrote {out}")
     return 0
-
-
-def _join_wavs(clips: list[bytes]) -> bytes:
-    frames, params = [], None
-    for clip in clips:
-        with wave.open(io.BytesIO(clip)) as w:
-            params = params or w.getparams()
-            frames.append(w.readframes(w.getnframes()))
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        assert params is not None
-        w.setparams(params)
-        w.writeframes(b"".join(frames))
-    return buffer.getvalue()
 
 
 class _clients:

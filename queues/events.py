@@ -98,12 +98,15 @@ class JobEvents:
 
 def replay(connection: redis.Redis, settings: QueueSettings, session_id: str, after: str = "0") -> list[Event]:
     """Every stored event of a session after the id `after` ("0": all), in order."""
-    entries = connection.xrange(stream_key(settings, session_id), min=f"({after}" if after != "0" else "-")
-    return list(parse_entries(entries))
+    return list(parse_entries(connection.xrange(stream_key(settings, session_id), min=_after(after))))
 
 
 async def areplay(
     connection: redis.asyncio.Redis, settings: QueueSettings, session_id: str, after: str = "0"
 ) -> list[Event]:
-    entries = await connection.xrange(stream_key(settings, session_id), min=f"({after}" if after != "0" else "-")
-    return list(parse_entries(entries))
+    return list(parse_entries(await connection.xrange(stream_key(settings, session_id), min=_after(after))))
+
+
+def _after(event_id: str) -> str:
+    """XRANGE's lower bound for "after this id" ("0": from the start)."""
+    return "-" if event_id == "0" else f"({event_id}"

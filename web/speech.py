@@ -7,9 +7,7 @@ time is cancelled if it has not started, and answers 504.
 """
 
 import contextlib
-import io
 import uuid
-import wave
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -17,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queues import BlobMissing
+from queues.wavs import join_wavs
 from shared_schemas import MAX_TEXT_CHARS, ErrorCode, EventType, SpeechClip, SynthesisJob
 from shared_schemas.limits import VOICE_PATTERN
 
@@ -77,27 +76,6 @@ async def speak(s: Services, speech: SpeechRequest, timeout: float) -> list[Spee
     return sorted(clips, key=lambda clip: clip.index)
 
 
-def join_wavs(clips: list[bytes]) -> bytes:
-    """One WAV of the clips' frames in order; they must share channels, width and rate."""
-    frames, params = [], None
-    for clip in clips:
-        with wave.open(io.BytesIO(clip)) as w:
-            if params is not None and w.getparams()[:3] != params[:3]:
-                raise ApiError(502, ErrorCode.ENGINE_FAILED, "The voice worker's clips do not share one format.")
-            params = params or w.getparams()
-            frames.append(w.readframes(w.getnframes()))
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        if params is not None:
-            w.setparams(params)
-        else:  # nothing spoken: a valid, empty WAV
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(16_000)
-        w.writeframes(b"".join(frames))
-    return buffer.getvalue()
-
-
 async def speech_endpoint(request: Request) -> Response:
     s = services(request)
     speech = await parse_request(request)
@@ -115,7 +93,11 @@ async def speech_endpoint(request: Request) -> Response:
         "Content-Disposition": 'inline; filename="speech.wav"',
         "X-Duration-Seconds": f"{sum(c.duration_s for c in clips):.3f}",
     }
-    return Response(join_wavs(data), media_type="audio/wav", headers=headers)
+    try:
+        audio = join_wavs(data)
+    except ValueError:
+        raise ApiError(502, ErrorCode.ENGINE_FAILED, "The voice worker's clips do not share one format.") from None
+    return Response(audio, media_type="audio/wav", headers=headers)
 
 
 routes = [Route("/api/speech", speech_endpoint, methods=["POST"])]

@@ -136,14 +136,18 @@ def speak(engine: CoquiTTS, voice: str, text: str = SENTENCE):
     return engine.synthesize(text, voice)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tiny_vits(tmp_path_factory.mktemp("coqui") / "coqui")
+def guarded(folder: Path) -> Iterator[Path]:
+    """The folder, read-only, as operators mount it; afterwards, proof that nothing wrote to it."""
     before = snapshot(folder)
     read_only(folder)
     yield folder
     assert snapshot(folder) == before, "the engine wrote to the operator's model directory"
     writable(folder)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield from guarded(tiny_vits(tmp_path_factory.mktemp("coqui") / "coqui"))
 
 
 @pytest.fixture(scope="module")
@@ -294,12 +298,7 @@ def test_synthesis_job_through_the_engines(coqui, whisper, settings, connection,
 
 @pytest.fixture(scope="module")
 def xtts_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tiny_xtts(tmp_path_factory.mktemp("xtts") / "coqui")
-    before = snapshot(folder)
-    read_only(folder)
-    yield folder
-    assert snapshot(folder) == before, "the engine wrote to the operator's model directory"
-    writable(folder)
+    yield from guarded(tiny_xtts(tmp_path_factory.mktemp("xtts") / "coqui"))
 
 
 @pytest.fixture(scope="module")
