@@ -1,6 +1,7 @@
 """The council: members who deliberate on a turn, and the seam a turn calls (`Responder`)."""
 
-from .errors import ConfigError, CouncilError, CouncilFailed, LLMUnavailable
+from .budgets import Budgets, Payer
+from .errors import BudgetExceeded, ConfigError, CouncilError, CouncilFailed, LLMUnavailable
 from .members import Council, Member
 from .providers import ProviderStatus
 from .replies import EchoResponder, Reply, Responder, Step
@@ -8,6 +9,8 @@ from .responder import CouncilResponder
 from .settings import CouncilSettings
 
 __all__ = [
+    "BudgetExceeded",
+    "Budgets",
     "ConfigError",
     "Council",
     "CouncilError",
@@ -17,6 +20,7 @@ __all__ = [
     "EchoResponder",
     "LLMUnavailable",
     "Member",
+    "Payer",
     "ProviderStatus",
     "Reply",
     "Responder",

@@ -34,3 +34,10 @@ class CouncilFailed(CouncilError):
 
     code = "council_failed"
     retryable = True
+
+
+class BudgetExceeded(CouncilError):
+    """A budget does not allow this turn (or this call): the message says which one and when it
+    resets, or that an operator froze it."""
+
+    code = "budget_exceeded"

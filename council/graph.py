@@ -8,28 +8,38 @@ Nodes stream what they do through LangGraph's stream writer: `Step`s (routed, me
 member_done, member_dropped, critique) and `Reply` pieces as each model writes. A member that fails
 or runs out of time is dropped with its reason; the turn fails only when no member answers, or
 when the chair (or the fast member) cannot.
+
+Every model call is metered and held within budgets (`budgets.py`): when what is left cannot
+cover the whole council, `route` sends the turn down the fast path and says why; when it cannot
+cover even that, the turn fails with `BudgetExceeded`. Members answer with the tools their level
+allows (`tools.py`), a few rounds of tool calls at most.
 """
 
 import asyncio
 import logging
 import operator
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
 
+from queues import Charge
+
 from . import chat, prompts, providers, router
-from .errors import CouncilError, CouncilFailed, LLMUnavailable
+from .budgets import Budgets, Payer
+from .errors import BudgetExceeded, CouncilError, CouncilFailed, LLMUnavailable
 from .members import Council, Member
 from .memory import Turn
 from .replies import Reply, Step
 from .settings import CouncilSettings
+from .tools import Outcome, Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,7 @@ class Question(TypedDict):
     voice: str  # the person's voice: for a member without one on the configured engines
     hear_members: bool
     critique: bool
+    payer: Payer  # whom the turn's spending is recorded against
 
 
 class Task(Question):
@@ -72,10 +83,19 @@ class TurnState(Question, total=False):
 class Deliberation:
     """The graph for one council, its models injected; one instance serves every session."""
 
-    def __init__(self, council: Council, models: dict[str, BaseChatModel], settings: CouncilSettings) -> None:
+    def __init__(
+        self,
+        council: Council,
+        models: dict[str, BaseChatModel],
+        settings: CouncilSettings,
+        budgets: Budgets,
+        toolbox: Toolbox,
+    ) -> None:
         self.council = council
         self.models = models
         self.settings = settings
+        self.budgets = budgets
+        self.toolbox = toolbox
         self.graph = self._build()
 
     def _build(self) -> CompiledStateGraph[TurnState, None, TurnState, TurnState]:
@@ -98,23 +118,66 @@ class Deliberation:
     # Nodes.
 
     async def route(self, state: TurnState) -> dict[str, Any]:
-        chair = self.council.chair
+        chair, question = self.council.chair, state["question"]
+        decision = router.by_rules(question, state["topics"])
         try:
-            decision = await router.decide(
-                state["question"], self.models[chair.name], state["topics"], self.settings.router_timeout_s
-            )
+            if decision is None:
+                async with self.budgets.llm(state["payer"], chair, "router", prompts.router(question)) as call:
+                    decision = await router.decide(
+                        question, self.models[chair.name], state["topics"], self.settings.router_timeout_s, call.seen
+                    )
+        except BudgetExceeded:
+            raise
         except Exception as exc:  # the edge: a router failure becomes a decision, or LLMUnavailable
             if (error := providers.unavailable(exc, chair, self.settings)) is not None:
                 raise error from exc
             log.warning("router model failed; the council answers", exc_info=True)
             decision = router.Decision("council", f"no rule matched and the router model failed: {exc!r}", "rules")
+        decision = await self._within_budget(state, decision)
         get_stream_writer()(Step("routed", decision.payload()))
         return {"decision": decision}
+
+    async def _within_budget(self, state: TurnState, decision: router.Decision) -> router.Decision:
+        """The decision, or the fast path when the council costs more than is left; or
+        `BudgetExceeded` when not even the fast path is covered."""
+        payer, fast = state["payer"], [self.council.fast.name]
+        if decision.route == "council":
+            short = await self.budgets.shortfall(payer, self._plan(state, "council"), [self.council.chair.name])
+            if short is None:
+                return decision
+            if await self.budgets.shortfall(payer, self._plan(state, "fast"), fast) is None:
+                return router.Decision("fast", self.budgets.downgraded(short), "budget")
+        if (short := await self.budgets.shortfall(payer, self._plan(state, "fast"), fast)) is not None:
+            raise self.budgets.exceeded(short)
+        return decision
+
+    def _plan(self, state: TurnState, route: router.Route) -> list[Charge]:
+        """What a route's model calls will cost at most, estimated from the prompts' lengths
+        before any is made (building the prompts would cost more than the estimate is worth)."""
+        q, history = state["question"], state["history"]
+        chars = len(q) + sum(len(t.user) + len(t.answer) for t in history) + sum(map(len, state["topics"])) + 80
+        count = 2 + 2 * len(history)
+
+        def answer(m: Member, extra: int = 0, more_chars: int = 0) -> Charge:
+            return self.budgets.estimate_text(m, len(m.persona) + chars + more_chars, count, extra)
+
+        if route == "fast":
+            return [answer(self.council.fast)]
+        members, chair = self.council.members, self.council.chair
+        written = sum(m.max_output_tokens for m in members)
+        plan = [answer(m) for m in members]
+        if state["critique"] and len(members) > 1:
+            critique = len(prompts.CRITIQUE) + len(q) + 40
+            plan += [self.budgets.estimate_text(m, len(m.persona) + critique, 2, written) for m in members]
+            written *= 2
+        return [*plan, answer(chair, written, len(prompts.SYNTHESIS) + 80 * len(members))]
 
     async def solo(self, state: TurnState) -> dict[str, Any]:
         member = self.council.fast
         messages = prompts.answer(member, state["question"], state["history"], state["topics"])
-        text = await self._required(member, "solo", messages, state["voice"], self.settings.chair_timeout_s)
+        text = await self._required(
+            member, "solo", messages, state["voice"], self.settings.chair_timeout_s, state["payer"]
+        )
         return {"final": text}
 
     async def answer(self, state: Task) -> dict[str, Any]:
@@ -123,7 +186,7 @@ class Deliberation:
         voice = member.voice(self.settings.tts_engines, state["voice"])
         timeout = self.settings.member_timeout_s
         try:
-            text = await self._stream(member, "answer", messages, voice, state["hear_members"], timeout)
+            text = await self._stream(member, "answer", messages, voice, state["hear_members"], timeout, state["payer"])
         except Exception as exc:  # the edge: any failure drops this member, with its reason
             dropped = self._drop(member, "answer", exc, timeout)
             log.warning("%s dropped: %s", member.name, dropped.reason, exc_info=dropped.error is None)
@@ -147,7 +210,8 @@ class Deliberation:
         others = {labels[name]: text for name, text in answers.items() if name != member.name}
         timeout = self.settings.critique_timeout_s
         try:
-            text = await self._complete(member, prompts.critique(member, state["question"], others), timeout)
+            messages = prompts.critique(member, state["question"], others)
+            text = await self._complete(member, messages, timeout, state["payer"])
         except Exception as exc:  # the edge: a failed critique leaves the member's answer in
             dropped = self._drop(member, "critique", exc, timeout)
             log.warning("%s's critique dropped: %s", member.name, dropped.reason, exc_info=dropped.error is None)
@@ -162,7 +226,9 @@ class Deliberation:
         labelled = {labels[name]: (self.council[name], text) for name, text in answers.items()}
         critiques = state.get("critiques", {})
         messages = prompts.synthesis(chair, state["question"], state["history"], state["topics"], labelled, critiques)
-        text = await self._required(chair, "synthesis", messages, state["voice"], self.settings.chair_timeout_s)
+        text = await self._required(
+            chair, "synthesis", messages, state["voice"], self.settings.chair_timeout_s, state["payer"]
+        )
         return {"final": text}
 
     # Edges.
@@ -189,37 +255,87 @@ class Deliberation:
     # Talking to models.
 
     async def _stream(
-        self, member: Member, phase: str, messages: list[BaseMessage], voice: str, speak: bool, timeout_s: float
+        self,
+        member: Member,
+        phase: str,
+        messages: list[BaseMessage],
+        voice: str,
+        speak: bool,
+        timeout_s: float,
+        payer: Payer,
     ) -> str:
         write = get_stream_writer()
         write(Step("member_started", {"member": member.name, "role": member.role, "voice": voice, "phase": phase}))
         started = time.perf_counter()
-        parts: list[str] = []
         async with asyncio.timeout(timeout_s):
-            async for piece in chat.pieces(self.models[member.name], messages):
-                parts.append(piece)
-                write(Reply(member.name, voice, piece, speak))
-        text = "".join(parts).strip()
+            text, used = await self._talk(
+                member, phase, messages, payer, lambda piece: write(Reply(member.name, voice, piece, speak))
+            )
         if not text:
             raise CouncilFailed(f"{member.name} answered nothing")
         elapsed = round(time.perf_counter() - started, 3)
-        write(Step("member_done", {"member": member.name, "phase": phase, "chars": len(text), "elapsed_s": elapsed}))
+        done = {"member": member.name, "phase": phase, "chars": len(text), "elapsed_s": elapsed}
+        if used:
+            done["tools"] = [asdict(outcome) for outcome in used]
+        write(Step("member_done", done))
         return text
 
-    async def _complete(self, member: Member, messages: list[BaseMessage], timeout_s: float) -> str:
+    async def _complete(self, member: Member, messages: list[BaseMessage], timeout_s: float, payer: Payer) -> str:
         async with asyncio.timeout(timeout_s):
-            text = await chat.complete(self.models[member.name], messages)
+            text, _ = await self._talk(member, "critique", messages, payer, tools=False)
         if not text:
             raise CouncilFailed(f"{member.name} answered nothing")
         return text
 
+    async def _talk(
+        self,
+        member: Member,
+        phase: str,
+        messages: list[BaseMessage],
+        payer: Payer,
+        on_piece: Callable[[str], None] | None = None,
+        tools: bool = True,
+    ) -> tuple[str, list[Outcome]]:
+        """One member's answer: metered model calls, with rounds of tool calls in between while
+        the model asks for them. Its text, and what came of each tool call."""
+        model: chat.ChatModel = self.models[member.name]
+        offered = self.toolbox.offered(member) if tools else []
+        if offered:
+            model = self.models[member.name].bind_tools([t.schema for t in offered])
+        messages, parts, used = list(messages), [], []
+        for round_ in range(self.settings.tool_rounds + 1):
+            if parts and not parts[-1][-1:].isspace():
+                parts.append(" ")  # the text of the next round goes on after a space
+                if on_piece is not None:
+                    on_piece(" ")
+            async with self.budgets.llm(payer, member, phase, messages) as call:
+                async for piece in chat.pieces(model, messages, call.seen):
+                    parts.append(piece)
+                    if on_piece is not None:
+                        on_piece(piece)
+            asked = call.message.tool_calls if call.message is not None else []
+            if not asked or round_ == self.settings.tool_rounds:
+                break
+            messages.append(AIMessage(content=call.message.content, tool_calls=asked))
+            for tool_call in asked:
+                reply, outcome = await self.toolbox.run(tool_call, member, payer)
+                messages.append(reply)
+                used.append(outcome)
+        return "".join(parts).strip(), used
+
     async def _required(
-        self, member: Member, phase: str, messages: list[BaseMessage], fallback_voice: str, timeout_s: float
+        self,
+        member: Member,
+        phase: str,
+        messages: list[BaseMessage],
+        fallback_voice: str,
+        timeout_s: float,
+        payer: Payer,
     ) -> str:
         """A spoken answer the turn cannot do without: its failure fails the turn, clearly."""
         voice = member.voice(self.settings.tts_engines, fallback_voice)
         try:
-            return await self._stream(member, phase, messages, voice, True, timeout_s)
+            return await self._stream(member, phase, messages, voice, True, timeout_s, payer)
         except Exception as exc:  # the edge: translated into the council's own error
             dropped = self._drop(member, phase, exc, timeout_s)
             if dropped.error is not None:
@@ -234,6 +350,8 @@ class Deliberation:
             reason = error.message
         elif isinstance(exc, TimeoutError):
             reason = f"timed out after {timeout_s:g} s"
+        elif isinstance(exc, BudgetExceeded):
+            reason = exc.message
         else:
             reason = f"{type(exc).__name__}: {exc}"
         get_stream_writer()(Step("member_dropped", {"member": member.name, "reason": reason, "phase": phase}))

@@ -19,6 +19,10 @@ chair = true                            # exactly one: weighs the answers, write
 fast = true                             # answers simple requests alone (default: the chair)
 persona = "..."
 voices = { piper = "joe", espeak = "max" }
+tool_level = "read"                     # tools it may call: none, read (calculator, clock,
+                                        # memory_search) or network (also http_get)
+daily_budget = { tokens = 200000 }      # what it may spend a day, all users together
+max_output_tokens = 512                 # the longest answer it may write in one call
 ```
 """
 
@@ -27,11 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 
 Provider = Literal["ollama", "openai"]
+ToolLevel = Literal["none", "read", "network"]
+TOOL_LEVELS: tuple[ToolLevel, ...] = ("none", "read", "network")
 
 
 class Member(BaseModel):
@@ -47,6 +53,20 @@ class Member(BaseModel):
     voices: dict[str, str] = Field(min_length=1)
     chair: bool = False
     fast: bool = False
+    tool_level: ToolLevel = "none"
+    daily_budget: dict[Literal["tokens", "seconds", "money"], float] | None = None
+    max_output_tokens: int = Field(default=512, ge=1, le=200_000)
+
+    @field_validator("daily_budget")
+    @classmethod
+    def _positive(cls, budget: dict[str, float] | None) -> dict[str, float] | None:
+        if budget is not None and any(v < 0 for v in budget.values()):
+            raise ValueError("budget amounts must be 0 or more")
+        return budget
+
+    def may_use(self, level: ToolLevel) -> bool:
+        """Whether this member's tool level allows a tool that needs `level`."""
+        return TOOL_LEVELS.index(self.tool_level) >= TOOL_LEVELS.index(level)
 
     def voice(self, engines: tuple[str, ...], fallback: str) -> str:
         """This member's voice on the first engine in `engines` it has one for, else `fallback`."""

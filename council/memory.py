@@ -7,6 +7,7 @@ the store the council reads from.
 
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -15,6 +16,7 @@ import redis.asyncio
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from .settings import CouncilSettings
+from .signals import STOPWORDS
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,17 @@ class Memory:
             budget -= turn.tokens
             kept.append(turn)
         return kept[::-1]
+
+    async def search(self, session_id: str, query: str, limit: int = 3) -> list[Turn]:
+        """The remembered turns that share the most words with `query`, best first."""
+        wanted = set(re.findall(r"\w+", query.lower())) - STOPWORDS
+        scored = []
+        for i, item in enumerate(await self.redis.lrange(self._key(session_id), 0, -1)):
+            turn = Turn(**json.loads(item))
+            score = len(wanted & set(re.findall(r"\w+", f"{turn.user} {turn.answer}".lower())))
+            if score:
+                scored.append((-score, -i, turn))
+        return [turn for _, _, turn in sorted(scored, key=lambda s: s[:2])[:limit]]
 
     async def forget(self, session_id: str) -> None:
         await self.redis.delete(self._key(session_id))

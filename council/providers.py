@@ -44,9 +44,14 @@ def build(member: Member, settings: CouncilSettings) -> BaseChatModel:
     options: dict[str, Any] = {"model": member.model, "base_url": base_url(member, settings)}
     if member.temperature is not None:
         options["temperature"] = member.temperature
+    # The answer's length is capped: what a call reserves from budgets is bounded by it.
     if member.provider == "openai":
         # Local OpenAI-compatible servers ignore the key; OpenAI itself answers 401 without one.
         options |= {"api_key": settings.openai_api_key or "EMPTY", "max_retries": settings.llm_retries}
+        # Token counts in the stream's last chunk, for the ledger.
+        options |= {"max_tokens": member.max_output_tokens, "stream_usage": True}
+    else:
+        options["num_predict"] = member.max_output_tokens
     model: BaseChatModel = chat_class(**options)
     return model
 

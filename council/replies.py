@@ -27,7 +27,14 @@ class Step:
 
 class Responder(Protocol):
     def answer(
-        self, session_id: str, turn_id: str, text: str, voice: str, *, hear_members: bool | None = None
+        self,
+        session_id: str,
+        turn_id: str,
+        text: str,
+        voice: str,
+        *,
+        hear_members: bool | None = None,
+        user: str = "anonymous",
     ) -> AsyncIterator[Reply | Step]: ...
 
 
@@ -37,6 +44,13 @@ class EchoResponder:
     member = "Echo"
 
     async def answer(
-        self, session_id: str, turn_id: str, text: str, voice: str, *, hear_members: bool | None = None
+        self,
+        session_id: str,
+        turn_id: str,
+        text: str,
+        voice: str,
+        *,
+        hear_members: bool | None = None,
+        user: str = "anonymous",
     ) -> AsyncIterator[Reply | Step]:
         yield Reply(self.member, voice, text)

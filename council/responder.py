@@ -2,6 +2,8 @@
 
 One turn: read the session's recurring topics and history from Redis, note this turn's topics,
 run the deliberation graph while streaming its steps and replies, then remember the final answer.
+What the turn's model calls and tools use is recorded against the user, the member and the turn,
+within their budgets (`budgets`): the graph refuses a turn they cannot cover before any call.
 """
 
 import logging
@@ -11,7 +13,10 @@ from typing import Self
 import redis.asyncio
 from langchain_core.language_models import BaseChatModel
 
-from . import members, providers
+from queues import AsyncLedger
+
+from . import members, prices, providers
+from .budgets import Budgets, Payer
 from .errors import ConfigError, CouncilFailed
 from .graph import Deliberation, TurnState
 from .members import Council
@@ -19,6 +24,7 @@ from .memory import Memory, Mirror
 from .replies import Reply, Step
 from .settings import CouncilSettings
 from .signals import Signals, terms
+from .tools import Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,10 @@ class CouncilResponder:
         self.council = council
         self.memory = Memory(redis_client, settings, mirror)
         self.signals = Signals(redis_client, settings)
-        self.deliberation = Deliberation(council, dict(models), settings)
+        ledger = AsyncLedger(redis_client, settings.key_prefix)
+        self.budgets = Budgets(ledger, settings, council, prices.load(settings.prices_file))
+        self.toolbox = Toolbox(settings, self.budgets, self.memory)
+        self.deliberation = Deliberation(council, dict(models), settings, self.budgets, self.toolbox)
 
     @classmethod
     def from_settings(cls, settings: CouncilSettings, redis_client: redis.asyncio.Redis) -> Self:
@@ -66,10 +75,12 @@ class CouncilResponder:
         *,
         hear_members: bool | None = None,
         critique: bool | None = None,
+        user: str = "anonymous",
     ) -> AsyncIterator[Reply | Step]:
         """Steps and reply pieces as the council works; the chair's (or the fast member's) pieces
         are spoken, the members' only with `hear_members`. Raises a `CouncilError` when the turn
-        cannot be answered."""
+        cannot be answered (`BudgetExceeded` when `user` may not spend what it needs)."""
+        payer = Payer(user, session_id, turn_id)
         topics = [signal.term for signal in await self.signals.top(session_id)]
         history = await self.memory.history(session_id)
         await self.signals.observe(session_id, text)
@@ -80,6 +91,7 @@ class CouncilResponder:
             voice=voice,
             hear_members=self.settings.hear_members if hear_members is None else hear_members,
             critique=self.settings.critique if critique is None else critique,
+            payer=payer,
         )
         final = ""
         async for mode, chunk in self.deliberation.graph.astream(question, stream_mode=["custom", "values"]):

@@ -1,6 +1,7 @@
 """The router: a simple request gets one fast answer, a question worth deliberating gets the
 council. Cheap rules decide first and say which one fired; the chair's model decides only when
-no rule does, with a one-word answer.
+no rule does, with a one-word answer. (The graph may then send a council turn down the fast path
+when the budget left cannot cover the council: a decision `by` "budget".)
 """
 
 import asyncio
@@ -20,7 +21,7 @@ Route = Literal["fast", "council"]
 class Decision:
     route: Route
     reason: str
-    by: Literal["rules", "llm"]
+    by: Literal["rules", "llm", "budget"]
 
     def payload(self) -> dict[str, str]:
         return asdict(self)
@@ -73,17 +74,22 @@ def by_rules(text: str, topics: Sequence[str] = ()) -> Decision | None:
 
 
 async def decide(
-    text: str, model: BaseChatModel | None, topics: Sequence[str] = (), timeout_s: float = 5.0
+    text: str,
+    model: BaseChatModel | None,
+    topics: Sequence[str] = (),
+    timeout_s: float = 5.0,
+    on_chunk: chat.OnChunk = None,
 ) -> Decision:
     """Rules first; then the model's one word. A model that takes too long, or answers neither
-    word, sends the turn to the council; its other errors are the caller's to translate."""
+    word, sends the turn to the council; its other errors are the caller's to translate.
+    `on_chunk` sees the model's answer as it comes (for the ledger)."""
     if (decision := by_rules(text, topics)) is not None:
         return decision
     if model is None:
         return Decision("council", "no rule matched and no router model", "rules")
     try:
         async with asyncio.timeout(timeout_s):
-            word = await chat.complete(model, prompts.router(text))
+            word = await chat.complete(model, prompts.router(text), on_chunk)
     except TimeoutError:
         return Decision("council", f"no rule matched and the router model took over {timeout_s:g} s", "rules")
     found = re.findall(r"\b(FAST|COUNCIL)\b", word.upper())

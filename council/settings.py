@@ -13,6 +13,7 @@ from typing import Any, Self
 from .errors import ConfigError
 
 DEFAULT_MEMBERS_FILE = Path(__file__).with_name("members.toml")
+DEFAULT_PRICES_FILE = Path(__file__).with_name("prices.toml")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,21 @@ class CouncilSettings:
     signals_half_life_s: float = 1800.0
     signals_floor: float = 0.2
     key_prefix: str = "council"
+    # Budgets (see budgets.py), each "<amount> <unit>" in tokens, seconds or money, several with
+    # commas ("200000 tokens, 2 money"): every user's daily limit and a turn's; a member's daily
+    # limit is `daily_budget` in the members file. Empty: no limit, spending is still metered.
+    budget_daily: tuple[str, ...] = ()
+    budget_turn: tuple[str, ...] = ()
+    prices_file: Path = DEFAULT_PRICES_FILE
+    # Users who may read everyone's usage and the whole ledger: by default the one user of a
+    # server without tokens ("anonymous") or with the one COUNCIL_API_TOKEN ("default").
+    operators: tuple[str, ...] = ("anonymous", "default")
+    # Tools members may call (see tools.py): rounds of tool calls per answer, time per call, and
+    # the HTTP tool, off unless turned on, to hosts on its allow-list only.
+    tool_rounds: int = 3
+    tool_timeout_s: float = 10.0
+    tools_http: bool = False
+    tools_http_allow: tuple[str, ...] = ()
     # TigerGraph: when a host is given, turns and topics are also written there.
     tigergraph_host: str | None = field(default=None, metadata={"env": "TIGERGRAPH_HOST"})
     tigergraph_graph: str = field(default="council", metadata={"env": "TIGERGRAPH_GRAPH"})

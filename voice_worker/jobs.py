@@ -3,17 +3,31 @@
 Each takes the payload dict the app enqueued, runs with the context the worker built at start,
 reports through events and returns a plain dict. Failures raise; the worker turns them into a
 `failed` event and RQ's failed status (see `worker.py`).
+
+Each transcription and synthesis job is metered: its compute time (CPU seconds of this process,
+or wall seconds on a GPU), the audio it heard or made and the characters it spoke go into the
+ledger against the job's user, member and turn, settling the hold the app took when it enqueued
+the job. Budgets are checked by the app before it enqueues; here the ledger only records.
 """
 
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+import redis.exceptions
 from rq import get_current_job
 
+from queues import Charge, Ledger
 from shared_schemas import EventType, PingJob, SynthesisJob, TranscriptionJob
 
 from . import synthesis, transcription
-from .context import current
+from .context import WorkerContext, current
 from .engines import Engines
+
+log = logging.getLogger(__name__)
 
 
 def ping(payload: dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +41,11 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
     ctx = current()
     job = TranscriptionJob.model_validate(payload)
     events = ctx.events_for(job.session_id, job.job_id)
-    result = transcription.transcribe(job, _engines(), ctx.blobs, events, _save_progress)
+    engines = _engines()
+    with _metered(ctx, job, "stt", engines.stt) as used:
+        ready = ctx.prefetched.pop(job.job_id, None)  # recognized in a batch with others (worker.py)
+        result = ready or transcription.transcribe(job, engines, ctx.blobs, events, _save_progress)
+        used.audio_ms = round(result.duration_s * 1000)
     body = result.model_dump(mode="json")
     events.emit(EventType.TRANSCRIPT, body)
     return body
@@ -37,7 +55,57 @@ def synthesize(payload: dict[str, Any]) -> dict[str, Any]:
     ctx = current()
     job = SynthesisJob.model_validate(payload)
     events = ctx.events_for(job.session_id, job.job_id)
-    return synthesis.synthesize(job, _engines(), ctx.blobs, events).model_dump(mode="json")
+    engines = _engines()
+    with _metered(ctx, job, "tts", engines.voices.get(job.voice)) as used:
+        speech = synthesis.synthesize(job, engines, ctx.blobs, events)
+        used.audio_ms = round(speech.duration_s * 1000)
+        used.chars = sum(len(clip.text) for clip in speech.clips if clip.sentence_done)  # once a sentence
+    return speech.model_dump(mode="json")
+
+
+@dataclass
+class Used:
+    """What a job used besides its time, filled in by the job as it learns it."""
+
+    audio_ms: int = 0
+    chars: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _metered(ctx: WorkerContext, job: TranscriptionJob | SynthesisJob, kind: str, engine: Any) -> Iterator[Used]:
+    """Time the job and record it in the ledger when it ends, failed or not (the time was spent)."""
+    used = Used()
+    cpu, wall = time.process_time(), time.perf_counter()
+    try:
+        yield used
+    except BaseException:
+        used.notes.append("failed")
+        raise
+    finally:
+        cpu_ms = round((time.process_time() - cpu) * 1000)
+        wall_ms = round((time.perf_counter() - wall) * 1000)
+        gpu = "cuda" in str(getattr(engine, "device", "cpu"))
+        charge = Charge(
+            kind=kind,
+            item=getattr(engine, "name", "unknown"),
+            user=job.user or "anonymous",
+            member=getattr(job, "member", None),
+            session_id=job.session_id,
+            turn_id=job.turn_id,
+            ref=job.job_id,
+            note=", ".join(used.notes) or None,
+            compute_ms=wall_ms if gpu else cpu_ms,
+            cpu_ms=cpu_ms,
+            gpu_ms=wall_ms if gpu else 0,
+            audio_ms=used.audio_ms,
+            chars=used.chars,
+            calls=1,
+        )
+        try:
+            Ledger(ctx.connection, ctx.settings.queues.key_prefix).settle(job.job_id, charge)
+        except redis.exceptions.RedisError:  # the job's work stands; the ledger misses one entry
+            log.exception("could not record job %s in the ledger", job.job_id)
 
 
 def _save_progress(fraction: float) -> None:

@@ -1,4 +1,5 @@
-"""Prometheus metrics: jobs by type and outcome, latencies, queue depths, connected sessions."""
+"""Prometheus metrics: jobs by type and outcome, latencies, queue depths, connected sessions, and
+what the council spends (counted as this process records it; today's totals from the ledger)."""
 
 import asyncio
 
@@ -8,6 +9,8 @@ from rq.serializers import JSONSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from queues import Ledger
 
 from .services import services
 
@@ -28,6 +31,29 @@ QUEUE_DEPTH = Gauge("council_queue_depth", "Jobs waiting, by queue.", ["queue"],
 QUEUE_JOBS = Gauge(
     "council_queue_jobs", "Jobs in RQ's registries, by queue and registry.", ["queue", "registry"], registry=REGISTRY
 )
+SPEND = Counter(
+    "council_spend_total",
+    "What this process recorded in the ledger (LLM calls, tools), by kind, member and unit (tokens, seconds, money).",
+    ["kind", "member", "unit"],
+    registry=REGISTRY,
+)
+BUDGET_REFUSALS = Counter(
+    "council_budget_refusals_total",
+    "Turns, calls and jobs a budget refused, by scope and unit.",
+    ["scope", "unit"],
+    registry=REGISTRY,
+)
+BUDGET_DOWNGRADES = Counter(
+    "council_budget_downgrades_total",
+    "Council turns sent down the fast path: the budget left was short.",
+    registry=REGISTRY,
+)
+SPEND_TODAY = Gauge(
+    "council_spend_today",
+    "Spent today (UTC) in the ledger, workers' jobs included, by user and unit.",
+    ["user", "unit"],
+    registry=REGISTRY,
+)
 
 
 def _collect_queues(request: Request) -> None:
@@ -41,6 +67,11 @@ def _collect_queues(request: Request) -> None:
             ("failed", queue.failed_job_registry),
         ):
             QUEUE_JOBS.labels(name, registry).set(reg.count)
+    ledger = Ledger(s.redis, s.settings.queues.key_prefix)
+    for user in ledger.names("user"):
+        spent = ledger.usage("user", user).spent
+        for unit in ("tokens", "seconds", "money"):
+            SPEND_TODAY.labels(user, unit).set(getattr(spent, unit))
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -5,6 +5,8 @@ import council
 
 def test_public_names():
     assert council.__all__ == [
+        "BudgetExceeded",
+        "Budgets",
         "ConfigError",
         "Council",
         "CouncilError",
@@ -14,6 +16,7 @@ def test_public_names():
         "EchoResponder",
         "LLMUnavailable",
         "Member",
+        "Payer",
         "ProviderStatus",
         "Reply",
         "Responder",
@@ -27,3 +30,4 @@ def test_errors_carry_a_code_and_whether_to_retry():
     assert (council.ConfigError.code, council.ConfigError.retryable) == ("council_config", False)
     assert issubclass(council.ConfigError, ValueError)
     assert all(issubclass(e, council.CouncilError) for e in (council.LLMUnavailable, council.CouncilFailed))
+    assert (council.BudgetExceeded.code, council.BudgetExceeded.retryable) == ("budget_exceeded", False)
