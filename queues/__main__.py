@@ -11,7 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from shared_schemas import AUDIO_FORMATS, EventType, SynthesisJob, TranscriptionJob
+from shared_schemas import AUDIO_FORMATS, EventType, SpeechClip, SynthesisJob, TranscriptionJob
 
 from . import AsyncBlobStore, EventHub, JobClient, QueueSettings, SettingsError
 from .wavs import join_wavs
@@ -46,14 +46,16 @@ async def speak(settings: QueueSettings, text: str, voice: str, out: Path, timeo
     async with _clients(settings) as (client, hub, blobs):
         session = f"cli-{uuid.uuid4().hex[:10]}"
         job = SynthesisJob(session_id=session, job_id=f"{session}-speak", text=text, voice=voice)
-        clips: list[bytes] = []
+        clips: list[tuple[SpeechClip, bytes]] = []
         async for event in client.arun(hub, job, None, timeout):
             if event.type is EventType.FAILED:
                 print(f"failed ({event.payload['code']}): {event.payload['message']}", file=sys.stderr)
                 return 1
-            clips.append(await blobs.get(event.payload["audio_key"]))
-            print(f"  {event.payload['duration_s']:.2f} s: {event.payload['text']}", file=sys.stderr)
-    out.write_bytes(join_wavs(clips))
+            clip = SpeechClip.model_validate(event.payload)
+            clips.append((clip, await blobs.get(clip.audio_key)))
+            part = "" if clip.chunk == 0 and clip.sentence_done else f" (chunk {clip.chunk})"
+            print(f"  {clip.duration_s:.2f} s: {clip.text}{part}", file=sys.stderr)
+    out.write_bytes(join_wavs([data for _, data in sorted(clips, key=lambda pair: pair[0].order)]))
     print(f"wrote {out}")
     return 0
 
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = QueueSettings.from_env(os.environ)
+        settings.check_credentials()
     except SettingsError as exc:
         parser.error(str(exc))
     if args.command == "transcribe":

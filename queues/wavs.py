@@ -1,12 +1,13 @@
-"""Joining the WAV clips of one synthesis job (a clip per sentence) into one file."""
+"""Joining the WAV clips of one synthesis job (one per sentence, or per chunk of one) into one file."""
 
 import io
 import wave
 
 
 def join_wavs(clips: list[bytes]) -> bytes:
-    """One WAV of the clips' frames in order; raises ValueError if they differ in channels,
-    sample width or rate. No clips make a valid, empty 16 kHz mono WAV."""
+    """One WAV of the clips' frames in the order given (callers sort by `SpeechClip.order`); raises
+    ValueError if they differ in channels, sample width or rate. No clips make a valid, empty 16 kHz
+    mono WAV."""
     frames, params = [], None
     for clip in clips:
         with wave.open(io.BytesIO(clip)) as w:

@@ -17,6 +17,9 @@ class _Payload(BaseModel):
     session_id: Id
     # Set by the app so it can route events for a job it just enqueued; the job id in RQ.
     job_id: Id
+    # Who the work is for (the API token's user): the worker records what the job used against
+    # them in the ledger. Absent in payloads from before the ledger.
+    user: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class TranscriptionJob(_Payload):
@@ -30,6 +33,8 @@ class TranscriptionJob(_Payload):
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] = "en"
     # Trim silence and split long audio with the VAD before recognition.
     vad: bool = True
+    # The conversation turn this recording starts, when it does.
+    turn_id: Id | None = None
 
 
 class SynthesisJob(_Payload):

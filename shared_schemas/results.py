@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Result(BaseModel):
@@ -33,10 +33,14 @@ class Transcript(_Result):
 
 
 class SpeechClip(_Result):
-    """One synthesized sentence: a WAV in the blob store, with what a player needs to know.
+    """A synthesized sentence, or a chunk of one: a WAV in the blob store, with what a player needs to know.
 
-    A synthesis job speaks its text sentence by sentence and emits one clip per sentence, so
-    playback can start before the whole text is spoken; `last` marks the job's final clip.
+    A synthesis job speaks its text sentence by sentence, so playback can start before the whole
+    text is spoken. An engine that streams speaks a sentence in chunks, each emitted as soon as it
+    is made: `chunk` counts them from 0 and `sentence_done` marks the sentence's last one (an
+    engine that does not stream gives one chunk per sentence, 0, done). Play clips in `order`,
+    (index, chunk). `last` marks the job's final clip. The last chunk of a sentence may be empty
+    (duration 0) when the sentence ended just after its audio went out.
     """
 
     kind: Literal["speech_clip"] = "speech_clip"
@@ -48,9 +52,22 @@ class SpeechClip(_Result):
     member: str | None = None
     turn_id: str | None = None
     index: int = Field(default=0, ge=0, description="The sentence's place in its turn.")
-    last: bool = True
-    text: str
+    chunk: int = Field(default=0, ge=0, description="The chunk's place in its sentence.")
+    sentence_done: bool = Field(default=True, description="Whether this is the sentence's last chunk.")
+    last: bool = Field(default=True, description="Whether this is the job's last clip.")
+    text: str = Field(description="The whole sentence, on each of its chunks.")
     engine: str
+
+    @model_validator(mode="after")
+    def _last_ends_its_sentence(self) -> "SpeechClip":
+        if self.last and not self.sentence_done:
+            raise ValueError("the job's last clip must end its sentence (last without sentence_done)")
+        return self
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Where the clip plays in its turn: by sentence, then by chunk."""
+        return (self.index, self.chunk)
 
 
 class Speech(_Result):

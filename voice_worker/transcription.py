@@ -1,7 +1,10 @@
-"""Speech to text for one job: fetch the audio, decode, trim and split with the VAD, recognize."""
+"""Speech to text for one job: fetch the audio, decode, trim and split with the VAD, recognize.
+
+`transcribe_together` does several short files in one forward pass, for engines that batch.
+"""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from queues import BlobMissing, BlobStore, JobEvents
 from shared_schemas import ErrorCode, EventType, Progress, Transcript, TranscriptionJob
@@ -52,3 +55,45 @@ def transcribe(
         segments=segments,
         engine=engines.stt.name,
     )
+
+
+# Longer files, or files the VAD splits in several pieces, are recognized alone (with progress).
+MAX_BATCHED_S = 30.0
+
+
+def transcribe_together(jobs: Sequence[TranscriptionJob], engines: Engines, blobs: BlobStore) -> dict[str, Transcript]:
+    """Transcripts of the jobs that can share one forward pass, by job id. A job left out (bad or
+    missing audio, too long, another language) runs alone and meets its own error there."""
+    language = jobs[0].language if jobs else "en"
+    ready: list[tuple[TranscriptionJob, Audio, float, float]] = []  # job, clip, offset, whole duration
+    for job in jobs:
+        if job.language != language:
+            continue
+        try:
+            audio = decode(fetch_audio(blobs, job.session_id, job.audio_key), job.format)
+        except VoiceError:
+            continue
+        if audio.duration_s > MAX_BATCHED_S:
+            continue
+        start, end = 0.0, audio.duration_s
+        if job.vad and engines.vad is not None:
+            spans = split_spans(engines.vad.speech_spans(audio), total_s=audio.duration_s)
+            if len(spans) != 1:
+                continue
+            start, end = spans[0]
+        piece = Audio(audio.samples[int(start * audio.sample_rate) : int(end * audio.sample_rate)], audio.sample_rate)
+        ready.append((job, piece, start, audio.duration_s))
+    if len(ready) < 2:
+        return {}
+    parts = engines.stt.transcribe_many([r[1] for r in ready], language, [r[2] for r in ready])
+    log.info("transcribed %d files in one batch", len(ready))
+    return {
+        job.job_id: Transcript(
+            text=" ".join(s.text.strip() for s in part.segments if s.text.strip()),
+            language=language,
+            duration_s=round(duration_s, 3),
+            segments=part.segments,
+            engine=engines.stt.name,
+        )
+        for (job, _, _, duration_s), part in zip(ready, parts, strict=True)
+    }

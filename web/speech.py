@@ -1,7 +1,8 @@
 """Text to speech over REST: `POST /api/speech` with `{"text": ..., "voice": ...}` answers a WAV.
 
-The text is spoken by a worker as one synthesis job on the realtime queue, sentence by sentence;
-this waits for the job's clips, joins them into one WAV and answers it. A job that fails answers
+The text is spoken by a worker as one synthesis job on the realtime queue, sentence by sentence
+(a voice that streams sends each sentence in chunks); this waits for the job's clips, joins them in
+(sentence, chunk) order into one WAV and answers it. A job that fails answers
 422 with the worker's own error (unknown_voice, text_too_long, ...); one that does not finish in
 time is cancelled if it has not started, and answers 504.
 """
@@ -19,6 +20,7 @@ from queues.wavs import join_wavs
 from shared_schemas import MAX_TEXT_CHARS, ErrorCode, EventType, SpeechClip, SynthesisJob
 from shared_schemas.limits import VOICE_PATTERN
 
+from .auth import user_of
 from .errors import ApiError
 from .services import Services, services
 
@@ -57,10 +59,12 @@ async def parse_request(request: Request) -> SpeechRequest:
     return speech
 
 
-async def speak(s: Services, speech: SpeechRequest, timeout: float) -> list[SpeechClip]:
-    """The clips of one synthesis job, in order; raises ApiError when it fails or takes too long."""
+async def speak(s: Services, speech: SpeechRequest, timeout: float, user: str | None = None) -> list[SpeechClip]:
+    """The clips of one synthesis job, in order; raises ApiError when it fails or takes too long.
+    The worker meters the job against `user`."""
     session_id = f"speech-{uuid.uuid4().hex}"
-    job = SynthesisJob(session_id=session_id, job_id=session_id, text=speech.text.strip(), voice=speech.voice)
+    text = speech.text.strip()
+    job = SynthesisJob(session_id=session_id, job_id=session_id, text=text, voice=speech.voice, user=user)
     clips: list[SpeechClip] = []
     events = s.jobs.arun(s.hub, job, s.settings.queues.realtime_queue, timeout=timeout)
     try:
@@ -73,13 +77,13 @@ async def speak(s: Services, speech: SpeechRequest, timeout: float) -> list[Spee
     except TimeoutError:
         await s.jobs.acancel(job.job_id)
         raise ApiError(504, ErrorCode.TIMEOUT, f"No voice worker spoke the text within {timeout:g} s.") from None
-    return sorted(clips, key=lambda clip: clip.index)
+    return sorted(clips, key=lambda clip: clip.order)
 
 
 async def speech_endpoint(request: Request) -> Response:
     s = services(request)
     speech = await parse_request(request)
-    clips = await speak(s, speech, timeout=float(s.settings.queues.synthesize_timeout_s))
+    clips = await speak(s, speech, timeout=float(s.settings.queues.synthesize_timeout_s), user=user_of(request))
     data: list[bytes] = []
     for clip in clips:
         try:

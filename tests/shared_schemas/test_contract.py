@@ -47,17 +47,23 @@ def test_public_names_are_pinned():
         [
             "BATCH",
             "REALTIME",
+            "SPEECH",
             "AsyncBlobStore",
             "AsyncEventPublisher",
+            "AsyncLedger",
             "BlobMissing",
             "BlobStore",
             "BlobTooLarge",
+            "Charge",
             "EventHub",
             "EventPublisher",
             "JobClient",
             "JobEvents",
             "JobStatus",
+            "Ledger",
+            "Limits",
             "QueueSettings",
+            "Refused",
             "SettingsError",
             "Subscription",
             "ajob_status",
@@ -119,6 +125,19 @@ def test_results_validate_what_the_worker_returns():
     assert Transcript.model_validate(transcript.model_dump(mode="json")) == transcript
     with pytest.raises(ValidationError):
         SpeechClip(audio_key="k", sample_rate=0, duration_s=1, voice="v", text="t", engine="e")
+
+
+def test_speech_clips_say_their_chunk_and_old_payloads_still_validate():
+    old = {"audio_key": "k", "sample_rate": 24_000, "duration_s": 1.0, "voice": "v", "text": "t", "engine": "e"}
+    clip = SpeechClip.model_validate({**old, "index": 2, "last": False})
+    assert (clip.chunk, clip.sentence_done, clip.order) == (0, True, (2, 0))
+    chunk = SpeechClip.model_validate({**old, "index": 2, "chunk": 1, "sentence_done": False, "last": False})
+    assert SpeechClip.model_validate_json(chunk.model_dump_json()) == chunk
+    assert sorted([chunk, clip], key=lambda c: c.order) == [clip, chunk]
+    with pytest.raises(ValidationError, match="sentence_done"):
+        SpeechClip.model_validate({**old, "chunk": 0, "sentence_done": False, "last": True})
+    with pytest.raises(ValidationError):
+        SpeechClip.model_validate({**old, "chunk": -1})
 
 
 @pytest.mark.parametrize(

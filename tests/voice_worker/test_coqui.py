@@ -4,7 +4,11 @@ import hashlib
 import io
 import json
 import stat
+import threading
+import time
+import wave
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +27,8 @@ from TTS.tts.models.vits import Vits  # noqa: E402
 from TTS.tts.models.xtts import Xtts, XttsArgs  # noqa: E402
 
 from queues import BlobStore, EventPublisher, JobEvents, replay  # noqa: E402
-from shared_schemas import ErrorCode, EventType, SynthesisJob  # noqa: E402
+from queues.wavs import join_wavs  # noqa: E402
+from shared_schemas import ErrorCode, EventType, Speech, SynthesisJob  # noqa: E402
 from voice_worker.engines import Engines  # noqa: E402
 from voice_worker.errors import EngineLoadError, VoiceError  # noqa: E402
 from voice_worker.synthesis import synthesize  # noqa: E402
@@ -291,6 +296,9 @@ def test_synthesis_job_through_the_engines(coqui, whisper, settings, connection,
         assert rate == SAMPLE_RATE and samples.ndim == 1
         assert len(samples) / rate == pytest.approx(clip.duration_s, abs=1e-3) and clip.duration_s > 0.1
     assert speech.clips[-1].last and not speech.clips[0].last
+    # VITS does not stream: one chunk per sentence, which ends it.
+    assert [c.order for c in speech.clips] == [(0, 0), (1, 0)]
+    assert all(c.sentence_done for c in speech.clips)
 
 
 # XTTS v2, tiny: streaming and reference clips
@@ -319,9 +327,66 @@ def test_xtts_voices_are_reference_clips_and_built_in_speakers(xtts):
 @pytest.mark.slow
 def test_xtts_streams_in_chunks(xtts):
     torch.manual_seed(1234)
-    chunks = list(xtts.synthesize_stream("hello there, how are you?", "ada"))
+    chunks = []
+    for chunk in xtts.synthesize_stream("hello there, how are you?", "ada"):
+        assert not torch.is_inference_mode_enabled()  # the model's mode does not leak between pieces
+        chunks.append(chunk)
     assert len(chunks) > 1
     assert all(c.sample_rate == 24_000 and len(c.samples) > 0 for c in chunks)
     assert sum(c.duration_s for c in chunks) > 0.1
     with pytest.raises(VoiceError):
         next(xtts.synthesize_stream("hello.", "max"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_xtts_job_sends_each_chunk_as_it_is_made(xtts, whisper, settings, connection, session_id):
+    """The real job path on Redis: the first chunk is in the session's stream while its sentence is
+    still being spoken, and the chunks play back in (index, chunk) order into the whole sentence."""
+    engines = Engines(stt=whisper, tts=[xtts], vad=None)
+    blobs = BlobStore(settings, connection)
+    job = SynthesisJob(
+        session_id=session_id, job_id=f"{session_id}-x", text="Hello there, how are you? Fine.", voice="ada", index=3
+    )
+    events = JobEvents(EventPublisher(settings, connection), session_id, job.job_id)
+    torch.manual_seed(1)  # with this seed the tiny model speaks the first sentence in three pieces
+    result: dict[str, Speech] = {}
+    running = threading.Thread(target=lambda: result.update(speech=synthesize(job, engines, blobs, events)))
+    started = datetime.now(UTC)
+    running.start()
+    deadline = time.monotonic() + 240
+    while not (seen := replay(connection, settings, session_id)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The first chunk is out alone while the job, and so its first sentence, is still being spoken.
+    first_seen_alone, still_speaking = len(seen) == 1, running.is_alive()
+    running.join(timeout=max(1.0, deadline - time.monotonic()))
+    assert not running.is_alive()
+    assert first_seen_alone and still_speaking
+    assert seen[0].payload["index"] == 3 and seen[0].payload["chunk"] == 0 and not seen[0].payload["sentence_done"]
+
+    speech = result["speech"]
+    emitted = replay(connection, settings, session_id)
+    assert [e.payload for e in emitted] == [c.model_dump(mode="json") for c in speech.clips]
+    assert [e.seq for e in emitted] == list(range(len(emitted)))
+    by_sentence = {i: [c for c in speech.clips if c.index == i] for i in (3, 4)}
+    assert [c.text for c in by_sentence[4]][:1] == ["Fine."]
+    assert len(by_sentence[3]) >= 2, "the first sentence came in one chunk"
+    for clips in by_sentence.values():
+        assert [c.chunk for c in clips] == list(range(len(clips)))
+        assert [c.sentence_done for c in clips] == [False] * (len(clips) - 1) + [True]
+    assert [c.last for c in speech.clips] == [False] * (len(speech.clips) - 1) + [True]
+    assert [c.order for c in speech.clips] == sorted(c.order for c in speech.clips)
+    # Made as it went, not cut up afterwards: the first chunk was out long before the sentence's end.
+    first, end_of_sentence = emitted[0], emitted[len(by_sentence[3]) - 1]
+    assert (first.time - started) < 0.75 * (end_of_sentence.time - started)
+
+    data = [blobs.get(c.audio_key) for c in speech.clips]
+    for clip, wav in zip(speech.clips, data, strict=True):
+        samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
+        assert rate == clip.sample_rate == 24_000 and samples.ndim == 1
+        assert len(samples) / rate == pytest.approx(clip.duration_s, abs=1e-3)
+    assert all(c.duration_s > 0 for c in by_sentence[3][:-1])  # the last may be empty: it closes the sentence
+    with wave.open(io.BytesIO(join_wavs(data))) as joined:
+        assert joined.getframerate() == 24_000
+        assert joined.getnframes() / 24_000 == pytest.approx(speech.duration_s, abs=0.005)
+    assert speech.duration_s > 1.0

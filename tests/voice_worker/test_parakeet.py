@@ -13,23 +13,28 @@ import subprocess
 import sys
 import tarfile
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
-from queues import QueueSettings, replay
+from queues import BlobStore, JobClient, QueueSettings, replay
 from shared_schemas import ErrorCode, EventType, Transcript, TranscriptionJob
 from voice_worker import context, jobs
-from voice_worker.audio import Audio, decode
+from voice_worker.audio import Audio, decode, encode_wav
 from voice_worker.context import WorkerContext
 from voice_worker.engines import Engines, load_engines
 from voice_worker.errors import EngineLoadError, VoiceError, job_error
 from voice_worker.settings import WorkerSettings
 from voice_worker.stt.parakeet import ParakeetSTT, to_transcript
 from voice_worker.tts import EspeakTTS
+from voice_worker.worker import VoiceWorker
 
 pytestmark = [
     pytest.mark.skipif(find_spec("nemo") is None, reason="nemo-toolkit is not installed in this interpreter"),
@@ -384,3 +389,39 @@ def test_restores_and_transcribes_with_no_network(nemo_file: Path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["engine"] == "parakeet"
+
+
+def test_the_worker_recognizes_waiting_batch_files_in_one_forward_pass(
+    parakeet: ParakeetSTT, fox_wav: bytes, settings: QueueSettings, connection, encoder_calls: list[int]
+):
+    """Several files waiting on the batch queue: the worker takes them together, one encoder pass,
+    and each still ends as its own job with its own transcript and event."""
+    tag = uuid.uuid4().hex[:8]
+    names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
+    queues = replace(settings, **names, key_prefix=f"council-{tag}")
+    worker_settings = WorkerSettings(queues=queues, stt_engine="parakeet", device="cpu", batch_size=8)
+    engines = Engines(stt=parakeet, tts=[EspeakTTS()], vad=None)
+    blobs, client = BlobStore(queues, connection), JobClient(queues, connection)
+    fox = decode(fox_wav)
+    half = encode_wav(Audio(fox.samples[: len(fox.samples) // 2], fox.sample_rate))
+    clips = [fox_wav, half, fox_wav]  # the middle one is shorter: another transcript
+    payloads = []
+    for n, clip in enumerate(clips):
+        session = f"batch-{tag}-{n}"
+        key = blobs.put(session, clip, ".wav")
+        payloads.append(TranscriptionJob(session_id=session, job_id=f"{session}-j", audio_key=key, vad=False))
+        client.enqueue(payloads[-1], queue=queues.batch_queue)
+    worker = VoiceWorker(worker_settings, engines, connection=connection)
+    try:
+        worker.work(burst=True)
+    finally:
+        context.install(None)  # type: ignore[arg-type]
+    assert encoder_calls == [3]
+    alone = parakeet.transcribe(decode(fox_wav)).text
+    for payload, clip in zip(payloads, clips, strict=True):
+        (event,) = replay(connection, queues, payload.session_id)
+        assert event.type is EventType.TRANSCRIPT and event.job_id == payload.job_id
+        assert event.payload["duration_s"] == pytest.approx(decode(clip).duration_s, abs=1e-3)
+        assert Job.fetch(payload.job_id, connection=connection, serializer=JSONSerializer).get_status() == "finished"
+    assert replay(connection, queues, payloads[0].session_id)[0].payload["text"] == alone
+    assert not connection.llen(f"council-{tag}:inflight:{worker.name}")

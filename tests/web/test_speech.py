@@ -2,14 +2,19 @@
 
 import dataclasses
 import io
+import threading
+import time
+import uuid
 import wave
 
+import numpy as np
 import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from starlette.testclient import TestClient
 
-from shared_schemas import MAX_TEXT_CHARS
+from queues import BlobStore, EventPublisher
+from shared_schemas import MAX_TEXT_CHARS, Event, EventType, SpeechClip
 from web.app import create_app
 from web.settings import AppSettings
 
@@ -34,6 +39,54 @@ def test_speech_is_one_wav_of_every_sentence(client):
         duration = w.getnframes() / w.getframerate()
     assert duration == pytest.approx(float(response.headers["x-duration-seconds"]), abs=0.01)
     assert 1.5 < duration < 10.0
+
+
+def level_wav(level: int) -> bytes:
+    """10 ms of one sample value, so a joined WAV shows which clip went where."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes(np.full(160, level, dtype="<i2").tobytes())
+    return buffer.getvalue()
+
+
+def test_clips_are_joined_in_sentence_and_chunk_order_whatever_order_they_come_in(settings, connection):
+    """Here the test answers for the worker: it takes the job from a queue no worker reads and sends
+    a streaming voice's chunks shuffled (the job's last clip last, as it ends the job)."""
+    queue = f"speech-order-{uuid.uuid4().hex[:8]}"
+    sent = [(1, 0, False), (0, 1, True), (0, 0, False), (1, 1, True)]  # (index, chunk, sentence_done)
+
+    def speak_for_the_worker() -> None:
+        deadline = time.monotonic() + 20
+        while not (queued := connection.lrange(f"rq:queue:{queue}", 0, -1)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        session_id = queued[0].decode()  # /api/speech names the job after its session
+        blobs, publisher = BlobStore(settings, connection), EventPublisher(settings, connection)
+        for seq, (index, chunk, done) in enumerate(sent):
+            clip = SpeechClip(
+                audio_key=blobs.put(session_id, level_wav(1000 * (10 * index + chunk + 1)), ".wav"),
+                sample_rate=16_000, duration_s=0.01,
+                voice="max", index=index, chunk=chunk, sentence_done=done, last=seq == len(sent) - 1,
+                text=f"Sentence {index}.", engine="test",
+            )  # fmt: skip
+            event = Event(
+                type=EventType.AUDIO, session_id=session_id, job_id=session_id, seq=seq, payload=clip.model_dump()
+            )
+            publisher.publish(event)
+
+    worker = threading.Thread(target=speak_for_the_worker)
+    with TestClient(create_app(AppSettings(queues=dataclasses.replace(settings, realtime_queue=queue)))) as client:
+        worker.start()
+        response = client.post("/api/speech", json={"text": "Sentence zero. Sentence one.", "voice": "max"})
+    worker.join()
+    assert response.status_code == 200, response.text
+    with wave.open(io.BytesIO(response.content)) as w:
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert [int(block[0]) for block in samples.reshape(-1, 160)] == [1000, 2000, 11000, 12000]
+    assert (samples.reshape(-1, 160) == samples.reshape(-1, 160)[:, :1]).all()
+    assert response.headers["x-duration-seconds"] == "0.040"
 
 
 @pytest.mark.usefixtures("worker")

@@ -1,6 +1,7 @@
 """The speech-to-text interface every STT engine implements."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared_schemas import Transcript
@@ -12,6 +13,9 @@ from ..audio import Audio
 class STTCapabilities:
     word_timestamps: bool
     languages: tuple[str, ...]
+    # Recognizes several clips in one forward pass (`transcribe_many`): the worker then takes
+    # several waiting batch-queue files at once.
+    batches: bool = False
 
 
 class STT(ABC):
@@ -21,3 +25,10 @@ class STT(ABC):
     @abstractmethod
     def transcribe(self, audio: Audio, language: str = "en", offset_s: float = 0.0) -> Transcript:
         """Transcribe 16 kHz mono audio; segment and word times are shifted by `offset_s`."""
+
+    def transcribe_many(
+        self, audios: Sequence[Audio], language: str = "en", offsets: Sequence[float] | None = None
+    ) -> list[Transcript]:
+        """One transcript per clip; engines that batch (`capabilities.batches`) do it in one pass."""
+        offsets = offsets or [0.0] * len(audios)
+        return [self.transcribe(audio, language, offset) for audio, offset in zip(audios, offsets, strict=True)]

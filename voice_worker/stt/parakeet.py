@@ -31,7 +31,7 @@ class ParakeetSTT(STT):
     """A NeMo ASR model restored from a `.nemo` file, greedy decoding with word timestamps."""
 
     name = "parakeet"
-    capabilities = STTCapabilities(word_timestamps=True, languages=LANGUAGES)
+    capabilities = STTCapabilities(word_timestamps=True, languages=LANGUAGES, batches=True)
 
     def __init__(self, model_path: Path, *, device: str = "auto", batch_size: int = 8):
         if batch_size < 1:
@@ -67,9 +67,11 @@ class ParakeetSTT(STT):
     def transcribe(self, audio: Audio, language: str = "en", offset_s: float = 0.0) -> Transcript:
         return self._transcribe([audio], language, [offset_s])[0]
 
-    def transcribe_many(self, audios: Sequence[Audio], language: str = "en") -> list[Transcript]:
+    def transcribe_many(
+        self, audios: Sequence[Audio], language: str = "en", offsets: Sequence[float] | None = None
+    ) -> list[Transcript]:
         """One transcript per clip, recognized `batch_size` clips per forward pass."""
-        return self._transcribe(audios, language, [0.0] * len(audios))
+        return self._transcribe(audios, language, offsets or [0.0] * len(audios))
 
     def _transcribe(self, audios: Sequence[Audio], language: str, offsets: Sequence[float]) -> list[Transcript]:
         _check_language(language)

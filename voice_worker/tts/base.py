@@ -1,7 +1,7 @@
 """The text-to-speech interface every TTS engine implements."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ..audio import Audio
@@ -10,6 +10,8 @@ from ..audio import Audio
 @dataclass(frozen=True)
 class TTSCapabilities:
     sample_rate: int
+    # Whether `synthesize_stream` yields a sentence in pieces as they are made (XTTS), so the first
+    # can be played before the sentence is done; engines that do not stream yield it whole.
     streaming: bool = False
 
 
@@ -25,3 +27,11 @@ class TTS(ABC):
     @abstractmethod
     def synthesize(self, text: str, voice: str) -> Audio:
         """Speak one sentence (or a short paragraph) in `voice`; float32 mono samples."""
+
+    def synthesize_stream(self, text: str, voice: str) -> Iterator[Audio]:
+        """Speak `text` in consecutive pieces as they are made; joined, they are the whole sentence.
+
+        An engine whose `capabilities.streaming` is true overrides this; the default yields the
+        sentence at once.
+        """
+        yield self.synthesize(text, voice)

@@ -139,20 +139,25 @@ class CoquiTTS(TTS):
         return _audio(wav, rate)
 
     def synthesize_stream(self, text: str, voice: str) -> Iterator[Audio]:
-        """Speak `text` in pieces as they are made: XTTS yields its first chunk long before the end.
-
-        Other models yield the whole sentence at once.
-        """
+        """Speak `text` in pieces as they are made: XTTS yields its first piece (20 GPT tokens, about
+        0.8 s of speech) long before the end. VITS yields the whole sentence at once."""
         if not self._xtts:
-            yield self.synthesize(text, voice)
+            yield from super().synthesize_stream(text, voice)
             return
         speaker = self._speaker(voice)
         if not text.strip():
             return
         latent, embedding = self._speakers[speaker]
         rate = self.capabilities.sample_rate
-        for chunk in self._model.inference_stream(text, XTTS_LANGUAGE, latent, embedding, **self._xtts_settings()):
-            yield _audio(chunk, rate)
+        pieces = self._model.inference_stream(text, XTTS_LANGUAGE, latent, embedding, **self._xtts_settings())
+        while True:
+            # Inference mode only while the model works: it is thread state, and must not leak into
+            # the caller between pieces.
+            with self._torch.inference_mode():
+                piece = next(pieces, None)
+            if piece is None:
+                return
+            yield _audio(piece, rate)
 
     def _speaker(self, voice: str) -> Any:
         try:
@@ -319,7 +324,7 @@ def _load_patched_config(load_config: Any, config: dict[str, Any]) -> Any:
 
 def _load_xtts(model: Any, config: Any, model_dir: Path, checkpoint: Path, torch: Any) -> None:
     """XTTS's own loader, except that it never writes: coqui-tts rewrites an old checkpoint that holds a
-    pickled config in place, and the operator's directory is read-only. Untested: no tiny XTTS to build."""
+    pickled config in place, and the operator's directory is read-only."""
     from trainer.io import load_fsspec
     from TTS.tts.models import xtts
 

@@ -5,11 +5,11 @@
   const MEMBER_COLORS = ["--m0", "--m1", "--m2", "--m3", "--m4"];
   const loadedAt = Date.now();
 
-  let sessionId = localStorage.getItem("council.session");
-  if (!sessionId) {
-    sessionId = crypto.randomUUID().replaceAll("-", "");
-    localStorage.setItem("council.session", sessionId);
-  }
+  // The server makes the session on the first connect and says, once, its id and the secret that
+  // resumes it; both are kept so that a reload or a reconnect comes back to the same conversation.
+  localStorage.removeItem("council.session");  // an id an older page made up itself
+  let sessionId = localStorage.getItem("council.session_id");
+  let resume = localStorage.getItem("council.resume");
   let lastEventId = null;       // newest event shown on this page
   let socket = null, backoff = 500;
   const turns = new Map();      // turn id -> {user, members: Map(member -> bubble), clips, next, playing}
@@ -56,27 +56,36 @@
     return t.members.get(member);
   }
 
-  // ---- speech, sentence by sentence, in order -------------------------------------------------
+  // ---- speech, sentence by sentence and chunk by chunk, in (index, chunk) order ---------------
+  // t.next is the sentence to play, t.chunk its chunk; a clip with sentence_done moves on to the
+  // next sentence's chunk 0. Events from before chunks existed count as chunk 0, done.
+  const clipKey = (index, chunk) => `${index}:${chunk}`;
+
   function queueClip(turnId, payload, live) {
     const t = turn(turnId);
     const bubble = memberBubble(t, payload.member || "Council");
-    const audio = document.createElement("audio");
-    audio.controls = true;
-    audio.preload = "auto";
-    audio.src = Council.withToken(payload.url);
-    audio.dataset.index = payload.index;
-    audio.title = payload.text;
-    bubble.querySelector(".clips").before(audio);
-    t.clips.set(payload.index, { audio, live });
+    const chunk = payload.chunk ?? 0, done = payload.sentence_done ?? true;
+    let audio = null;                            // an empty chunk only closes its sentence
+    if (!(payload.duration_s === 0 && done)) {
+      audio = document.createElement("audio");
+      audio.controls = true;
+      audio.preload = "auto";
+      audio.src = Council.withToken(payload.url);
+      audio.dataset.index = payload.index;
+      audio.dataset.chunk = chunk;
+      audio.title = payload.text;
+      bubble.querySelector(".clips").before(audio);
+    }
+    t.clips.set(clipKey(payload.index, chunk), { audio, live, done });
     playNext(t);
   }
 
   function playNext(t) {
     if (t.playing) return;
-    const clip = t.clips.get(t.next);
+    const clip = t.clips.get(clipKey(t.next, t.chunk || 0));
     if (!clip) return;
-    t.next += 1;
-    if (!clip.live) return playNext(t);        // replayed history: shown, not spoken
+    if (clip.done) { t.next += 1; t.chunk = 0; } else t.chunk = (t.chunk || 0) + 1;
+    if (!clip.live || !clip.audio) return playNext(t);  // replayed history: shown, not spoken
     t.playing = true;
     const done = () => { t.playing = false; playNext(t); };
     clip.audio.addEventListener("ended", done, { once: true });
@@ -86,7 +95,7 @@
 
   function silence() {
     for (const t of turns.values()) {
-      t.clips.forEach((c) => c.audio.pause());
+      t.clips.forEach((c) => c.audio?.pause());
       t.next = Number.MAX_SAFE_INTEGER;
       t.playing = false;
     }
@@ -99,6 +108,12 @@
     const live = Date.parse(frame.time || 0) > loadedAt - 2000;
     switch (frame.type) {
       case "session":
+        if (frame.resume) {         // a new session: keep what brings this page back to it
+          sessionId = frame.session_id;
+          resume = frame.resume;
+          localStorage.setItem("council.session_id", sessionId);
+          localStorage.setItem("council.resume", resume);
+        }
         fillVoices(frame.voices);
         showLLM(frame.llm);
         // Council members speak in their own voices; the picker is for the echo responder.
@@ -194,11 +209,18 @@
     // A fresh page replays the whole conversation (shown, not spoken); a reconnect, what it missed.
     const after = lastEventId || "0";
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const url = Council.withToken(`${scheme}://${location.host}/ws/chat?session_id=${sessionId}&last_event_id=${after}`);
+    const params = new URLSearchParams({ last_event_id: after });
+    if (sessionId && resume) { params.set("session_id", sessionId); params.set("resume", resume); }
+    const url = Council.withToken(`${scheme}://${location.host}/ws/chat?${params}`);
     socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
     socket.onopen = () => { backoff = 500; setStatus(true, "connected"); };
-    socket.onmessage = (m) => onEvent(JSON.parse(m.data));
+    socket.onmessage = (m) => {
+      const frame = JSON.parse(m.data);
+      // The kept session expired or is another user's (another token): start a new one.
+      if (frame.type === "error" && frame.error.code === "forbidden_session") return forgetSession();
+      onEvent(frame);
+    };
     socket.onclose = async (e) => {
       setStatus(false, "reconnecting…");
       if (e.code === 4401) {
@@ -208,6 +230,13 @@
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 8000);
     };
+  }
+
+  function forgetSession() {
+    sessionId = resume = lastEventId = null;
+    localStorage.removeItem("council.session_id");
+    localStorage.removeItem("council.resume");
+    note("That conversation has expired or belongs to another user; a new one starts.");
   }
 
   function send(frame) {
