@@ -9,7 +9,7 @@ APP_VENV := .venv-app
 WORKER_VENV := .venv-worker
 export PY313 PY311
 
-.PHONY: all run test bench lint system-deps venvs clean
+.PHONY: all run test bench load lint system-deps venvs clean
 
 all: venvs
 
@@ -45,6 +45,10 @@ test: venvs
 
 bench: venvs
 	$(APP_VENV)/bin/python -m bench.run
+
+# 200 WebSocket sessions doing voice turns against 2 CPU workers (see README, Load test).
+load: venvs
+	$(APP_VENV)/bin/python -m bench.load
 
 lint: venvs
 	$(APP_VENV)/bin/ruff check .

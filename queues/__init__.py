@@ -5,27 +5,35 @@ Imports on both interpreters; depends only on shared_schemas, redis and rq.
 
 from . import functions
 from .blobs import AsyncBlobStore, BlobMissing, BlobStore, BlobTooLarge
+from .charges import Charge, Limits, Refused
 from .client import JobClient
 from .events import AsyncEventPublisher, EventPublisher, JobEvents, replay
 from .hub import EventHub, Subscription
-from .settings import BATCH, REALTIME, QueueSettings, SettingsError
+from .ledger import AsyncLedger, Ledger
+from .settings import BATCH, REALTIME, SPEECH, QueueSettings, SettingsError
 from .status import JobStatus, ajob_status, job_status
 from .voices import announce_voices, voices_key
 
 __all__ = [
     "BATCH",
     "REALTIME",
+    "SPEECH",
     "AsyncBlobStore",
     "AsyncEventPublisher",
+    "AsyncLedger",
     "BlobMissing",
     "BlobStore",
     "BlobTooLarge",
+    "Charge",
     "EventHub",
     "EventPublisher",
     "JobClient",
     "JobEvents",
     "JobStatus",
+    "Ledger",
+    "Limits",
     "QueueSettings",
+    "Refused",
     "SettingsError",
     "Subscription",
     "ajob_status",

@@ -1,5 +1,9 @@
 """Enqueue jobs by function name, as JSON, from blocking or async code.
 
+Without a queue named, a sentence of a turn (a synthesis job with a `turn_id`) goes to the
+`speech` queue, which workers serve first, and everything else to `realtime`. Each enqueue also
+drops a token in the wake list that idle workers block on.
+
 RQ builds every job (its hash, status, queue push) into a pipeline; the async path replays that
 pipeline on an asyncio connection, so the event loop never blocks and an enqueue costs one round
 trip, while the keys written are exactly RQ's own.
@@ -23,6 +27,9 @@ from .settings import QueueSettings
 
 if TYPE_CHECKING:
     from .hub import EventHub
+
+# Tokens kept in the wake list: enough to wake every idle worker of a large pool at once.
+WAKE_TOKENS = 256
 
 
 class JobClient:
@@ -60,7 +67,7 @@ class JobClient:
         return job
 
     async def aenqueue(self, payload: JobPayload, queue: str | None = None) -> Job:
-        name = queue or self.settings.realtime_queue
+        name = queue or self.default_queue(payload)
         if name not in self._queues:
             await asyncio.to_thread(self.queue, name)
         recorded = self.connection.pipeline()
@@ -71,10 +78,15 @@ class JobClient:
             await pipe.execute()
         return job
 
+    def default_queue(self, payload: JobPayload) -> str:
+        if isinstance(payload, SynthesisJob) and payload.turn_id is not None:
+            return self.settings.speech_queue
+        return self.settings.realtime_queue
+
     def _build(self, payload: JobPayload, queue: str | None, pipe: Any) -> Job:
         function, timeout, retry = self._plan(payload)
-        target = self.queue(queue or self.settings.realtime_queue)
-        return target.enqueue_call(
+        target = self.queue(queue or self.default_queue(payload))
+        job = target.enqueue_call(
             function,
             args=(payload.model_dump(mode="json"),),
             job_id=payload.job_id,
@@ -86,6 +98,9 @@ class JobClient:
             retry=retry,
             pipeline=pipe,
         )
+        pipe.rpush(self.settings.wake_key, 1)
+        pipe.ltrim(self.settings.wake_key, -WAKE_TOKENS, -1)
+        return job
 
     def _plan(self, payload: JobPayload) -> tuple[str, int, Retry | None]:
         retry = Retry(max=self.settings.retries) if self.settings.retries > 0 else None

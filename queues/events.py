@@ -3,6 +3,11 @@
 One Lua script appends the event to the stream, refreshes the stream's TTL and publishes the
 event with its stream id, in one round trip and atomically: a subscriber that reads the stream
 and then listens to the channel can order and de-duplicate everything by id.
+
+A job's events are also de-duplicated at the source: a job that runs again (its worker died, or
+Redis went away before its end was recorded) publishes the same events in the same order, and
+the script stores each (job, type, seq) once, and one ending per job, so a user never gets an
+event twice, nor a result after a failure.
 """
 
 from collections.abc import Iterable, Iterator
@@ -15,9 +20,19 @@ from shared_schemas import Event, EventType
 
 from .settings import QueueSettings
 
+# KEYS: stream, channel, the job's sent-events hash. ARGV: maxlen, ttl, event, de-duplication field
+# ("" for none).
 _PUBLISH = """
+if ARGV[4] ~= '' then
+  local prior = redis.call('HGET', KEYS[3], ARGV[4])
+  if prior then return prior end
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[4], id)
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
 redis.call('PUBLISH', KEYS[2], id .. ' ' .. ARGV[3])
 return id
 """
@@ -52,20 +67,30 @@ def parse_entries(entries: Iterable[tuple[Any, dict[Any, Any]]]) -> Iterator[Eve
         yield Event.model_validate_json(body).model_copy(update={"id": ident})
 
 
-def _script_call(settings: QueueSettings, event: Event) -> tuple[tuple[str, str], tuple[int, int, str]]:
-    keys = (stream_key(settings, event.session_id), channel_key(settings, event.session_id))
-    return keys, (settings.stream_maxlen, settings.stream_ttl_s, event.model_dump_json(exclude={"id"}))
+def sent_key(settings: QueueSettings, session_id: str, job_id: str) -> str:
+    return f"{settings.key_prefix}:sent:{session_id}:{job_id}"
+
+
+def _script_call(settings: QueueSettings, event: Event, once: bool) -> tuple[tuple[str, ...], tuple[int | str, ...]]:
+    keys = (
+        stream_key(settings, event.session_id),
+        channel_key(settings, event.session_id),
+        sent_key(settings, event.session_id, event.job_id),
+    )
+    field = ("end" if event.terminal else f"{event.type}:{event.seq}") if once else ""
+    return keys, (settings.stream_maxlen, settings.stream_ttl_s, event.model_dump_json(exclude={"id"}), field)
 
 
 class EventPublisher:
-    """Publishes events (blocking client): used by workers."""
+    """Publishes job events (blocking client): used by workers. Each (job, type, seq) once, and one
+    ending per job: the id returned for a repeat is the first one's."""
 
     def __init__(self, settings: QueueSettings, connection: redis.Redis) -> None:
         self.settings = settings
         self._script = connection.register_script(_PUBLISH)
 
     def publish(self, event: Event) -> Event:
-        keys, args = _script_call(self.settings, event)
+        keys, args = _script_call(self.settings, event, once=True)
         return event.model_copy(update={"id": self._script(keys=keys, args=args).decode()})
 
 
@@ -77,7 +102,7 @@ class AsyncEventPublisher:
         self._script = connection.register_script(_PUBLISH)
 
     async def publish(self, event: Event) -> Event:
-        keys, args = _script_call(self.settings, event)
+        keys, args = _script_call(self.settings, event, once=False)
         return event.model_copy(update={"id": (await self._script(keys=keys, args=args)).decode()})
 
 

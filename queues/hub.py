@@ -8,6 +8,7 @@ order, whether it came from the replay or from the channel.
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -20,6 +21,11 @@ from .events import areplay, channel_key, parse_message, stream_id, stream_key
 from .settings import QueueSettings
 
 log = logging.getLogger(__name__)
+# What a lost or restarting Redis raises (BusyLoadingError, while it reads its AOF, is a ConnectionError).
+UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+CONFIRM_TIMEOUT_S = 10.0
 
 
 class Subscription:
@@ -44,6 +50,11 @@ class Subscription:
         else:
             self._accept(event)
 
+    def _hold(self) -> None:
+        """Hold live events until the next `_replayed`: the hub is reconnecting."""
+        if self._held is None:
+            self._held = []
+
     def _replayed(self, events: list[Event]) -> None:
         held, self._held = self._held or [], None
         for event in sorted([*events, *held], key=lambda e: stream_id(e.id or "0")):
@@ -61,18 +72,36 @@ class Subscription:
 
 
 class EventHub:
+    """One pub/sub connection for every session of this process.
+
+    When Redis goes away the hub holds every subscription, retries with backoff (logging once when
+    it loses Redis and once when it is back), subscribes again, then replays each session's stream
+    from the last event it delivered: a subscription sees an outage as a pause, never as a gap.
+    While it is reconnecting, new subscriptions are refused with a ConnectionError at once.
+    """
+
     def __init__(self, settings: QueueSettings, connection: redis.asyncio.Redis) -> None:
         self.settings = settings
         self._connection = connection
         self._pubsub = connection.pubsub()
+        self._own_channel = f"{settings.key_prefix}:hub:{uuid.uuid4().hex}"
         self._subs: dict[str, set[Subscription]] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        # time.monotonic() when the current outage began; None while connected.
+        self.outage_since: float | None = None
 
     async def start(self) -> None:
-        # A channel of its own keeps the connection subscribed while no session is.
-        await self._pubsub.subscribe(f"{self.settings.key_prefix}:hub:{uuid.uuid4().hex}")
-        self._reader = asyncio.create_task(self._read(), name="event-hub-reader")
+        """Subscribe and start reading; with Redis away, start anyway and keep trying."""
+        error: Exception | None = None
+        try:
+            # A channel of its own keeps the connection subscribed while no session is.
+            await self._pubsub.subscribe(self._own_channel)
+            self._connected.set()
+        except UNAVAILABLE as exc:
+            error = exc
+        self._reader = asyncio.create_task(self._read(error), name="event-hub-reader")
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -85,6 +114,11 @@ class EventHub:
     def sessions(self) -> int:
         return len(self._subs)
 
+    @property
+    def connected(self) -> bool:
+        """Whether the hub is subscribed and delivering (False while it reconnects)."""
+        return self._connected.is_set()
+
     @contextlib.asynccontextmanager
     async def subscribe(self, session_id: str, after: str | None = None) -> AsyncIterator[Subscription]:
         """Events of `session_id`: those stored after `after` ("0" for all, None for none), then live."""
@@ -93,9 +127,11 @@ class EventHub:
         channel = channel_key(self.settings, session_id)
         if after is None:
             # "From now on": the stream's newest id, read before listening, so that nothing
-            # published from here on is lost, even across a dropped connection (see _resync).
+            # published from here on is lost, even across a dropped connection (see _recover).
             newest = await self._connection.xrevrange(stream_key(self.settings, session_id), count=1)
             after = newest[0][0].decode() if newest else "0"
+        if not self._connected.is_set():
+            raise redis.exceptions.ConnectionError("Redis is unavailable: the event hub is reconnecting")
         sub = Subscription(session_id, after)
         subs = self._subs.setdefault(channel, set())
         subs.add(sub)
@@ -103,32 +139,85 @@ class EventHub:
             if channel not in self._confirmed:
                 self._confirmed[channel] = asyncio.Event()
                 await self._pubsub.subscribe(channel)
-            await self._confirmed[channel].wait()
+            try:
+                await asyncio.wait_for(self._confirmed[channel].wait(), CONFIRM_TIMEOUT_S)
+            except TimeoutError:
+                raise redis.exceptions.TimeoutError(f"Redis did not confirm the subscription to {channel}") from None
             sub._replayed(await areplay(self._connection, self.settings, session_id, after))
             yield sub
         finally:
             subs.discard(sub)
-            if not subs:
+            if not subs and self._subs.get(channel) is subs:
                 del self._subs[channel]
                 self._confirmed.pop(channel, None)
-                with contextlib.suppress(redis.exceptions.ConnectionError):
-                    await self._pubsub.unsubscribe(channel)
+                if self._connected.is_set():  # else the reconnect leaves it out
+                    with contextlib.suppress(*UNAVAILABLE):
+                        await self._pubsub.unsubscribe(channel)
 
-    async def _read(self) -> None:
-        backoff = 0.1
+    async def _read(self, error: Exception | None) -> None:
+        if error is not None:
+            await self._recover(error)
         while True:
             try:
                 async for message in self._pubsub.listen():
                     self._dispatch(message)
-                    backoff = 0.1
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                log.warning("event hub lost Redis (%s); retrying in %.1f s", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            except UNAVAILABLE as exc:
+                await self._recover(exc)
+
+    async def _recover(self, error: Exception) -> None:
+        """Reconnect with backoff; then subscribe again and replay what each session missed."""
+        self._connected.clear()
+        self.outage_since = time.monotonic()
+        for subs in self._subs.values():
+            for sub in subs:
+                sub._hold()
+        backoff = BACKOFF_FIRST_S
+        log.warning("event hub lost Redis: redis unavailable (%s), retrying in %.1f s", error, backoff)
+        while True:
+            await asyncio.sleep(backoff)
+            try:
+                await self._resubscribe()
                 await self._resync()
+                break
+            except UNAVAILABLE as exc:
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                log.debug("redis still unavailable (%s); retrying in %.1f s", exc, backoff)
+        log.warning(
+            "redis reconnected: the event hub is back after %.1f s, %d sessions resynced",
+            time.monotonic() - self.outage_since,
+            len(self._subs),
+        )
+        self.outage_since = None
+        self._connected.set()
+
+    async def _resubscribe(self) -> None:
+        """A fresh pub/sub connection on every channel in use, each one confirmed."""
+        old, self._pubsub = self._pubsub, self._connection.pubsub()
+        with contextlib.suppress(*UNAVAILABLE):
+            await old.aclose()
+        channels = [self._own_channel, *self._subs]
+        await self._pubsub.subscribe(*channels)
+        waiting = set(channels)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        while waiting:
+            message = await self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+            if message is None:
+                if time.monotonic() >= deadline:
+                    raise redis.exceptions.TimeoutError("Redis did not confirm the event hub's subscriptions")
+                continue
+            if message["type"] == "subscribe":
+                waiting.discard(_text(message["channel"]))
+            self._dispatch(message)
+
+    async def _resync(self) -> None:
+        """Deliver, from each session's stream, what its subscriptions missed, merged with what the
+        channel brought meanwhile."""
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub._replayed(await areplay(self._connection, self.settings, sub.session_id, sub.last_id))
 
     def _dispatch(self, message: dict) -> None:
-        channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
+        channel = _text(message["channel"])
         kind = message["type"]
         if kind == "subscribe":
             if (confirmed := self._confirmed.get(channel)) is not None:
@@ -144,10 +233,6 @@ class EventHub:
                 for sub in subs:
                     sub._live(event)
 
-    async def _resync(self) -> None:
-        """After a reconnect, fetch from each session's stream what the channel missed."""
-        for subs in list(self._subs.values()):
-            for sub in list(subs):
-                with contextlib.suppress(redis.exceptions.ConnectionError):
-                    for event in await areplay(self._connection, self.settings, sub.session_id, sub.last_id):
-                        sub._accept(event)
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,14 +1,35 @@
 """Redis and queue settings, built once per runtime from the environment and passed down."""
 
+import errno
+import socket
+import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
+import redis.connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+SPEECH = "speech"
 REALTIME = "realtime"
 BATCH = "batch"
+CERT_REQS = ("none", "optional", "required")
+
+
+# Errors that mean Redis is down or out of reach (not that it refused us).
+UNREACHABLE_ERRNOS = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT)
+
+
+def _unreachable(exc: redis.exceptions.RedisError) -> bool:
+    cause = exc.__context__
+    if isinstance(exc, redis.exceptions.TimeoutError) or isinstance(cause, (TimeoutError, socket.gaierror)):
+        return True
+    return isinstance(cause, OSError) and cause.errno in UNREACHABLE_ERRNOS
 
 
 class SettingsError(ValueError):
@@ -19,7 +40,18 @@ class SettingsError(ValueError):
 class QueueSettings:
     """Everything the shared layer needs; each field reads `COUNCIL_<FIELD>` from the environment."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # `redis://[:password@]host:port/db`, `rediss://` for TLS, or `unix://`. The URL may carry
+    # redis-py's options as query parameters (`?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required`).
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    # A password kept out of the URL (a Kubernetes secret), and TLS files for `rediss://`: the CA
+    # that signed the server's certificate, and a client certificate and key for `tls-auth-clients`.
+    redis_password: str | None = field(default=None, repr=False)
+    redis_ssl_ca_certs: str | None = None
+    redis_ssl_certfile: str | None = None
+    redis_ssl_keyfile: str | None = None
+    # Queues, in the order workers serve them: the sentences of turns already under way, new
+    # interactive work (a voice turn's transcription, /api/speech), bulk transcription.
+    speech_queue: str = SPEECH
     realtime_queue: str = REALTIME
     batch_queue: str = BATCH
     # Audio blobs (users' uploads, synthesized clips) live this long, and no larger than this.
@@ -52,23 +84,121 @@ class QueueSettings:
                     values[f.name] = int(raw)
                 except ValueError:
                     raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+            elif f.default is None:
+                values[f.name] = raw or None  # optional: set but empty means unset
             else:
                 values[f.name] = raw
         settings = cls(**values)
-        if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError(
-                f"COUNCIL_REDIS_URL must start with redis://, rediss:// or unix://, got {settings.redis_url!r}"
-            )
+        settings.check()
         return settings
 
+    def check(self) -> None:
+        """Raise SettingsError, naming the variable, for a Redis setting that cannot work."""
+        url = self.redis_url
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(
+                f"COUNCIL_REDIS_URL must start with redis://, rediss:// or unix://, got {self.safe_url!r}"
+            )
+        try:
+            options = redis.connection.parse_url(url)
+        except ValueError as exc:
+            raise SettingsError(f"COUNCIL_REDIS_URL={self.safe_url!r} is malformed: {exc}") from None
+        if self.redis_password and options.get("password"):
+            raise SettingsError("Give the Redis password in COUNCIL_REDIS_URL or in COUNCIL_REDIS_PASSWORD, not both.")
+        reqs = options.get("ssl_cert_reqs")
+        if reqs is not None and str(reqs).lower() not in CERT_REQS:
+            raise SettingsError(
+                f"ssl_cert_reqs in COUNCIL_REDIS_URL must be one of {', '.join(CERT_REQS)}, got {reqs!r}"
+            )
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, f"redis_{name}")
+            if value is None:
+                continue
+            var = f"COUNCIL_REDIS_{name.upper()}"
+            if not url.startswith("rediss://"):
+                raise SettingsError(f"{var} is set, but COUNCIL_REDIS_URL is not a TLS URL (rediss://).")
+            if name in options:
+                raise SettingsError(f"Give {name} in COUNCIL_REDIS_URL or in {var}, not both.")
+            if not Path(value).is_file():
+                raise SettingsError(f"{var}={value!r}: no such file.")
+
     @property
-    def queue_names(self) -> tuple[str, str]:
-        """In priority order: a worker serves `realtime` before `batch`."""
-        return (self.realtime_queue, self.batch_queue)
+    def safe_url(self) -> str:
+        """The Redis URL with its password hidden, for messages and logs."""
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def redis_options(self) -> dict[str, Any]:
+        """What the client needs beyond the URL (the URL's own options win in redis-py)."""
+        options: dict[str, Any] = {"health_check_interval": 30}
+        if self.redis_password:
+            options["password"] = self.redis_password
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, f"redis_{name}")
+            if value:
+                options[name] = value
+        return options
+
+    def check_credentials(self) -> None:
+        """Connect once, at start: raise SettingsError when Redis answers but refuses these settings
+        (a wrong or missing password, a TLS certificate that does not verify), which waiting cannot
+        fix. A Redis that is down or unreachable passes: callers wait for it as for any outage."""
+        # TLS 1.3 refuses a client certificate after the handshake, and the server's reset can
+        # swallow its alert (about one time in two): a reset over TLS is asked again, for the alert.
+        tries = 16 if self.redis_url.startswith("rediss://") else 1
+        options = {
+            **self.redis_options(),
+            "socket_connect_timeout": 5,
+            "socket_timeout": 5,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        for _ in range(tries):
+            connection = redis.Redis.from_url(self.redis_url, **options)
+            try:
+                connection.ping()
+                return
+            except redis.exceptions.AuthenticationError as exc:
+                raise SettingsError(
+                    f"Redis at {self.safe_url} refused the credentials ({exc}): check the password in "
+                    "COUNCIL_REDIS_URL (redis://:PASSWORD@host) or COUNCIL_REDIS_PASSWORD."
+                ) from None
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                if isinstance(exc.__context__, ssl.SSLError):
+                    raise SettingsError(
+                        f"The TLS handshake with Redis at {self.safe_url} failed ({exc.__context__}): check "
+                        "COUNCIL_REDIS_SSL_CA_CERTS (the CA that signed the server's certificate), and "
+                        "COUNCIL_REDIS_SSL_CERTFILE and COUNCIL_REDIS_SSL_KEYFILE when the server asks clients for one."
+                    ) from None
+                if _unreachable(exc):
+                    return  # down or unreachable: the outage path waits for it
+            finally:
+                connection.close()
+        if tries > 1:  # reached over TLS and closed on every try, without saying why: a refusal
+            raise SettingsError(
+                f"Redis at {self.safe_url} closed the TLS connection on every try: it likely wants a client "
+                "certificate: set COUNCIL_REDIS_SSL_CERTFILE and COUNCIL_REDIS_SSL_KEYFILE (the TLS handshake "
+                "did not complete), and check COUNCIL_REDIS_SSL_CA_CERTS."
+            )
+
+    @property
+    def queue_names(self) -> tuple[str, str, str]:
+        """In priority order: a worker finishes speaking turns under way before it starts new work."""
+        return (self.speech_queue, self.realtime_queue, self.batch_queue)
+
+    @property
+    def wake_key(self) -> str:
+        """One token per job enqueued: what idle workers block on (see voice_worker/inflight.py)."""
+        return f"{self.key_prefix}:wake"
 
     def connect(self) -> redis.Redis:
         """A blocking client (RQ needs one that returns bytes)."""
-        return redis.Redis.from_url(self.redis_url, health_check_interval=30)
+        return redis.Redis.from_url(self.redis_url, **self.redis_options())
 
     def connect_async(self) -> redis.asyncio.Redis:
-        return redis.asyncio.Redis.from_url(self.redis_url, health_check_interval=30)
+        return redis.asyncio.Redis.from_url(self.redis_url, **self.redis_options())

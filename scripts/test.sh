@@ -9,5 +9,5 @@ echo "== ruff"
 echo "== Python 3.11 (worker side): shared contract, queues, voice worker"
 .venv-worker/bin/python -m pytest tests/shared_schemas tests/queues tests/voice_worker "$@" || status=1
 echo "== Python 3.13 (app side): shared contract, queues, council, app, and across the runtimes"
-.venv-app/bin/python -m pytest tests/shared_schemas tests/queues tests/council tests/integration tests/web tests/deploy "$@" || status=1
+.venv-app/bin/python -m pytest tests/shared_schemas tests/queues tests/council tests/integration tests/chaos tests/web tests/deploy "$@" || status=1
 exit $status

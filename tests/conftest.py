@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -79,26 +79,58 @@ def session_id() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
+class Workers:
+    """Real voice workers (`python -m voice_worker`: supervisor and child) that tests start, wait
+    for and stop; the one way every test starts a worker."""
+
+    @staticmethod
+    def start(log: Path, env: Mapping[str, str], *args: str, wait: bool = True) -> subprocess.Popen:
+        """A worker with `env` over this environment, its output in `log`; ready, unless not `wait`."""
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [WORKER_PYTHON, "-m", "voice_worker", *args],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if wait:
+            Workers.wait_ready(proc, log)
+        return proc
+
+    @staticmethod
+    def wait_ready(proc: subprocess.Popen, log: Path, count: int = 1, timeout_s: float = 120) -> None:
+        """Until the worker has said "worker ready" `count` times (a restarted child says it again)."""
+        deadline = time.monotonic() + timeout_s
+        while log.read_bytes().count(b"worker ready") < count:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                Workers.stop(proc)
+                pytest.fail(f"the voice worker did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.05)
+
+    @staticmethod
+    def stop(proc: subprocess.Popen) -> None:
+        """SIGTERM (a warm shutdown), then SIGKILL after 15 s."""
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def workers() -> type[Workers]:
+    return Workers
+
+
 @pytest.fixture(scope="session")
 def worker(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {**os.environ, "COUNCIL_REDIS_URL": redis_url, "COUNCIL_RETRIES": "1", "WORKER_THREADS": "2"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [WORKER_PYTHON, "-m", "voice_worker"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 120
-    while b"worker ready" not in log.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the voice worker did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
+    proc = Workers.start(log, {"COUNCIL_REDIS_URL": redis_url, "COUNCIL_RETRIES": "1", "WORKER_THREADS": "2"})
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    Workers.stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -116,3 +148,60 @@ def flite(tmp_path: Path):
         return path.read_bytes()
 
     return speak
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of one test's own, with its append-only file in `folder`, that the test can
+    stop (SIGTERM: it writes its AOF and exits) and start again on the same port and data."""
+
+    def __init__(self, folder: Path, appendfsync: str = "always") -> None:
+        self.folder = folder
+        self.appendfsync = appendfsync
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "RedisServer":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
+        args += ["--save", "", "--appendonly", "yes", "--appendfsync", self.appendfsync]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if redis.Redis.from_url(self.url, socket_connect_timeout=0.5).ping():
+                    return self
+            except redis.exceptions.ConnectionError:  # refused, or still loading its AOF
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("redis-server did not start")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+
+
+@pytest.fixture
+def redis_servers(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """`redis_servers(appendfsync="always")`: a started redis-server of the test's own, with AOF."""
+    started: list[RedisServer] = []
+
+    def start(appendfsync: str = "always") -> RedisServer:
+        started.append(RedisServer(tmp_path / f"redis-{len(started)}", appendfsync).start())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis(redis_servers: Callable[..., RedisServer]) -> RedisServer:
+    return redis_servers()

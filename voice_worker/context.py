@@ -1,10 +1,11 @@
 """What a worker hands its jobs: engines, blob store and event publisher, built once at start."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
 from queues import BlobStore, EventPublisher, JobEvents
+from shared_schemas import Transcript
 
 from .engines import Engines
 from .settings import WorkerSettings
@@ -19,6 +20,8 @@ class WorkerContext:
     publisher: EventPublisher
     # The events of the job running now, so that a failure continues its numbering.
     current_events: JobEvents | None = None
+    # Transcripts made ahead in one batch for jobs this worker took together (see worker.py).
+    prefetched: dict[str, Transcript] = field(default_factory=dict)
 
     def events_for(self, session_id: str, job_id: str) -> JobEvents:
         if self.current_events is None or self.current_events.job_id != job_id:

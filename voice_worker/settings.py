@@ -33,6 +33,18 @@ class WorkerSettings:
     # GPU engines: "auto" takes CUDA when torch sees it.
     device: str = "auto"
     threads: int = 2
+    # Liveness (see heartbeat.py, inflight.py, supervisor.py): a worker whose alive key is gone on
+    # two beats in a row has its jobs taken over, so a dead worker's job runs again within
+    # alive_ttl_s + 2 * beat_s. A job whose worker died max_crashes times fails instead.
+    alive_ttl_s: float = 10.0
+    beat_s: float = 2.0
+    max_crashes: int = 2
+    # The supervisor kills a child whose job runs hang_grace_s past its time limit, or that is
+    # idle with no heartbeat for stall_s.
+    hang_grace_s: float = 10.0
+    stall_s: float = 60.0
+    # Waiting `batch` jobs a batching STT engine (Parakeet) recognizes in one forward pass.
+    batch_size: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
@@ -50,10 +62,20 @@ class WorkerSettings:
         device = environ.get("WORKER_DEVICE", "auto")
         if device not in DEVICES:
             raise SettingsError(f"WORKER_DEVICE={device!r} is not one of {', '.join(DEVICES)}")
-        try:
-            threads = int(environ.get("WORKER_THREADS", "2"))
-        except ValueError:
-            raise SettingsError("WORKER_THREADS must be an integer") from None
+
+        def number(name: str, default: float, kind: type = float) -> float:
+            try:
+                value = kind(environ.get(name, default))
+            except ValueError:
+                raise SettingsError(f"{name} must be {'an integer' if kind is int else 'a number'}") from None
+            if value <= 0:
+                raise SettingsError(f"{name} must be more than 0")
+            return value
+
+        threads = int(number("WORKER_THREADS", 2, int))
+        alive_ttl_s, beat_s = number("WORKER_ALIVE_TTL", 10.0), number("WORKER_BEAT", 2.0)
+        if beat_s * 2 > alive_ttl_s:
+            raise SettingsError("WORKER_BEAT must be at most half of WORKER_ALIVE_TTL")
         return cls(
             queues=QueueSettings.from_env(environ),
             name=environ.get("WORKER_NAME") or None,
@@ -67,4 +89,10 @@ class WorkerSettings:
             coqui_model_dir=path("COQUI_MODEL_DIR"),
             device=device,
             threads=threads,
+            alive_ttl_s=alive_ttl_s,
+            beat_s=beat_s,
+            max_crashes=int(number("WORKER_MAX_CRASHES", 2, int)),
+            hang_grace_s=number("WORKER_HANG_GRACE", 10.0),
+            stall_s=number("WORKER_STALL", 60.0),
+            batch_size=int(number("WORKER_BATCH", 8, int)),
         )

@@ -2,21 +2,28 @@
 
 import logging
 import sys
+import uuid
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from queues import announce_voices
+from queues import announce_voices, functions
 from queues.logs import log_context
-from shared_schemas import EventType
+from shared_schemas import EventType, TranscriptionJob
 
+from . import transcription
 from .context import WorkerContext, install
 from .engines import Engines
 from .errors import job_error
+from .heartbeat import Heartbeat
+from .inflight import Inflight
 from .lean import LeanSimpleWorker
+from .outage import REDIS_DOWN
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -27,6 +34,8 @@ class VoiceWorker(LeanSimpleWorker):
 
     A failed job comes back to its session as a `failed` event carrying a `JobError`, once: when
     it will not be retried. Errors caused by the input (bad audio, unknown voice) are not retried.
+    Jobs go through this worker's in-flight list and a heartbeat thread watches the other workers
+    (see `inflight.py`); `adopt` names a dead predecessor whose list this worker takes over.
     """
 
     def __init__(
@@ -34,20 +43,88 @@ class VoiceWorker(LeanSimpleWorker):
         settings: WorkerSettings,
         engines: Engines | None,
         connection: redis.Redis | None = None,
+        report_fd: int | None = None,
+        adopt: str | None = None,
         **kwargs: Any,
     ) -> None:
         connection = connection if connection is not None else settings.queues.connect()
         queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in settings.queues.queue_names]
-        super().__init__(queues, connection=connection, serializer=JSONSerializer, name=settings.name, **kwargs)
+        name = settings.name or uuid.uuid4().hex
+        inflight = Inflight(settings.queues, connection, name, settings.max_crashes)
+        super().__init__(
+            queues, connection=connection, serializer=JSONSerializer, name=name, inflight=inflight, **kwargs
+        )
         self.context = WorkerContext.build(settings, connection, engines)
+        self.heartbeat_thread = Heartbeat(settings, name, report_fd)
+        self.adopt_from = adopt
+        self._taken: list[tuple[Job, Queue]] = []  # batch jobs taken with the one running now
         install(self.context)
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        if self._taken:
+            return self._taken.pop(0)
+        found = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        if found is not None and self._batches(*found):
+            self._take_batch(*found)
+        return found
+
+    def _batches(self, job: Job, queue: Queue) -> bool:
+        engines = self.context.engines
+        return (
+            engines is not None
+            and engines.stt.capabilities.batches
+            and self.context.settings.batch_size > 1
+            and queue.name == self.context.settings.queues.batch_queue
+            and job.func_name == functions.TRANSCRIBE
+        )
+
+    def _take_batch(self, first: Job, queue: Queue) -> None:
+        """Take the other waiting batch jobs (up to batch_size in all) and recognize them with the
+        first in one forward pass; each still runs as its own RQ job, with its transcript ready."""
+        more = self.inflight.claim_more(queue.key, self.context.settings.batch_size - 1)
+        jobs = [first]
+        for job_id in more:
+            try:
+                job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+            except NoSuchJobError:
+                self.inflight.drop(job_id)
+                continue
+            self._taken.append((job, queue))
+            jobs.append(job)
+        payloads = []
+        for job in jobs:
+            try:
+                if job.func_name == functions.TRANSCRIBE:
+                    payloads.append(TranscriptionJob.model_validate(job.args[0]))
+            except (ValidationError, IndexError):
+                continue  # it fails on its own, with its own message
+        if len(payloads) < 2:
+            return
+        assert self.context.engines is not None
+        try:
+            self.context.prefetched.update(
+                transcription.transcribe_together(payloads, self.context.engines, self.context.blobs)
+            )
+        except Exception:
+            # Each job then runs alone and fails (or not) with its own error.
+            log.exception("recognizing %d files in one batch failed; running them one by one", len(payloads))
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         session_id = job.meta.get("session_id")
-        with log_context(session_id=session_id if isinstance(session_id, str) else None, job_id=job.id):
-            super().execute_job(job, queue)
+        self.heartbeat_thread.job_started(job.id, float(job.timeout or Queue.DEFAULT_TIMEOUT))
+        try:
+            with log_context(session_id=session_id if isinstance(session_id, str) else None, job_id=job.id):
+                super().execute_job(job, queue)
+        finally:
+            self.heartbeat_thread.job_ended()
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        if isinstance(exc_info[1], REDIS_DOWN):
+            # Not the job's failure: Redis went away under it. The job stays on this worker's
+            # in-flight list and runs again once Redis is back (see lean.py).
+            raise exc_info[1]
         error = job_error(exc_info[1])
         if not error.retryable:
             job.retries_left = 0
@@ -72,9 +149,18 @@ class VoiceWorker(LeanSimpleWorker):
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
+        self.heartbeat_thread.start()
+        if self.adopt_from:
+            self.inflight.adopt(self.adopt_from, force=True)
+        for job_id in self.connection.lrange(self.inflight.key, 0, -1):
+            self.inflight.settle(job_id.decode())
         engines = self.context.engines
         if engines is not None:
             voices = {name: f"{engine.name}: {engine.voices[name]}" for name, engine in engines.voices.items()}
             announce_voices(self.connection, self.context.settings.queues, voices)
         # A line for people and scripts waiting on the worker (make run, tests, benchmarks).
         print(f"worker ready: {self.name} on {', '.join(self.queue_names())}", file=sys.stderr, flush=True)
+
+    def teardown(self) -> None:
+        super().teardown()
+        self.heartbeat_thread.stop()

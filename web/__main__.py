@@ -2,12 +2,15 @@
 
 import argparse
 import os
+import sys
 
 import uvicorn
 
+from queues import SettingsError
 from queues.logs import configure_logging
 
 from .app import create_app
+from .settings import AppSettings
 
 
 def main() -> None:
@@ -17,7 +20,12 @@ def main() -> None:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
     configure_logging(args.log_level)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False)
+    try:
+        settings = AppSettings.from_env()
+        settings.queues.check_credentials()
+    except SettingsError as exc:
+        sys.exit(f"web: cannot start: {exc}")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from council import Responder
 
-from . import audio, batch, chat, health, metrics, openapi, speech
+from . import audio, batch, chat, health, metrics, openapi, speech, usage
 from .auth import TokenAuth
 from .errors import handlers
 from .services import Services, services
@@ -25,7 +25,7 @@ STATIC = Path(__file__).parent / "static"
 
 async def health_endpoint(request: Request) -> JSONResponse:
     s = services(request)
-    healthy, report = await health.acheck(s.settings.queues, s.redis)
+    healthy, report = await health.acheck(s.settings.queues, s.redis, s.hub)
     report["status"] = "ok" if healthy else "unavailable"
     report["voices"] = sorted(await s.voices()) if healthy else []
     llm = await s.llm_status()
@@ -52,6 +52,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.services = await Services.open(settings, make_responder)
+        usage.watch(app.state.services)
         try:
             yield
         finally:
@@ -67,10 +68,11 @@ def create_app(
             *audio.routes,
             *batch.routes,
             *speech.routes,
+            *usage.routes,
             *openapi.routes,
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(TokenAuth, token=settings.api_token)],
+        middleware=[Middleware(TokenAuth, tokens=settings.token_users)],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

@@ -1,4 +1,8 @@
-"""Synthesized clips, served to the browser's audio player: `/api/audio/{session_id}/{name}`."""
+"""Synthesized clips, served to the browser's audio player: `/api/audio/{session_id}/{name}`.
+
+A clip is served only to the user who owns its session (see sessions.py); to anyone else, as to a
+name that was never minted, it does not exist (404).
+"""
 
 import re
 
@@ -8,11 +12,13 @@ from starlette.routing import Route
 
 from queues import BlobMissing
 
+from .auth import user_of
 from .errors import ApiError
 from .services import services
+from .sessions import SESSION_ID, Sessions
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{8,40}\.wav$")
-SESSION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NOT_FOUND = "That audio clip has expired, never existed, or belongs to another user."
 
 
 def audio_url(audio_key: str) -> str | None:
@@ -23,13 +29,15 @@ def audio_url(audio_key: str) -> str | None:
 
 async def audio(request: Request) -> Response:
     session_id, name = request.path_params["session_id"], request.path_params["name"]
-    if not SESSION.match(session_id) or not NAME.match(name):
-        raise ApiError(404, "not_found", "No such audio clip.")
+    if not SESSION_ID.match(session_id) or not NAME.match(name):
+        raise ApiError(404, "not_found", NOT_FOUND)
     s = services(request)
+    if await Sessions(s.settings.queues, s.aredis).owner(session_id) != user_of(request):
+        raise ApiError(404, "not_found", NOT_FOUND)
     try:
         data = await s.blobs.get(s.blobs.key(session_id, name))
     except BlobMissing:
-        raise ApiError(404, "not_found", "That audio clip has expired or never existed.") from None
+        raise ApiError(404, "not_found", NOT_FOUND) from None
     return Response(data, media_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"})
 
 

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from queues import JobStatus, QueueSettings, ajob_status
 from shared_schemas import AUDIO_FORMATS, MAX_AUDIO_BYTES, ErrorCode, TranscriptionJob
 
+from .auth import user_of
 from .errors import ApiError
 from .services import Services, services
 from .transcripts import FORMATS, content_disposition, render
@@ -53,6 +54,8 @@ class BatchRecord(BaseModel):
     batch_id: str
     created_at: datetime
     files: list[BatchFile]
+    # The user who uploaded it (web.auth.user_of): nobody else sees it.
+    owner: str = "anonymous"
 
 
 def record_key(settings: QueueSettings, batch_id: str) -> str:
@@ -146,9 +149,9 @@ async def create_batch(request: Request) -> JSONResponse:
             raise ApiError(400, "no_files", "Send one or more audio files in the multipart field 'files'.")
         if all(upload.size == 0 for upload in uploads):
             raise ApiError(400, ErrorCode.EMPTY_AUDIO, "Every file sent is empty: there is nothing to transcribe.")
-        record = BatchRecord(batch_id=uuid.uuid4().hex, created_at=datetime.now(UTC), files=[])
+        record = BatchRecord(batch_id=uuid.uuid4().hex, created_at=datetime.now(UTC), files=[], owner=user_of(request))
         for index, upload in enumerate(uploads):
-            record.files.append(await _enqueue(s, record.batch_id, index, upload))
+            record.files.append(await _enqueue(s, record.batch_id, index, upload, record.owner))
     finally:
         await form.close()
     await s.aredis.set(
@@ -163,7 +166,7 @@ async def create_batch(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=202, headers={"Location": url})
 
 
-async def _enqueue(s: Services, batch_id: str, index: int, upload: UploadFile) -> BatchFile:
+async def _enqueue(s: Services, batch_id: str, index: int, upload: UploadFile, user: str) -> BatchFile:
     filename = safe_filename(upload.filename, index)
     entry = BatchFile(job_id=f"{batch_id}-{index:03d}", filename=filename, size=upload.size or 0)
     if not entry.size:
@@ -171,18 +174,21 @@ async def _enqueue(s: Services, batch_id: str, index: int, upload: UploadFile) -
         return entry
     session_id = f"batch-{batch_id}"
     key = await s.blobs.put(session_id, await upload.read())
+    hint = format_hint(filename)
     job = TranscriptionJob(
-        session_id=session_id, job_id=entry.job_id, audio_key=key, format=format_hint(filename), filename=filename
+        session_id=session_id, job_id=entry.job_id, audio_key=key, format=hint, filename=filename, user=user
     )
     await s.jobs.aenqueue(job, s.settings.queues.batch_queue)
     return entry
 
 
-async def load_record(s: Services, batch_id: str) -> BatchRecord:
+async def load_record(s: Services, batch_id: str, user: str) -> BatchRecord:
+    """The batch, if `user` uploaded it: another user's batch is as missing as one never made."""
     raw = await s.aredis.get(record_key(s.settings.queues, batch_id)) if BATCH_ID.match(batch_id) else None
-    if raw is None:
-        raise ApiError(404, "not_found", "No such batch: its id is wrong or it has expired.")
-    return BatchRecord.model_validate_json(raw)
+    record = BatchRecord.model_validate_json(raw) if raw is not None else None
+    if record is None or record.owner != user:
+        raise ApiError(404, "not_found", "No such batch: its id is wrong, it has expired, or it is another user's.")
+    return record
 
 
 # RQ's states, as the four a client needs; the odd ones carry an error saying what happened.
@@ -224,7 +230,7 @@ def file_view(batch_id: str, entry: BatchFile, status: JobStatus | None) -> dict
 
 async def batch_status(request: Request) -> JSONResponse:
     s = services(request)
-    record = await load_record(s, request.path_params["batch_id"])
+    record = await load_record(s, request.path_params["batch_id"], user_of(request))
     statuses = await asyncio.gather(*(job_status(s, f) for f in record.files))
     files = [file_view(record.batch_id, f, st) for f, st in zip(record.files, statuses, strict=True)]
     totals = {state: sum(f["state"] == state for f in files) for state in ("queued", "started", "finished", "failed")}
@@ -249,7 +255,7 @@ async def transcript(request: Request) -> Response:
     if fmt not in FORMATS:
         raise ApiError(400, "unknown_format", f"Unknown format {fmt!r}; ask for one of: {', '.join(FORMATS)}.")
     s = services(request)
-    record = await load_record(s, request.path_params["batch_id"])
+    record = await load_record(s, request.path_params["batch_id"], user_of(request))
     entry = next((f for f in record.files if f.job_id == request.path_params["job_id"]), None)
     if entry is None:
         raise ApiError(404, "not_found", "No such file in this batch.")

@@ -1,5 +1,7 @@
 """The chat WebSocket, `/ws/chat`: turns in, the session's events out (see PROTOCOL.md).
 
+A connection starts a new session (the server mints its id and a resume secret) or comes back to
+one of its user's with both (see sessions.py); anything else is refused before any event is read.
 Outbound, the connection forwards its session's event stream: replayed after the client's last
 event id, then live. Inbound, an explicit little state machine: IDLE, or RECORDING between
 `audio_start` and `audio_end`. A turn runs as a task; a new turn or `interrupt` cancels it.
@@ -8,9 +10,10 @@ A malformed frame gets an error frame and changes nothing else.
 
 import asyncio
 import enum
+import functools
 import logging
-import re
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,6 +26,8 @@ from shared_schemas import MAX_AUDIO_BYTES, EventType
 
 from . import metrics
 from .audio import audio_url
+from .auth import user_of
+from .errors import REDIS_UNAVAILABLE, translate
 from .protocol import (
     EVENT_ID,
     MAX_TEXT_FRAME,
@@ -36,10 +41,10 @@ from .protocol import (
     event_frame,
 )
 from .services import Services, services
+from .sessions import SESSION_ID, Sessions
 from .turns import TurnRunner
 
 log = logging.getLogger(__name__)
-SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 DEFAULT_VOICE = "joe"
 
 
@@ -54,7 +59,7 @@ class ChatSession:
         self.services = services
         self.session_id = session_id
         self.state = State.IDLE
-        self.runner = TurnRunner(services, session_id, services.responder)
+        self.runner = TurnRunner(services, session_id, services.responder, user_of(ws))
         self.turn: asyncio.Task[None] | None = None
         self.audio = bytearray()
         self.recording: AudioStart | None = None
@@ -125,9 +130,22 @@ class ChatSession:
         self.cancel_turn()
         self.voice = voice or self.voice
         turn_id = f"turn-{uuid.uuid4().hex[:12]}"
-        run = self.runner.run(turn_id, self.voice, hear_members=hear_members, **inputs)
-        self.turn = asyncio.create_task(run, name=turn_id)
+        # The turn's coroutine is made inside its task: a task cancelled before it starts (a quick
+        # new turn or interrupt) would leave a coroutine made here never awaited.
+        run = functools.partial(self.runner.run, turn_id, self.voice, hear_members=hear_members, **inputs)
+        self.turn = asyncio.create_task(self.run_turn(run), name=turn_id)
         self.turn.add_done_callback(_log_failure)
+
+    async def run_turn(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a turn; when Redis is away, say so with an error frame (see errors.translate)."""
+        try:
+            await Sessions(self.services.settings.queues, self.services.aredis).touch(self.session_id)
+            await run()
+        except REDIS_UNAVAILABLE as exc:
+            error = translate(exc)
+            assert error is not None
+            log.warning("turn refused: %s", exc)
+            await self.send(error_frame(error.code, error.message))
 
     def cancel_turn(self) -> None:
         if self.turn is not None and not self.turn.done():
@@ -144,21 +162,39 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("turn %s failed", task.get_name(), exc_info=task.exception())
 
 
+FORBIDDEN = (
+    "This session does not exist, has expired, is not yours, or its resume secret is wrong: "
+    "connect without session_id to start a new one."
+)
+
+
 async def chat(ws: WebSocket) -> None:
-    session_id = ws.query_params.get("session_id") or uuid.uuid4().hex
+    session_id = ws.query_params.get("session_id") or None
+    resume = ws.query_params.get("resume") or ""
     last_event_id = ws.query_params.get("last_event_id")
     await ws.accept()
-    if not SESSION_ID.match(session_id):
+    if session_id is not None and not SESSION_ID.match(session_id):
         await ws.send_json(error_frame("bad_session", "session_id must be 8-64 letters, digits, - or _."))
         return await ws.close(code=1008)
     if last_event_id is not None and not EVENT_ID.match(last_event_id):
         await ws.send_json(error_frame("bad_event_id", "last_event_id must be an event id like 1700000000000-0."))
         return await ws.close(code=1008)
+    s = services(ws)
+    sessions, user = Sessions(s.settings.queues, s.aredis), user_of(ws)
+    secret: str | None = None
+    if session_id is None:
+        new = await sessions.create(user)
+        session_id, secret = new.session_id, new.resume
+    elif not await sessions.resume(session_id, resume, user):
+        log.warning("session %s refused to user %s", session_id, user)
+        await ws.send_json(error_frame("forbidden_session", FORBIDDEN))
+        return await ws.close(code=1008)
     with log_context(session_id=session_id):
-        await serve(ChatSession(ws, services(ws), session_id), last_event_id)
+        await serve(ChatSession(ws, s, session_id), last_event_id, secret)
 
 
-async def serve(session: ChatSession, last_event_id: str | None) -> None:
+async def serve(session: ChatSession, last_event_id: str | None, resume: str | None = None) -> None:
+    """Serve a session: `resume` is its secret, told in the hello of a session just made."""
     s = session.services
     metrics.SESSIONS.inc()
     log.info("session connected (after %s)", last_event_id)
@@ -166,6 +202,7 @@ async def serve(session: ChatSession, last_event_id: str | None) -> None:
         async with s.hub.subscribe(session.session_id, after=last_event_id) as sub:
             hello = {
                 "session_id": session.session_id,
+                **({"resume": resume} if resume else {}),
                 "voices": await s.voices(),
                 "llm": await s.llm_status(),
                 "resumed_after": last_event_id,

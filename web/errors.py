@@ -1,14 +1,19 @@
 """One error shape for the whole app: `{"error": {"code": ..., "message": ...}}`.
 
 Routes raise `ApiError`; the handlers here turn it, Starlette's HTTPException and any unexpected
-exception into that shape. WebSocket errors use the same fields (see PROTOCOL.md).
+exception into that shape. WebSocket errors use the same fields (see PROTOCOL.md). A lower
+library's errors are translated here too (`translate`): Redis being away is 503 `queue_unavailable`.
 """
 
 import logging
 
+import redis.exceptions
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketState
+
+from .protocol import error_frame
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +24,23 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+# Redis gone or restarting (BusyLoadingError, while it reads its AOF, is a ConnectionError).
+REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+RETRY_AFTER_S = 5
+
+
+def translate(exc: BaseException) -> ApiError | None:
+    """The ApiError a lower library's exception stands for; None for one that is a bug (500)."""
+    if isinstance(exc, REDIS_UNAVAILABLE):
+        return ApiError(
+            503,
+            "queue_unavailable",
+            "The job queue (Redis) cannot be reached right now, so nothing was queued or read. "
+            f"Try again in {RETRY_AFTER_S} seconds.",
+        )
+    return None
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -36,9 +58,29 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
+async def unavailable(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
+    """Redis is away: 503 `queue_unavailable` with Retry-After; on a WebSocket, that error frame
+    and close code 1013 (try again later)."""
+    error = translate(exc)
+    assert error is not None
+    log.warning("%s: %s", conn.url.path, exc)
+    if isinstance(conn, WebSocket):
+        if conn.application_state is WebSocketState.CONNECTED:
+            await conn.send_json(error_frame(error.code, error.message))
+        await conn.close(code=1013)
+        return None
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=headers)
+
+
 async def server_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("internal", "Something went wrong on our side. Try again."), status_code=500)
 
 
-handlers = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+handlers = {
+    ApiError: api_error,
+    HTTPException: http_error,
+    **dict.fromkeys(REDIS_UNAVAILABLE, unavailable),
+    Exception: server_error,
+}

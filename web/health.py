@@ -1,13 +1,18 @@
-"""Is the system able to serve? Redis reachable, workers alive per queue, queue depths."""
+"""Is the system able to serve? Redis reachable, the event hub subscribed, workers alive per queue,
+queue depths."""
 
 import asyncio
+import time
 from typing import Any
 
 import redis
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
-from queues import QueueSettings
+from queues import EventHub, QueueSettings
+
+# A Redis that accepts connections but does not answer (paused, swapping) must not hang /health.
+CHECK_TIMEOUT_S = 3.0
 
 
 def check(settings: QueueSettings, connection: redis.Redis) -> tuple[bool, dict[str, Any]]:
@@ -25,5 +30,19 @@ def check(settings: QueueSettings, connection: redis.Redis) -> tuple[bool, dict[
     return healthy, report
 
 
-async def acheck(settings: QueueSettings, connection: redis.Redis) -> tuple[bool, dict[str, Any]]:
-    return await asyncio.to_thread(check, settings, connection)
+async def acheck(
+    settings: QueueSettings, connection: redis.Redis, hub: EventHub | None = None
+) -> tuple[bool, dict[str, Any]]:
+    """`check`, off the event loop and bounded in time; with `hub`, also whether this process's
+    event hub is subscribed (after an outage it reconnects by itself, with backoff)."""
+    try:
+        healthy, report = await asyncio.wait_for(asyncio.to_thread(check, settings, connection), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        healthy, report = False, {"redis": f"unreachable: no answer within {CHECK_TIMEOUT_S:g} s", "queues": {}}
+    if hub is not None:
+        if hub.outage_since is None:
+            report["events"] = "ok"
+        else:
+            report["events"] = f"reconnecting to Redis for {time.monotonic() - hub.outage_since:.0f} s"
+            healthy = False
+    return healthy, report

@@ -179,6 +179,39 @@ PATHS: Final[dict[str, Any]] = {
             },
         }
     },
+    "/api/usage": {
+        "get": {
+            "summary": "What a user (or, for operators, a member or everyone) spent on a UTC day, and the limits",
+            "parameters": [
+                {"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}},
+                {"name": "user", "in": "query", "schema": {"type": "string"}, "description": "operators; * for all"},
+                {"name": "member", "in": "query", "schema": {"type": "string"}, "description": "operators"},
+            ],
+            "responses": {
+                "200": _json("Spent per unit, quantities, limits", {"type": "object"}),
+                "400": _error("bad_day"),
+                "403": _error("Another user's usage, and the caller is not an operator"),
+            },
+        }
+    },
+    "/api/usage/ledger": {
+        "get": {
+            "summary": "The ledger's transactions of a UTC day: every LLM call, tool call and worker job",
+            "parameters": [
+                {"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}},
+                {"name": "user", "in": "query", "schema": {"type": "string"}},
+                {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The transactions",
+                    "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {}},
+                },
+                "400": _error("bad_day or bad_format"),
+                "403": _error("Another user's ledger, and the caller is not an operator"),
+            },
+        }
+    },
 }
 
 SPEC: Final[dict[str, Any]] = {
@@ -186,7 +219,14 @@ SPEC: Final[dict[str, Any]] = {
     "info": {"title": "Council", "version": "1", "description": "Batch transcription and speech for Council."},
     "components": {
         "schemas": SCHEMAS,
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "COUNCIL_API_TOKEN or a user's token from COUNCIL_API_TOKENS. Another user's "
+                "batches and audio answer 404, as if they did not exist.",
+            }
+        },
     },
     "security": [{}, {"bearer": []}],
     "paths": PATHS,

@@ -6,12 +6,19 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from starlette.requests import HTTPConnection
 
 from council import CouncilResponder, EchoResponder
-from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, voices_key
+from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, QueueSettings, voices_key
 
+from .open_turns import OpenTurns
 from .settings import AppSettings
+
+# Redis connections of one app process (commands are short: a few ms each even under load).
+POOL_SIZE = 100
+POOL_WAIT_S = 10.0
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,6 +38,7 @@ class Services:
     blobs: AsyncBlobStore
     publisher: AsyncEventPublisher
     responder: "Responder"
+    open_turns: OpenTurns
     _llm_checked: tuple[float, list[dict[str, Any]]] | None = None
 
     async def llm_status(self) -> list[dict[str, Any]] | None:
@@ -53,13 +61,14 @@ class Services:
         """Open the clients. The responder: `make_responder(redis)` when given (tests, benchmarks),
         else the one the settings name."""
         q = settings.queues
-        sync, aconn = q.connect(), q.connect_async()
+        sync, aconn = q.connect(), _async_client(q)
         if make_responder is not None:
             responder = make_responder(aconn)
         elif settings.responder == "echo":
             responder = EchoResponder()
         else:
             responder = CouncilResponder.from_settings(settings.council, aconn)
+        publisher = AsyncEventPublisher(q, aconn)
         services = cls(
             settings=settings,
             redis=sync,
@@ -67,16 +76,34 @@ class Services:
             hub=EventHub(q, aconn),
             jobs=JobClient(q, sync, aconn),
             blobs=AsyncBlobStore(q, aconn),
-            publisher=AsyncEventPublisher(q, aconn),
+            publisher=publisher,
             responder=responder,
+            open_turns=OpenTurns(q, aconn, publisher),
         )
         await services.hub.start()
+        services.open_turns.start()
         return services
 
     async def close(self) -> None:
+        await self.open_turns.stop()
         await self.hub.close()
         await self.aredis.aclose()
         self.redis.close()
+
+
+def _async_client(q: QueueSettings) -> redis.asyncio.Redis:
+    """The app's asyncio client (as `q.connect_async()`: the URL, password and TLS files), shared by
+    every session. Its pool waits up to POOL_WAIT_S for a free connection rather than failing with
+    "Too many connections" when a burst of sessions wants more than it holds, as redis-py's default
+    pool does past 100."""
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        q.redis_url,
+        **q.redis_options(),
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT_S,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=1), retries=3),
+    )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 def services(conn: HTTPConnection) -> Services:

@@ -1,7 +1,10 @@
 """One turn of a conversation: the user's words (typed, or spoken and transcribed), an answer
 from the responder streamed as tokens, and speech for it sentence by sentence in each member's
 voice. Everything a turn produces is an event in the session's stream, so a client that drops and
-comes back sees all of it."""
+comes back sees all of it.
+
+The turn is its user's: the responder meters its model calls against them, and each speech and
+transcription job is reserved from their budgets before it is enqueued (the worker settles it)."""
 
 import asyncio
 import logging
@@ -10,7 +13,7 @@ from typing import Any
 
 import redis.exceptions
 
-from council import CouncilError, Responder, Step
+from council import CouncilError, Payer, Responder, Step
 from queues.logs import log_context
 from shared_schemas import AudioFormat, Event, EventType, SynthesisJob, TranscriptionJob
 from shared_schemas.text import SentenceBuffer
@@ -22,10 +25,12 @@ log = logging.getLogger(__name__)
 
 
 class TurnRunner:
-    def __init__(self, services: Services, session_id: str, responder: Responder) -> None:
+    def __init__(self, services: Services, session_id: str, responder: Responder, user: str = "anonymous") -> None:
         self.services = services
         self.session_id = session_id
         self.responder = responder
+        self.user = user
+        self.budgets = getattr(responder, "budgets", None)  # the council's; none for echo
         self._pending: dict[str, tuple[str, float]] = {}  # job id -> (kind, enqueued at)
         self._seqs: dict[str, int] = {}
         # perf_counter() when each turn's first sentence went to be spoken (for time to first audio).
@@ -46,9 +51,14 @@ class TurnRunner:
         audio_format: AudioFormat | None = None,
         hear_members: bool | None = None,
     ) -> None:
-        """Run a turn to its end; on cancellation, cancel its queued speech and say so."""
+        """Run a turn to its end; on cancellation, cancel its queued speech and say so. The turn is
+        recorded as open while it runs, so that it still ends if this process dies (open_turns.py)."""
         with log_context(session_id=self.session_id, job_id=turn_id):
-            await self._run(turn_id, voice, text, audio, audio_format, hear_members)
+            await self.services.open_turns.opened(turn_id, self.session_id)
+            try:
+                await self._run(turn_id, voice, text, audio, audio_format, hear_members)
+            finally:
+                await asyncio.shield(self.services.open_turns.closed(turn_id))
 
     async def _run(
         self,
@@ -83,8 +93,15 @@ class TurnRunner:
 
     async def _transcribe(self, turn_id: str, audio: bytes, audio_format: AudioFormat | None, sub: Any) -> str:
         key = await self.services.blobs.put(self.session_id, audio)
-        job = TranscriptionJob(session_id=self.session_id, job_id=f"{turn_id}-stt", audio_key=key, format=audio_format)
-        await self._enqueue(job)
+        job = TranscriptionJob(
+            session_id=self.session_id,
+            job_id=f"{turn_id}-stt",
+            audio_key=key,
+            format=audio_format,
+            user=self.user,
+            turn_id=turn_id,
+        )
+        await self._enqueue(job, len(audio))
         event = await self._until_done(sub, {job.job_id})
         if event.type is EventType.FAILED:
             raise TurnFailed(event.payload)
@@ -96,7 +113,10 @@ class TurnRunner:
         answers: dict[str, str] = {}
         jobs: set[str] = set()
         index = 0
-        async for reply in self.responder.answer(self.session_id, turn_id, text, voice, hear_members=hear_members):
+        replies = self.responder.answer(
+            self.session_id, turn_id, text, voice, hear_members=hear_members, user=self.user
+        )
+        async for reply in replies:
             if isinstance(reply, Step):
                 await self.publish(turn_id, EventType(reply.type), reply.payload)
                 continue
@@ -126,13 +146,17 @@ class TurnRunner:
             member=member,
             turn_id=turn_id,
             index=index,
+            user=self.user,
         )
         if index == 0:
             self.first_sentence_at[turn_id] = time.perf_counter()
         await self._enqueue(job)
         return job.job_id
 
-    async def _enqueue(self, job: TranscriptionJob | SynthesisJob) -> None:
+    async def _enqueue(self, job: TranscriptionJob | SynthesisJob, audio_bytes: int = 0) -> None:
+        if self.budgets is not None:  # BudgetExceeded ends the turn, saying which budget
+            payer = Payer(self.user, self.session_id, job.turn_id)
+            await self.budgets.reserve_job(payer, job, audio_bytes)
         self._pending[job.job_id] = (job.kind, time.perf_counter())
         await self.services.jobs.aenqueue(job)
 
@@ -154,6 +178,8 @@ class TurnRunner:
             try:
                 if await self.services.jobs.acancel(job_id):
                     cancelled.append(job_id)
+                    if self.budgets is not None:  # it will not run: its hold goes back
+                        await self.budgets.release_job(job_id)
             except redis.exceptions.RedisError as exc:
                 log.warning("could not cancel job %s of turn %s: %s", job_id, turn_id, exc)
         await self.publish(turn_id, EventType.TURN_CANCELLED, {"cancelled_jobs": cancelled})

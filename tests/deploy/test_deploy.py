@@ -41,12 +41,13 @@ def tool(name: str) -> str | None:
 # -- compose ---------------------------------------------------------------------------------------
 
 
-def compose(*args: str) -> subprocess.CompletedProcess[str]:
+def compose(*args: str, **required: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("docker-compose (Debian's package, the v1 tool) is not installed: apt-get install docker-compose")
-    # Only the defaults written in the file: none of the operator's variables.
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    # Only the defaults written in the file, and the one variable it requires.
+    required = required or {"RQ_DASHBOARD_PASSWORD": "s3cret"}
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **required}
     return subprocess.run(
         [binary, "-f", str(DEPLOY / "compose.yaml"), *args],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -72,6 +73,12 @@ def test_compose_file_validates_with_default_env():
     assert "--json" in dashboard["command"]
     assert dashboard["environment"]["RQ_DASHBOARD_USERNAME"] and dashboard["environment"]["RQ_DASHBOARD_PASSWORD"]
     assert str(dashboard["ports"][0]).startswith("127.0.0.1:9181:9181")  # loopback unless DASHBOARD_BIND
+
+
+def test_compose_refuses_to_run_the_dashboard_without_a_password():
+    done = compose("config", HOME=os.environ.get("HOME", "/tmp"))
+    assert done.returncode != 0
+    assert "RQ_DASHBOARD_PASSWORD" in done.stderr
 
 
 def test_compose_cpu_profile_adds_a_worker_without_gpu():
@@ -212,9 +219,10 @@ def test_keda_scales_workers_on_our_queue_lists():
         for trigger in obj["spec"]["triggers"]:
             assert trigger["type"] == "redis"
             lists[trigger["metadata"]["listName"]] = obj
-    assert set(lists) == set(keys.values()) == {"rq:queue:realtime", "rq:queue:batch"}
+    assert set(lists) == set(keys.values()) == {"rq:queue:speech", "rq:queue:realtime", "rq:queue:batch"}
     assert lists[keys[settings.batch_queue]]["spec"]["minReplicaCount"] == 0
     assert lists[keys[settings.realtime_queue]]["spec"]["minReplicaCount"] >= 1
+    assert lists[keys[settings.speech_queue]] is lists[keys[settings.realtime_queue]]
 
 
 # -- rq-dashboard against a real worker ------------------------------------------------------------
@@ -280,9 +288,33 @@ def test_rq_dashboard_shows_finished_and_failed_jobs_behind_basic_auth(worker, s
     assert wait_for(ping.job_id, connection) == "finished"
     assert wait_for(speak.job_id, connection) == "failed"
 
-    assert httpx.get(f"{base}/0/data/job/{ping.job_id}.json", timeout=10).status_code == 401
-    assert httpx.get(f"{base}/", timeout=10).status_code == 401
-    assert httpx.get(f"{base}/0/data/queues.json", auth=("operator", "wrong"), timeout=10).status_code == 401
+    # Every page, every data route and every action refuses no credentials and wrong ones.
+    user, password = auth
+    queue = settings.realtime_queue
+    routes = [
+        ("GET", "/"),
+        ("GET", "/0/view/workers"),
+        ("GET", f"/0/view/job/{ping.job_id}"),
+        ("GET", f"/0/view/jobs/{queue}/failed/10/asc/1"),
+        ("GET", "/0/data/queues.json"),
+        ("GET", "/0/data/workers.json"),
+        ("GET", f"/0/data/job/{ping.job_id}.json"),
+        ("GET", f"/0/data/jobs/{queue}/finished/100/asc/1.json"),
+        ("POST", f"/job/{speak.job_id}/requeue"),
+        ("POST", f"/job/{ping.job_id}/delete"),
+        ("POST", f"/requeue/{queue}"),
+        ("POST", f"/queue/{queue}/failed/empty"),
+        ("POST", f"/queue/{queue}/compact"),
+    ]
+    for method, path in routes:
+        for credentials in (None, (user, "wrong"), ("admin", password), (user, password.upper()), (user, "")):
+            refused = httpx.request(method, base + path, auth=credentials, timeout=10)
+            assert refused.status_code == 401, (method, path, credentials)
+            assert refused.headers["www-authenticate"].startswith("Basic"), (method, path)
+            assert "finished" not in refused.text and ping.job_id not in refused.text
+    # The refused actions did nothing: the jobs are where the worker left them.
+    assert wait_for(ping.job_id, connection, timeout=1) == "finished"
+    assert wait_for(speak.job_id, connection, timeout=1) == "failed"
 
     done = httpx.get(f"{base}/0/data/job/{ping.job_id}.json", auth=auth, timeout=10)
     assert done.status_code == 200, done.text

@@ -176,3 +176,23 @@ def test_resample_keeps_duration_and_pitch():
     assert out.duration_s == pytest.approx(1.0, abs=1e-3)
     spectrum = np.abs(np.fft.rfft(out.samples))
     assert np.fft.rfftfreq(len(out.samples), 1 / 16_000)[spectrum.argmax()] == pytest.approx(440, abs=2)
+
+
+def test_a_streamed_flac_that_does_not_say_its_length_decodes(fox_wav, encode):
+    """A live encoder writes 0 for STREAMINFO's total samples: libsndfile cannot read such a file to
+    its end, ffmpeg does, and its length is not taken for ~2**63 frames."""
+    flac = bytearray(encode(fox_wav, "flac"))
+    packed = int.from_bytes(flac[18:26], "big") & ~(2**36 - 1)  # STREAMINFO's last 36 bits: total samples
+    flac[18:26] = packed.to_bytes(8, "big")
+    assert sf.info(io.BytesIO(bytes(flac))).frames == 2**63 - 1
+    audio = decode(bytes(flac))
+    assert audio.duration_s == pytest.approx(sf.info(io.BytesIO(fox_wav)).duration, abs=0.05)
+
+
+@pytest.mark.parametrize("rate", [1, 999, 384_001])
+def test_a_wav_with_an_absurd_sample_rate(rate):
+    data = bytearray(wav_bytes(tone(0.5)))
+    data[24:28] = rate.to_bytes(4, "little")
+    error = failure(bytes(data))
+    assert error.error.code == ErrorCode.UNDECODABLE_AUDIO
+    assert f"{rate} Hz" in error.error.message

@@ -1,10 +1,12 @@
-"""What the web tests share: a real uvicorn server in a thread, and the one error shape."""
+"""What the web tests share: a real uvicorn server in a thread, the one error shape, and the
+chat WebSocket's handshake (a new session, or back to one with its id and resume secret)."""
 
 import contextlib
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from urllib.parse import urlencode
 
 import pytest
 import uvicorn
@@ -48,3 +50,21 @@ def _assert_error(response, status: int, code: str) -> dict:
 def assert_error() -> Callable[..., dict]:
     """`assert_error(response, status, code)`: the one error shape, with that status and code."""
     return _assert_error
+
+
+def _chat_path(hello: dict | None = None, last_event_id: str | None = None, token: str | None = None) -> str:
+    params = {}
+    if hello is not None:
+        params.update(session_id=hello["session_id"], resume=hello["resume"])
+    if last_event_id is not None:
+        params["last_event_id"] = last_event_id
+    if token is not None:
+        params["token"] = token
+    return "/ws/chat" + (f"?{urlencode(params)}" if params else "")
+
+
+@pytest.fixture(scope="session")
+def chat_path() -> Callable[..., str]:
+    """`chat_path()`: /ws/chat for a new session; `chat_path(hello, last_event_id)`: back to the
+    session whose `session` frame (the first a new session gets) is `hello`."""
+    return _chat_path

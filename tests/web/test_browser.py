@@ -88,6 +88,23 @@ def test_speak_a_turn_hear_the_answer_and_run_a_batch(server, browser, flite, tm
     page.wait_for_function("document.querySelectorAll('.msg.user').length === 2")
     page.wait_for_function("document.querySelectorAll('.msg.member audio').length >= 3", timeout=30000)
 
+    # A reload comes back to the same session (its id and resume secret kept by the page) and shows
+    # the whole conversation again; a session the server refuses is forgotten and a new one starts.
+    kept = page.evaluate("localStorage.getItem('council.session_id')")
+    assert kept and page.evaluate("localStorage.getItem('council.resume')")
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('.msg.user').length === 2", timeout=15000)
+    assert page.evaluate("localStorage.getItem('council.session_id')") == kept
+    page.evaluate("localStorage.setItem('council.resume', 'not-the-secret')")
+    page.reload()
+    page.wait_for_function(
+        "localStorage.getItem('council.session_id') && localStorage.getItem('council.session_id') !== "
+        f"'{kept}' && document.querySelector('#status.online')",
+        timeout=15000,
+    )
+    assert "new one starts" in page.locator(".msg").first.inner_text()
+    assert page.locator(".msg.user").count() == 0
+
     page.goto(f"{server}/batch")
     files = []
     for i, sentence in enumerate(["the meeting starts at noon", "bring the quarterly report"]):

@@ -2,7 +2,6 @@
 
 import io
 import json
-import uuid
 import wave
 
 import pytest
@@ -21,10 +20,6 @@ def client(settings):
         yield c
 
 
-def new_session() -> str:
-    return uuid.uuid4().hex
-
-
 def until(ws, type_: str, limit: int = 200) -> list[dict]:
     """Frames up to and including the first of `type_`."""
     frames = []
@@ -35,11 +30,10 @@ def until(ws, type_: str, limit: int = 200) -> list[dict]:
     raise AssertionError(f"no {type_} frame in {limit}: {[f['type'] for f in frames]}")
 
 
-def test_a_text_turn_streams_its_answer_and_speech(client):
-    session = new_session()
-    with client.websocket_connect(f"/ws/chat?session_id={session}") as ws:
+def test_a_text_turn_streams_its_answer_and_speech(client, chat_path):
+    with client.websocket_connect(chat_path()) as ws:
         hello = ws.receive_json()
-        assert hello["type"] == "session" and hello["session_id"] == session
+        assert hello["type"] == "session" and len(hello["session_id"]) >= 32 and len(hello["resume"]) >= 32
         assert {"joe", "max", "ada"} <= set(hello["voices"])
         ws.send_json({"type": "text", "text": "The plan is sound. We start on Monday.", "voice": "max"})
         frames = until(ws, "turn_done")
@@ -58,9 +52,9 @@ def test_a_text_turn_streams_its_answer_and_speech(client):
         assert w.getnframes() / w.getframerate() == pytest.approx(audio[0]["payload"]["duration_s"], abs=0.01)
 
 
-def test_a_voice_turn_is_transcribed_then_answered(client, flite):
+def test_a_voice_turn_is_transcribed_then_answered(client, flite, chat_path):
     recording = flite("please call me back tomorrow")
-    with client.websocket_connect(f"/ws/chat?session_id={new_session()}") as ws:
+    with client.websocket_connect(chat_path()) as ws:
         ws.receive_json()
         ws.send_json({"type": "audio_start", "format": "wav", "voice": "joe"})
         for start in range(0, len(recording), 8192):
@@ -74,26 +68,27 @@ def test_a_voice_turn_is_transcribed_then_answered(client, flite):
     assert any(f["type"] == "audio" for f in frames)
 
 
-def test_reconnecting_with_the_last_id_replays_the_rest_once_in_order(client):
-    session = new_session()
-    with client.websocket_connect(f"/ws/chat?session_id={session}") as ws:
-        ws.receive_json()
+def test_reconnecting_with_the_last_id_replays_the_rest_once_in_order(client, chat_path):
+    with client.websocket_connect(chat_path()) as ws:
+        hello = ws.receive_json()
         ws.send_json({"type": "text", "text": "One. Two. Three. Four.", "voice": "iris"})
         seen = [ws.receive_json() for _ in range(2)]
     # Dropped after two events; the turn goes on. Everything is in the stream.
-    with client.websocket_connect(f"/ws/chat?session_id={session}&last_event_id={seen[-1]['id']}") as ws:
-        assert ws.receive_json()["resumed_after"] == seen[-1]["id"]
+    with client.websocket_connect(chat_path(hello, seen[-1]["id"])) as ws:
+        again = ws.receive_json()
+        assert again["session_id"] == hello["session_id"] and again["resumed_after"] == seen[-1]["id"]
+        assert "resume" not in again  # told once, when the session was made
         rest = until(ws, "turn_done")
-    with client.websocket_connect(f"/ws/chat?session_id={session}&last_event_id=0") as ws:
+    with client.websocket_connect(chat_path(hello, "0")) as ws:
         ws.receive_json()
         everything = until(ws, "turn_done")
     assert [f["id"] for f in seen + rest] == [f["id"] for f in everything]
     assert [f["payload"].get("index") for f in rest if f["type"] == "audio"] == [0, 1, 2, 3]
 
 
-def test_interrupt_cancels_the_turn_and_its_queued_speech(client):
+def test_interrupt_cancels_the_turn_and_its_queued_speech(client, chat_path):
     text = " ".join(f"Sentence number {i} is here." for i in range(12))
-    with client.websocket_connect(f"/ws/chat?session_id={new_session()}") as ws:
+    with client.websocket_connect(chat_path()) as ws:
         ws.receive_json()
         ws.send_json({"type": "text", "text": text, "voice": "leon"})
         until(ws, "message")
@@ -142,11 +137,10 @@ MALFORMED = [
 ]
 
 
-def test_malformed_frames_get_the_error_shape_and_change_nothing(client):
-    other = new_session()
-    with client.websocket_connect(f"/ws/chat?session_id={other}") as bystander:
+def test_malformed_frames_get_the_error_shape_and_change_nothing(client, chat_path):
+    with client.websocket_connect(chat_path()) as bystander:
         bystander.receive_json()
-        with client.websocket_connect(f"/ws/chat?session_id={new_session()}") as ws:
+        with client.websocket_connect(chat_path()) as ws:
             ws.receive_json()
             count = 0
             for frame in MALFORMED:
@@ -173,34 +167,22 @@ def test_malformed_frames_get_the_error_shape_and_change_nothing(client):
 
 
 @pytest.mark.parametrize(
-    "query", ["session_id=bad!id", "session_id=short", "session_id=abcdefgh12&last_event_id=yesterday"]
+    ("query", "code"),
+    [
+        ("session_id=bad!id", "bad_session"),
+        ("session_id=short", "bad_session"),
+        ("last_event_id=yesterday", "bad_event_id"),
+        ("session_id=abcdefgh12&resume=x&last_event_id=yesterday", "bad_event_id"),
+        ("session_id=abcdefgh12&resume=x", "forbidden_session"),
+    ],
 )
-def test_bad_connection_parameters_are_refused(client, query):
+def test_bad_connection_parameters_are_refused(client, query, code):
     with client.websocket_connect(f"/ws/chat?{query}") as ws:
         frame = ws.receive_json()
-        assert frame["type"] == "error" and frame["error"]["code"] in {"bad_session", "bad_event_id"}
+        assert frame["type"] == "error" and frame["error"]["code"] == code
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
         assert closed.value.code == 1008
-
-
-def test_token_is_required_when_configured(settings):
-    app = create_app(AppSettings(queues=settings, responder="echo", api_token="s3cret"))
-    with TestClient(app) as client:
-        for path in ("/health", "/metrics", "/api/audio/abcdefgh/abcdefgh.wav"):
-            refused = client.get(path)
-            assert refused.status_code == 401, path
-            assert refused.json()["error"]["code"] == "unauthorized"
-            assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
-            assert client.get(path, headers={"Authorization": "Bearer s3cret"}).status_code != 401
-        assert client.get("/").status_code == 200
-        with client.websocket_connect("/ws/chat") as ws:
-            assert ws.receive_json()["error"]["code"] == "unauthorized"
-            with pytest.raises(WebSocketDisconnect) as closed:
-                ws.receive_json()
-            assert closed.value.code == 4401
-        with client.websocket_connect("/ws/chat?token=s3cret") as ws:
-            assert ws.receive_json()["type"] == "session"
 
 
 def test_health_and_metrics(client):

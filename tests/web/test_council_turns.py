@@ -1,8 +1,6 @@
 """Turns through the router and the council (scripted chat models), over the WebSocket, with a
 real voice worker: transcript, deliberation, tokens and each member's speech, in order."""
 
-import uuid
-
 import pytest
 from starlette.testclient import TestClient
 
@@ -40,7 +38,7 @@ def frames_until(ws, type_: str, limit: int = 400) -> list[dict]:
 
 def test_a_deliberated_text_turn(settings):
     client, council = make_client(settings)
-    with client, client.websocket_connect(f"/ws/chat?session_id={uuid.uuid4().hex}") as ws:
+    with client, client.websocket_connect("/ws/chat") as ws:
         ws.receive_json()
         ws.send_json({"type": "text", "text": "Should I buy a house now or wait a year, given the rates?"})
         frames = frames_until(ws, "turn_done")
@@ -56,6 +54,8 @@ def test_a_deliberated_text_turn(settings):
     assert {a["payload"]["member"] for a in audio} == {chair}
     assert [a["payload"]["text"] for a in audio] == ["We agree: wait a year.", "Then buy the house."]
     assert [a["payload"]["index"] for a in audio] == [0, 1]
+    # The CPU voices do not stream: one chunk per sentence, which ends it.
+    assert [(a["payload"]["chunk"], a["payload"]["sentence_done"]) for a in audio] == [(0, True), (0, True)]
     assert audio[0]["payload"]["voice"] == council.chair.voice(("espeak", "piper"), "max")
     chair_tokens = [i for i, f in enumerate(frames) if f["type"] == "token" and f["payload"]["member"] == chair]
     member_done = [i for i, f in enumerate(frames) if f["type"] == "member_done" and f["payload"]["member"] != chair]
@@ -66,7 +66,7 @@ def test_a_deliberated_text_turn(settings):
 def test_a_simple_voice_turn_takes_the_fast_route(settings, flite):
     client, council = make_client(settings)
     recording = flite("hello there")
-    with client, client.websocket_connect(f"/ws/chat?session_id={uuid.uuid4().hex}") as ws:
+    with client, client.websocket_connect("/ws/chat") as ws:
         ws.receive_json()
         ws.send_json({"type": "audio_start", "format": "wav", "hear_members": True})
         ws.send_bytes(recording)
@@ -87,7 +87,7 @@ def test_with_no_llm_the_turn_fails_saying_what_to_do(settings, closed_port=9):
     with TestClient(create_app(AppSettings(queues=settings, council=unreachable))) as client:
         health = client.get("/health").json()
         assert health["llm"] and not health["llm"][0]["reachable"]
-        with client.websocket_connect(f"/ws/chat?session_id={uuid.uuid4().hex}") as ws:
+        with client.websocket_connect("/ws/chat") as ws:
             ws.receive_json()
             ws.send_json({"type": "text", "text": "Should we expand to a second office next year?"})
             frames = frames_until(ws, "turn_done")
