@@ -23,9 +23,9 @@ WORKDIR /home/council
 EXPOSE 8000
 ENV COUNCIL_PORT=8000 COUNCIL_MEMBERS_FILE=/etc/council/members.toml
 # Alive when /health answers: 200, or 503 when no worker serves `realtime` (the worker's own check
-# tells that one). The token is sent when COUNCIL_API_TOKEN protects the API.
+# tells that one), or 401 when only per-user tokens (COUNCIL_API_TOKENS) protect the API.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import os, sys, urllib.error, urllib.request\nport = os.environ.get('COUNCIL_PORT', '8000')\ntoken = os.environ.get('COUNCIL_API_TOKEN')\nrequest = urllib.request.Request(f'http://127.0.0.1:{port}/health', headers={'Authorization': f'Bearer {token}'} if token else {})\ntry:\n    urllib.request.urlopen(request, timeout=4)\nexcept urllib.error.HTTPError as exc:\n    sys.exit(0 if exc.code == 503 else 1)\nexcept OSError:\n    sys.exit(1)"]
+  CMD ["python", "-c", "import os, sys, urllib.error, urllib.request\nport = os.environ.get('COUNCIL_PORT', '8000')\ntoken = os.environ.get('COUNCIL_API_TOKEN')\nrequest = urllib.request.Request(f'http://127.0.0.1:{port}/health', headers={'Authorization': f'Bearer {token}'} if token else {})\ntry:\n    urllib.request.urlopen(request, timeout=4)\nexcept urllib.error.HTTPError as exc:\n    sys.exit(0 if exc.code in (401, 503) else 1)\nexcept OSError:\n    sys.exit(1)"]
 CMD ["python", "-m", "web", "--host", "0.0.0.0"]
 
 # ---- rq-dashboard against the same rq release, run with --json (our jobs are JSON) ------------
