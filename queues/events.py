@@ -89,8 +89,14 @@ class EventPublisher:
         self.settings = settings
         self._script = connection.register_script(_PUBLISH)
 
-    def publish(self, event: Event) -> Event:
+    def publish(self, event: Event, pipeline: redis.client.Pipeline | None = None) -> Event:
+        """Publish now, or as part of `pipeline` (a transaction the caller executes; the event then
+        has no id here). In a pipeline the script goes as EVAL: an EVALSHA that met a Redis without
+        the script would fail inside the transaction while the rest of it went through."""
         keys, args = _script_call(self.settings, event, once=True)
+        if pipeline is not None:
+            pipeline.eval(_PUBLISH, len(keys), *keys, *args)
+            return event
         return event.model_copy(update={"id": self._script(keys=keys, args=args).decode()})
 
 
@@ -107,18 +113,35 @@ class AsyncEventPublisher:
 
 
 class JobEvents:
-    """The events of one job, numbered in order: what a job function uses to report."""
+    """The events of one job, numbered in order: what a job function uses to report.
 
-    def __init__(self, publisher: EventPublisher, session_id: str, job_id: str) -> None:
+    With `hold_ending`, the job's ending (its result or its failure) is not published at once but
+    kept until `publish_ending`, which the worker calls inside the transaction that records the
+    job's end: whoever gets the ending and asks RQ sees the job finished (or failed), and a worker
+    that dies between the two leaves neither behind.
+    """
+
+    def __init__(self, publisher: EventPublisher, session_id: str, job_id: str, hold_ending: bool = False) -> None:
         self._publisher = publisher
         self.session_id = session_id
         self.job_id = job_id
+        self.hold_ending = hold_ending
+        self.ending: Event | None = None
         self._seq = 0
 
     def emit(self, type_: EventType, payload: dict[str, Any]) -> Event:
         event = Event(type=type_, session_id=self.session_id, job_id=self.job_id, seq=self._seq, payload=payload)
         self._seq += 1
+        if self.hold_ending and event.terminal:
+            self.ending = event
+            return event
         return self._publisher.publish(event)
+
+    def publish_ending(self, pipeline: redis.client.Pipeline) -> None:
+        """Add the held ending, if any, to `pipeline`, the transaction that records the job's end."""
+        if self.ending is not None:
+            self._publisher.publish(self.ending, pipeline)
+            self.ending = None
 
 
 def replay(connection: redis.Redis, settings: QueueSettings, session_id: str, after: str = "0") -> list[Event]:

@@ -11,6 +11,17 @@ from .engines import Engines
 from .settings import WorkerSettings
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """A transcript made in a batch before its job ran, with the job's share of the batch's compute
+    (by audio duration), which its metering charges."""
+
+    transcript: Transcript
+    cpu_ms: int
+    wall_ms: int
+    batch: int  # how many files shared the forward pass
+
+
 @dataclass
 class WorkerContext:
     settings: WorkerSettings
@@ -21,11 +32,12 @@ class WorkerContext:
     # The events of the job running now, so that a failure continues its numbering.
     current_events: JobEvents | None = None
     # Transcripts made ahead in one batch for jobs this worker took together (see worker.py).
-    prefetched: dict[str, Transcript] = field(default_factory=dict)
+    prefetched: dict[str, "Prefetched"] = field(default_factory=dict)
 
     def events_for(self, session_id: str, job_id: str) -> JobEvents:
         if self.current_events is None or self.current_events.job_id != job_id:
-            self.current_events = JobEvents(self.publisher, session_id, job_id)
+            # The job's ending goes out with the record of its end (worker.py, cleanup_execution).
+            self.current_events = JobEvents(self.publisher, session_id, job_id, hold_ending=True)
         return self.current_events
 
     @classmethod

@@ -19,8 +19,8 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from queues import EventPublisher, JobEvents, QueueSettings
-from shared_schemas import ErrorCode, EventType, JobError
+from queues import EventPublisher, QueueSettings
+from shared_schemas import ErrorCode, Event, EventType, JobError
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +183,14 @@ class Inflight:
                 job.set_status(JobStatus.FAILED, pipeline=pipe)
                 pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
                 job.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=error.message, pipeline=pipe)
+                session_id = job.meta.get("session_id")
+                if isinstance(session_id, str):  # the failure and its event go out together
+                    payload = error.model_dump(mode="json")
+                    failed = Event(type=EventType.FAILED, session_id=session_id, job_id=job_id, seq=0, payload=payload)
+                    self.publisher.publish(failed, pipe)
             self.drop(job_id, pipe)
             pipe.execute()
         log.warning("job %s left unfinished: %s", job_id, "requeued" if error is None else f"failed ({error.code})")
-        session_id = job.meta.get("session_id")
-        if error is not None and isinstance(session_id, str):
-            JobEvents(self.publisher, session_id, job_id).emit(EventType.FAILED, error.model_dump(mode="json"))
         return error
 
 

@@ -44,7 +44,12 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
     engines = _engines()
     with _metered(ctx, job, "stt", engines.stt) as used:
         ready = ctx.prefetched.pop(job.job_id, None)  # recognized in a batch with others (worker.py)
-        result = ready or transcription.transcribe(job, engines, ctx.blobs, events, _save_progress)
+        if ready is not None:
+            result = ready.transcript
+            used.cpu_ms, used.wall_ms = ready.cpu_ms, ready.wall_ms
+            used.notes.append(f"batched with {ready.batch - 1} other files")
+        else:
+            result = transcription.transcribe(job, engines, ctx.blobs, events, _save_progress)
         used.audio_ms = round(result.duration_s * 1000)
     body = result.model_dump(mode="json")
     events.emit(EventType.TRANSCRIPT, body)
@@ -69,6 +74,9 @@ class Used:
 
     audio_ms: int = 0
     chars: int = 0
+    # Compute done for the job before it started: its share of a batch it was recognized in.
+    cpu_ms: int = 0
+    wall_ms: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -83,8 +91,8 @@ def _metered(ctx: WorkerContext, job: TranscriptionJob | SynthesisJob, kind: str
         used.notes.append("failed")
         raise
     finally:
-        cpu_ms = round((time.process_time() - cpu) * 1000)
-        wall_ms = round((time.perf_counter() - wall) * 1000)
+        cpu_ms = round((time.process_time() - cpu) * 1000) + used.cpu_ms
+        wall_ms = round((time.perf_counter() - wall) * 1000) + used.wall_ms
         gpu = "cuda" in str(getattr(engine, "device", "cpu"))
         charge = Charge(
             kind=kind,

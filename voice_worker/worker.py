@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -17,7 +18,7 @@ from queues.logs import log_context
 from shared_schemas import EventType, TranscriptionJob
 
 from . import transcription
-from .context import WorkerContext, install
+from .context import Prefetched, WorkerContext, install
 from .engines import Engines
 from .errors import job_error
 from .heartbeat import Heartbeat
@@ -103,13 +104,21 @@ class VoiceWorker(LeanSimpleWorker):
         if len(payloads) < 2:
             return
         assert self.context.engines is not None
+        cpu, wall = time.process_time(), time.perf_counter()
         try:
-            self.context.prefetched.update(
-                transcription.transcribe_together(payloads, self.context.engines, self.context.blobs)
-            )
+            made = transcription.transcribe_together(payloads, self.context.engines, self.context.blobs)
         except Exception:
             # Each job then runs alone and fails (or not) with its own error.
             log.exception("recognizing %d files in one batch failed; running them one by one", len(payloads))
+            return
+        cpu_ms, wall_ms = (time.process_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000
+        # Each job's metering charges its share of the batch, by the audio it brought.
+        total_s = sum(t.duration_s for t in made.values()) or 1.0
+        for job_id, transcript in made.items():
+            share = transcript.duration_s / total_s
+            self.context.prefetched[job_id] = Prefetched(
+                transcript, round(cpu_ms * share), round(wall_ms * share), len(made)
+            )
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         session_id = job.meta.get("session_id")
@@ -133,11 +142,12 @@ class VoiceWorker(LeanSimpleWorker):
         super().handle_exception(job, *exc_info)
 
     def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
-        final = not job.should_retry
+        events = self.context.current_events
+        if events is not None and events.job_id == job.id:
+            events.ending = None  # a result made before the failure does not go out
+        if not job.should_retry:
+            self._tell_failure(job)  # held, and published with RQ's record of the failure
         super().handle_job_failure(job, queue, *args, **kwargs)
-        # After RQ has recorded the failure: whoever gets the event and asks RQ sees it failed.
-        if final:
-            self._tell_failure(job)
 
     def _tell_failure(self, job: Job) -> None:
         session_id = job.meta.get("session_id")
@@ -146,6 +156,14 @@ class VoiceWorker(LeanSimpleWorker):
             self.context.events_for(session_id, job.id).emit(EventType.FAILED, error)
         else:
             log.error("job %s failed with no session to tell: %s", job.id, error["message"])
+
+    def cleanup_execution(self, job: Job, pipeline: Any, execution: Any = None) -> None:
+        # Inside the transaction that records the job's end (success, failure or retry): its held
+        # ending goes out in it, so an ending is never seen before RQ says the job ended.
+        super().cleanup_execution(job, pipeline, execution)
+        events = self.context.current_events
+        if events is not None and events.job_id == job.id:
+            events.publish_ending(pipeline)
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)

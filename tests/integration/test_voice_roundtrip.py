@@ -10,7 +10,7 @@ import wave
 import numpy as np
 import pytest
 
-from queues import AsyncBlobStore, EventHub, JobClient, job_status
+from queues import AsyncBlobStore, EventHub, JobClient, ajob_status, job_status
 from shared_schemas import MAX_TEXT_CHARS, EventType, PingJob, SynthesisJob, TranscriptionJob
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -94,6 +94,31 @@ def test_transcribes_a_spoken_sentence(settings, session_id, flite):
     assert [e.seq for e in events] == list(range(len(events)))
     status = job_status(settings.connect(), events[-1].job_id)
     assert status.state == "finished" and words(status.result["text"]) == words(sentence)
+
+
+def test_a_job_has_ended_in_rq_when_its_ending_arrives(settings, session_id):
+    """The ending is published in the transaction that records the job's end, so a client that
+    asks RQ as soon as it gets the ending never sees the job still running."""
+
+    async def scenario():
+        conn = settings.connect_async()
+        hub = EventHub(settings, conn)
+        await hub.start()
+        client = JobClient(settings, aconnection=conn)
+        sync = settings.connect()
+        states = []
+        try:
+            for i in range(40):
+                job = PingJob(session_id=session_id, job_id=f"{session_id}-ping-{i}")
+                [pong] = [e async for e in client.arun(hub, job, None, 30.0)]
+                assert pong.type is EventType.PONG
+                states.append((await ajob_status(sync, pong.job_id)).state)
+        finally:
+            await hub.close()
+            await conn.aclose()
+        return states
+
+    assert asyncio.run(scenario()) == ["finished"] * 40
 
 
 def test_synthesizes_each_sentence_with_its_length(settings, session_id):

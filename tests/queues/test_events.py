@@ -117,3 +117,35 @@ def test_hub_recovers_what_it_missed_while_redis_dropped_its_connection(settings
     got, expected = asyncio.run(scenario())
     assert got == expected
     assert "event hub lost Redis" in caplog.text
+
+
+def test_a_held_ending_goes_out_only_with_the_transaction_that_records_the_end(settings, connection, session_id):
+    events = JobEvents(EventPublisher(settings, connection), session_id, "job", hold_ending=True)
+    events.emit(EventType.PROGRESS, {"n": 0})
+    events.emit(EventType.TRANSCRIPT, {"text": "done"})
+    assert [e.type for e in replay(connection, settings, session_id)] == [EventType.PROGRESS]
+    with connection.pipeline() as pipe:
+        pipe.set(f"{settings.key_prefix}:test:ended", "1")
+        events.publish_ending(pipe)
+        pipe.execute()
+    sent = replay(connection, settings, session_id)
+    assert [(e.type, e.seq) for e in sent] == [(EventType.PROGRESS, 0), (EventType.TRANSCRIPT, 1)]
+    assert events.ending is None
+    # A job that runs again publishes its ending once: the first one's stays the only one.
+    again = JobEvents(EventPublisher(settings, connection), session_id, "job", hold_ending=True)
+    again.emit(EventType.PROGRESS, {"n": 0})
+    again.emit(EventType.TRANSCRIPT, {"text": "done"})
+    with connection.pipeline() as pipe:
+        again.publish_ending(pipe)
+        pipe.execute()
+    assert replay(connection, settings, session_id) == sent
+
+
+def test_an_ending_in_a_transaction_survives_a_redis_without_the_script(settings, connection, session_id):
+    connection.script_flush()
+    events = JobEvents(EventPublisher(settings, connection), session_id, "job", hold_ending=True)
+    events.emit(EventType.PONG, {})
+    with connection.pipeline() as pipe:
+        events.publish_ending(pipe)
+        pipe.execute()
+    assert [e.type for e in replay(connection, settings, session_id)] == [EventType.PONG]

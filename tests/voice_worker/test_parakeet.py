@@ -24,7 +24,7 @@ import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from queues import BlobStore, JobClient, QueueSettings, replay
+from queues import BlobStore, JobClient, Ledger, QueueSettings, replay
 from shared_schemas import ErrorCode, EventType, Transcript, TranscriptionJob
 from voice_worker import context, jobs
 from voice_worker.audio import Audio, decode, encode_wav
@@ -345,6 +345,11 @@ def test_transcription_job_through_the_engine(
     key = built.blobs.put(session_id, fox_wav, ".wav")
     job = TranscriptionJob(session_id=session_id, job_id=f"{session_id}-1", audio_key=key, format="wav", vad=False)
     result = jobs.transcribe(job.model_dump(mode="json"))
+    assert replay(connection, settings, session_id) == []  # the ending waits for the job's end
+    with connection.pipeline() as pipe:  # as the worker records the end (VoiceWorker.cleanup_execution)
+        assert built.current_events is not None
+        built.current_events.publish_ending(pipe)
+        pipe.execute()
     transcript = Transcript.model_validate(result)
     assert transcript.engine == "parakeet" and transcript.language == "en"
     assert transcript.duration_s == pytest.approx(decode(fox_wav).duration_s, abs=1e-3)
@@ -425,3 +430,10 @@ def test_the_worker_recognizes_waiting_batch_files_in_one_forward_pass(
         assert Job.fetch(payload.job_id, connection=connection, serializer=JSONSerializer).get_status() == "finished"
     assert replay(connection, queues, payloads[0].session_id)[0].payload["text"] == alone
     assert not connection.llen(f"council-{tag}:inflight:{worker.name}")
+    # Each file is charged its share of the one pass, by its length: the half clip about half.
+    entries = {e["ref"]: e for e in Ledger(connection, queues.key_prefix).entries()}
+    charged = [entries[p.job_id] for p in payloads]
+    assert all(e["note"] == "batched with 2 other files" and e["audio_ms"] > 0 for e in charged)
+    assert all(e["compute_ms"] >= 5 for e in charged), charged
+    full, half_clip, _ = (e["compute_ms"] for e in charged)
+    assert 0.3 * full <= half_clip <= 0.7 * full
