@@ -174,6 +174,7 @@ class QueueSettings:
                         f"The TLS handshake with Redis at {self.safe_url} failed ({exc.__context__}): check "
                         "COUNCIL_REDIS_SSL_CA_CERTS (the CA that signed the server's certificate), and "
                         "COUNCIL_REDIS_SSL_CERTFILE and COUNCIL_REDIS_SSL_KEYFILE when the server asks clients for one."
+                        + _strict_hint(exc.__context__)
                     ) from None
                 if _unreachable(exc):
                     return  # down or unreachable: the outage path waits for it
@@ -202,3 +203,16 @@ class QueueSettings:
 
     def connect_async(self) -> redis.asyncio.Redis:
         return redis.asyncio.Redis.from_url(self.redis_url, **self.redis_options())
+
+
+def _strict_hint(error: ssl.SSLError) -> str:
+    """Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA certificate made without a
+    keyUsage extension (openssl's default for `req -x509`) is refused, though 3.11 took it."""
+    text = str(error).lower()
+    if "key usage" not in text and "basic constraints" not in text:
+        return ""
+    return (
+        " Python 3.13 refuses a CA certificate without keyUsage (or with non-critical basicConstraints): "
+        "make the CA again with `-addext basicConstraints=critical,CA:TRUE "
+        "-addext keyUsage=critical,keyCertSign,cRLSign`."
+    )

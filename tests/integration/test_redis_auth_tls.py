@@ -220,3 +220,26 @@ def test_tls_without_the_ca_or_the_client_certificate_is_refused_saying_which(tl
     assert "COUNCIL_REDIS_SSL_CERTFILE" in str(no_cert.value)
     worker = refused([worker_python, "-m", "voice_worker", "--no-engines"], {"COUNCIL_REDIS_URL": tls_redis.url})
     assert worker.returncode == 2 and "TLS handshake" in worker.stderr
+
+
+def test_a_ca_without_key_usage_is_refused_with_how_to_make_it_again(tmp_path):
+    """openssl's default `req -x509` CA has no keyUsage; Python 3.11 took it, 3.13 (the app) does not."""
+    openssl("req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=Plain CA",
+            "-keyout", tmp_path / "ca.key", "-out", tmp_path / "ca.crt")  # fmt: skip
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=server",
+            "-keyout", tmp_path / "s.key", "-out", tmp_path / "s.csr")  # fmt: skip
+    (tmp_path / "s.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", tmp_path / "s.csr", "-CA", tmp_path / "ca.crt", "-CAkey", tmp_path / "ca.key",
+            "-CAcreateserial", "-days", "1", "-extfile", tmp_path / "s.ext", "-out", tmp_path / "s.crt")  # fmt: skip
+    port = free_port()
+    args = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+    args += ["--tls-cert-file", str(tmp_path / "s.crt"), "--tls-key-file", str(tmp_path / "s.key")]
+    url = f"rediss://127.0.0.1:{port}/0"
+    server = start_redis(args, url, tmp_path, ssl_cert_reqs="none")
+    try:
+        settings = QueueSettings(redis_url=url, redis_ssl_ca_certs=str(tmp_path / "ca.crt"))
+        with pytest.raises(SettingsError, match="key usage") as refused_ca:
+            settings.check_credentials()
+        assert "keyUsage=critical,keyCertSign,cRLSign" in str(refused_ca.value)
+    finally:
+        stop(server.proc)
