@@ -7,8 +7,11 @@ import time
 import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from queues import BlobStore, EventPublisher, JobEvents
+from shared_schemas import EventType, SpeechClip
 from web.app import create_app
 from web.settings import AppSettings
 
@@ -119,4 +122,53 @@ def test_speak_a_turn_hear_the_answer_and_run_a_batch(server, browser, flite, tm
     srt = Path(download.value.path()).read_text()
     assert "-->" in srt and ("report" in srt or "noon" in srt), srt
     page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
+    assert not errors, errors
+
+
+def tone(hz: float, seconds: float = 0.4, rate: int = 22050) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes((0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype("<i2").tobytes())
+    return out.getvalue()
+
+
+def test_a_sentence_spoken_in_chunks_shows_one_player_and_plays_every_chunk(server, browser, settings):
+    """What a streaming engine (XTTS) sends: a sentence in chunks, as audio events on the session's
+    stream, exactly as a worker publishes them. The page plays every chunk in order, shows one
+    player per sentence, and that player replays the whole sentence."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server)
+    page.wait_for_selector("#status.online", timeout=15000)
+    session_id = page.evaluate("localStorage.getItem('council.session_id')")
+    connection = settings.connect()
+    blobs, publisher = BlobStore(settings, connection), EventPublisher(settings, connection)
+    job = JobEvents(publisher, session_id, f"{session_id}-xtts")
+    # Sentence 0 in three chunks, then sentence 1 in one; each chunk its own pitch.
+    for index, chunk, done, hz in ((0, 0, False, 300), (0, 1, False, 400), (0, 2, True, 500), (1, 0, True, 600)):
+        clip = SpeechClip(
+            audio_key=blobs.put(session_id, tone(hz), ".wav"), sample_rate=22050, duration_s=0.4, voice="ada",
+            member="Ada", turn_id="turn-xtts", index=index, chunk=chunk, sentence_done=done,
+            last=index == 1, text=["It is raining today.", "Take a coat."][index], engine="coqui",
+        )  # fmt: skip
+        job.emit(EventType.AUDIO, clip.model_dump(mode="json"))
+    page.wait_for_function("document.querySelectorAll('.msg.member audio').length === 4", timeout=15000)
+    shown = page.evaluate(
+        "[...document.querySelectorAll('.msg.member .sentence')].map(s => [...s.querySelectorAll('audio')]"
+        ".map(a => [Number(a.dataset.chunk), a.controls, a.hidden]))"
+    )
+    assert shown == [[[0, True, False], [1, False, True], [2, False, True]], [[0, True, False]]]
+    # Played one after the other, in (sentence, chunk) order.
+    page.wait_for_function("[...document.querySelectorAll('.msg.member audio')].every(a => a.ended)", timeout=20000)
+    # The sentence's one player, pressed again, plays its hidden chunks after it.
+    page.evaluate(
+        "window.replayed = []; document.querySelectorAll('.sentence[data-index=\"0\"] audio').forEach(a =>"
+        " a.addEventListener('play', () => window.replayed.push(Number(a.dataset.chunk))));"
+        "document.querySelector('.sentence[data-index=\"0\"] audio').play()"
+    )
+    page.wait_for_function("window.replayed.length === 3", timeout=15000)
+    assert page.evaluate("window.replayed") == [0, 1, 2]
     assert not errors, errors

@@ -59,7 +59,25 @@
   // ---- speech, sentence by sentence and chunk by chunk, in (index, chunk) order ---------------
   // t.next is the sentence to play, t.chunk its chunk; a clip with sentence_done moves on to the
   // next sentence's chunk 0. Events from before chunks existed count as chunk 0, done.
+  // A sentence shows one player (its first chunk's); its other chunks are hidden players that
+  // follow it when someone plays the sentence again by hand.
   const clipKey = (index, chunk) => `${index}:${chunk}`;
+
+  function placeInOrder(parent, el, selector, key, otherwise) {
+    const after = [...parent.querySelectorAll(selector)].find((o) => Number(o.dataset[key]) > Number(el.dataset[key]));
+    if (after) after.before(el); else otherwise(el);
+  }
+
+  function sentenceBox(bubble, index) {
+    let box = bubble.querySelector(`.sentence[data-index="${index}"]`);
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "sentence";
+      box.dataset.index = index;
+      placeInOrder(bubble, box, ".sentence", "index", (el) => bubble.querySelector(".clips").before(el));
+    }
+    return box;
+  }
 
   function queueClip(turnId, payload, live) {
     const t = turn(turnId);
@@ -67,14 +85,20 @@
     const chunk = payload.chunk ?? 0, done = payload.sentence_done ?? true;
     let audio = null;                            // an empty chunk only closes its sentence
     if (!(payload.duration_s === 0 && done)) {
+      const box = sentenceBox(bubble, payload.index);
       audio = document.createElement("audio");
-      audio.controls = true;
       audio.preload = "auto";
       audio.src = Council.withToken(payload.url);
       audio.dataset.index = payload.index;
       audio.dataset.chunk = chunk;
       audio.title = payload.text;
-      bubble.querySelector(".clips").before(audio);
+      placeInOrder(box, audio, "audio", "chunk", (el) => box.append(el));
+      box.querySelectorAll("audio").forEach((a, i) => { a.controls = i === 0; a.hidden = i > 0; });
+      audio.addEventListener("ended", () => {
+        if (audio.dataset.auto) return;          // played in turn by playNext, which goes on itself
+        const rest = [...box.querySelectorAll("audio")];
+        rest[rest.indexOf(audio) + 1]?.play().catch(() => {});
+      });
     }
     t.clips.set(clipKey(payload.index, chunk), { audio, live, done });
     playNext(t);
@@ -87,7 +111,8 @@
     if (clip.done) { t.next += 1; t.chunk = 0; } else t.chunk = (t.chunk || 0) + 1;
     if (!clip.live || !clip.audio) return playNext(t);  // replayed history: shown, not spoken
     t.playing = true;
-    const done = () => { t.playing = false; playNext(t); };
+    clip.audio.dataset.auto = "1";
+    const done = () => { delete clip.audio.dataset.auto; t.playing = false; playNext(t); };
     clip.audio.addEventListener("ended", done, { once: true });
     clip.audio.addEventListener("error", done, { once: true });
     clip.audio.play().catch(done);
