@@ -32,7 +32,7 @@ class WorkerContext:
     # The events of the job running now, so that a failure continues its numbering.
     current_events: JobEvents | None = None
     # Transcripts made ahead in one batch for jobs this worker took together (see worker.py).
-    prefetched: dict[str, "Prefetched"] = field(default_factory=dict)
+    prefetched: dict[str, Prefetched] = field(default_factory=dict)
 
     def events_for(self, session_id: str, job_id: str) -> JobEvents:
         if self.current_events is None or self.current_events.job_id != job_id:

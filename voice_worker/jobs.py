@@ -47,7 +47,8 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
         if ready is not None:
             result = ready.transcript
             used.cpu_ms, used.wall_ms = ready.cpu_ms, ready.wall_ms
-            used.notes.append(f"batched with {ready.batch - 1} other files")
+            others = ready.batch - 1
+            used.notes.append(f"batched with {others} other file{'s' if others > 1 else ''}")
         else:
             result = transcription.transcribe(job, engines, ctx.blobs, events, _save_progress)
         used.audio_ms = round(result.duration_s * 1000)
