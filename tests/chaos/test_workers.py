@@ -100,8 +100,10 @@ def test_a_job_whose_worker_is_killed_reaches_its_user_within_30_s(pool, flite):
 
 @pytest.mark.timeout(420)
 def test_100_jobs_with_random_kills_lose_nothing_and_deliver_nothing_twice(pool, flite):
-    # Faster liveness than the defaults (3 s alive key, 1 s beat) to keep the run short.
-    pool.env.update(WORKER_ALIVE_TTL="3", WORKER_BEAT="1")
+    # Faster liveness than the defaults (3 s alive key, 1 s beat) to keep the run short. Every job
+    # here is a good one: it may be under several kills by chance, and must still come back (a job
+    # that kills its workers is the next test's).
+    pool.env.update(WORKER_ALIVE_TTL="3", WORKER_BEAT="1", WORKER_MAX_CRASHES="10")
     workers = [pool.start(), pool.start()]
     settings, conn = pool.settings, redis.Redis.from_url(pool.redis_url)
     clip = flite(SENTENCE)
@@ -137,6 +139,29 @@ def test_100_jobs_with_random_kills_lose_nothing_and_deliver_nothing_twice(pool,
     prefix = settings.key_prefix
     assert not [k for k in conn.scan_iter(f"{prefix}:inflight:*") if conn.llen(k)], "jobs left in flight"
     print(f"100 jobs, {len(kills)} kills, {taken_over} take-overs: 0 lost, 0 delivered twice")
+
+
+@pytest.mark.timeout(180)
+def test_a_job_that_kills_every_worker_it_runs_on_fails_with_worker_lost(pool):
+    """A poison job (here os.abort, as a segfault in native code would) is not run forever: after
+    it killed WORKER_MAX_CRASHES (2) workers, the next one fails it with a message."""
+    worker = pool.start()
+    settings, conn = pool.settings, redis.Redis.from_url(pool.redis_url)
+    session = f"poison-{uuid.uuid4().hex[:8]}"
+    queue = Queue(settings.realtime_queue, connection=conn, serializer=JSONSerializer)
+    poison = queue.enqueue("os.abort", meta={"session_id": session})
+    events = wait_for_ends(settings, conn, {session}, [poison.id], timeout_s=120)
+    (end,) = [e for e in events if e.terminal]
+    assert end.type is EventType.FAILED and end.payload["code"] == ErrorCode.WORKER_LOST, end.payload
+    assert "died 3 times" in end.payload["message"] and not end.payload["retryable"]
+    assert Job.fetch(poison.id, connection=conn, serializer=JSONSerializer).get_status() == "failed"
+    assert worker.output().count("starting a new one") == 3
+    # The fourth child, which failed the job, serves the next one.
+    pool.wait_ready(worker, count=4)
+    ping = PingJob(session_id=session, job_id=f"{session}-ping")
+    JobClient(settings, conn).enqueue(ping)
+    events = wait_for_ends(settings, conn, {session}, [ping.job_id], timeout_s=30)
+    assert [e.type for e in events if e.job_id == ping.job_id] == [EventType.PONG]
 
 
 @pytest.mark.timeout(180)
