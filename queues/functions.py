@@ -6,3 +6,6 @@ TRANSCRIBE: Final = "voice_worker.jobs.transcribe"
 SYNTHESIZE: Final = "voice_worker.jobs.synthesize"
 # Does nothing but emit an event: for health checks and the round-trip benchmark.
 PING: Final = "voice_worker.jobs.ping"
+
+# What a voice worker runs (see voice_worker/guarded.py).
+ALL: Final = (TRANSCRIBE, SYNTHESIZE, PING)

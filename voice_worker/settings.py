@@ -45,6 +45,8 @@ class WorkerSettings:
     stall_s: float = 60.0
     # Waiting `batch` jobs a batching STT engine (Parakeet) recognizes in one forward pass.
     batch_size: int = 8
+    # Functions this worker runs besides Council's jobs (dotted names); any other job is refused.
+    extra_functions: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
@@ -95,4 +97,5 @@ class WorkerSettings:
             hang_grace_s=number("WORKER_HANG_GRACE", 10.0),
             stall_s=number("WORKER_STALL", 60.0),
             batch_size=int(number("WORKER_BATCH", 8, int)),
+            extra_functions=tuple(f.strip() for f in environ.get("WORKER_EXTRA_FUNCTIONS", "").split(",") if f.strip()),
         )

@@ -21,6 +21,7 @@ from . import transcription
 from .context import Prefetched, WorkerContext, install
 from .engines import Engines
 from .errors import job_error
+from .guarded import GuardedJob
 from .heartbeat import Heartbeat
 from .inflight import Inflight
 from .lean import LeanSimpleWorker
@@ -53,7 +54,13 @@ class VoiceWorker(LeanSimpleWorker):
         name = settings.name or uuid.uuid4().hex
         inflight = Inflight(settings.queues, connection, name, settings.max_crashes)
         super().__init__(
-            queues, connection=connection, serializer=JSONSerializer, name=name, inflight=inflight, **kwargs
+            queues,
+            connection=connection,
+            serializer=JSONSerializer,
+            name=name,
+            inflight=inflight,
+            job_class=GuardedJob.allowing(settings.extra_functions),
+            **kwargs,
         )
         self.context = WorkerContext.build(settings, connection, engines)
         self.heartbeat_thread = Heartbeat(settings, name, report_fd)

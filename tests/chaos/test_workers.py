@@ -145,7 +145,7 @@ def test_100_jobs_with_random_kills_lose_nothing_and_deliver_nothing_twice(pool,
 def test_a_job_that_kills_every_worker_it_runs_on_fails_with_worker_lost(pool):
     """A poison job (here os.abort, as a segfault in native code would) is not run forever: after
     it killed WORKER_MAX_CRASHES (2) workers, the next one fails it with a message."""
-    worker = pool.start()
+    worker = pool.start(WORKER_EXTRA_FUNCTIONS="os.abort")
     settings, conn = pool.settings, redis.Redis.from_url(pool.redis_url)
     session = f"poison-{uuid.uuid4().hex[:8]}"
     queue = Queue(settings.realtime_queue, connection=conn, serializer=JSONSerializer)
@@ -184,7 +184,7 @@ def test_a_child_killed_alone_is_restarted_and_its_job_runs_again(pool, flite):
 def test_a_job_stuck_in_native_code_fails_with_a_message_and_the_worker_is_replaced(pool):
     # os.system blocks in C (glibc's system() waits through EINTR): RQ's SIGALRM timeout cannot
     # stop it, as with a stuck CUDA call.
-    worker = pool.start(WORKER_HANG_GRACE="2")
+    worker = pool.start(WORKER_HANG_GRACE="2", WORKER_EXTRA_FUNCTIONS="os.system")
     settings, conn = pool.settings, redis.Redis.from_url(pool.redis_url)
     session = f"hang-{uuid.uuid4().hex[:8]}"
     queue = Queue(settings.realtime_queue, connection=conn, serializer=JSONSerializer)
