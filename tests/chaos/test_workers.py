@@ -141,6 +141,22 @@ def test_100_jobs_with_random_kills_lose_nothing_and_deliver_nothing_twice(pool,
     print(f"100 jobs, {len(kills)} kills, {taken_over} take-overs: 0 lost, 0 delivered twice")
 
 
+def enqueue_call(settings: QueueSettings, conn: redis.Redis, session: str, func: str, *args, **options) -> Job:
+    """Any function as a realtime job, told to `session` (the worker must allow it)."""
+    queue = Queue(settings.realtime_queue, connection=conn, serializer=JSONSerializer)
+    return queue.enqueue(func, *args, meta={"session_id": session}, **options)
+
+
+def ping_after_restarts(pool, worker, children: int, session: str) -> list[EventType]:
+    """Once `worker` has started its `children`-th child: the events of a ping sent to it."""
+    settings, conn = pool.settings, redis.Redis.from_url(pool.redis_url)
+    pool.wait_ready(worker, count=children)
+    ping = PingJob(session_id=session, job_id=f"{session}-ping")
+    JobClient(settings, conn).enqueue(ping)
+    events = wait_for_ends(settings, conn, {session}, [ping.job_id], timeout_s=30)
+    return [e.type for e in events if e.job_id == ping.job_id]
+
+
 @pytest.mark.timeout(180)
 def test_a_job_that_kills_every_worker_it_runs_on_fails_with_worker_lost(pool):
     """A poison job (here os.abort, as a segfault in native code would) is not run forever: after
@@ -148,8 +164,7 @@ def test_a_job_that_kills_every_worker_it_runs_on_fails_with_worker_lost(pool):
     worker = pool.start(WORKER_EXTRA_FUNCTIONS="os.abort")
     settings, conn = pool.settings, redis.Redis.from_url(pool.redis_url)
     session = f"poison-{uuid.uuid4().hex[:8]}"
-    queue = Queue(settings.realtime_queue, connection=conn, serializer=JSONSerializer)
-    poison = queue.enqueue("os.abort", meta={"session_id": session})
+    poison = enqueue_call(settings, conn, session, "os.abort")
     events = wait_for_ends(settings, conn, {session}, [poison.id], timeout_s=120)
     (end,) = [e for e in events if e.terminal]
     assert end.type is EventType.FAILED and end.payload["code"] == ErrorCode.WORKER_LOST, end.payload
@@ -157,11 +172,7 @@ def test_a_job_that_kills_every_worker_it_runs_on_fails_with_worker_lost(pool):
     assert Job.fetch(poison.id, connection=conn, serializer=JSONSerializer).get_status() == "failed"
     assert worker.output().count("starting a new one") == 3
     # The fourth child, which failed the job, serves the next one.
-    pool.wait_ready(worker, count=4)
-    ping = PingJob(session_id=session, job_id=f"{session}-ping")
-    JobClient(settings, conn).enqueue(ping)
-    events = wait_for_ends(settings, conn, {session}, [ping.job_id], timeout_s=30)
-    assert [e.type for e in events if e.job_id == ping.job_id] == [EventType.PONG]
+    assert ping_after_restarts(pool, worker, 4, session) == [EventType.PONG]
 
 
 @pytest.mark.timeout(180)
@@ -187,8 +198,7 @@ def test_a_job_stuck_in_native_code_fails_with_a_message_and_the_worker_is_repla
     worker = pool.start(WORKER_HANG_GRACE="2", WORKER_EXTRA_FUNCTIONS="os.system")
     settings, conn = pool.settings, redis.Redis.from_url(pool.redis_url)
     session = f"hang-{uuid.uuid4().hex[:8]}"
-    queue = Queue(settings.realtime_queue, connection=conn, serializer=JSONSerializer)
-    stuck = queue.enqueue("os.system", "sleep 40", job_timeout=2, meta={"session_id": session})
+    stuck = enqueue_call(settings, conn, session, "os.system", "sleep 40", job_timeout=2)
     started = time.monotonic()
     events = wait_for_ends(settings, conn, {session}, [stuck.id], timeout_s=90)
     (end,) = [e for e in events if e.terminal]
@@ -199,11 +209,7 @@ def test_a_job_stuck_in_native_code_fails_with_a_message_and_the_worker_is_repla
     assert time.monotonic() - started < 30
     assert "is stuck" in worker.output()
     # The replacement serves the next job.
-    pool.wait_ready(worker, count=2)
-    ping = PingJob(session_id=session, job_id=f"{session}-ping")
-    JobClient(settings, conn).enqueue(ping)
-    events = wait_for_ends(settings, conn, {session}, [ping.job_id], timeout_s=30)
-    assert [e.type for e in events if e.job_id == ping.job_id] == [EventType.PONG]
+    assert ping_after_restarts(pool, worker, 2, session) == [EventType.PONG]
 
 
 @pytest.mark.timeout(300)
