@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 export COUNCIL_REDIS_URL=${COUNCIL_REDIS_URL:-redis://127.0.0.1:6379/0}
 HOST=${COUNCIL_HOST:-127.0.0.1}
 PORT=${COUNCIL_PORT:-8000}
+# The app answers only the host names it knows (COUNCIL_ALLOWED_HOSTS): ask by a loopback one
+# when it listens on every interface (which it does only with a token, or COUNCIL_ALLOW_OPEN=1).
+case "$HOST" in 0.0.0.0|::|"[::]") LOCAL=127.0.0.1 ;; *) LOCAL=$HOST ;; esac
 scripts/ensure-redis.sh
 
 pids=()
@@ -24,9 +27,9 @@ pids+=($!)
 pids+=($!)
 
 for _ in $(seq 300); do
-  if curl -fsS "http://$HOST:$PORT/health" >/dev/null 2>&1; then
+  if curl -fsS "http://$LOCAL:$PORT/health" >/dev/null 2>&1; then
     echo
-    echo "Council is running: open http://$HOST:$PORT  (Ctrl-C to stop)"
+    echo "Council is running: open http://$LOCAL:$PORT  (Ctrl-C to stop)"
     echo "From a terminal:    .venv-app/bin/python -m queues transcribe FILE.wav"
     break
   fi

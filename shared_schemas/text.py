@@ -1,6 +1,13 @@
-"""Cutting text into sentences, the same way on both sides: speech is synthesized per sentence."""
+"""Cutting text into sentences, the same way on both sides: speech is synthesized per sentence.
+
+No piece is longer than one synthesis job speaks (MAX_TEXT_CHARS): a sentence over it is cut at
+its last comma or semicolon that fits, else at a space, else where the limit falls, so whatever
+was asked to be spoken is spoken, however it is punctuated.
+"""
 
 import re
+
+from .limits import MAX_TEXT_CHARS
 
 # Words after which a period does not end a sentence.
 _ABBREVIATIONS = frozenset(
@@ -8,11 +15,38 @@ _ABBREVIATIONS = frozenset(
     "mar apr jun jul aug sep sept oct nov dec u.s u.k".split()
 )
 _END = re.compile(r"""([.!?…]+)(["'”’)\]]*)(\s+|$)""")
+# Where a sentence over the limit is best cut, in order: after a clause, between words.
+_CLAUSE = re.compile(r"[,;]")
+_SPACE = re.compile(r"\s")
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of `text`, trimmed, none empty. Abbreviations, initials, decimals and
-    ellipses inside a sentence do not split it."""
+def split_sentences(text: str, limit: int = MAX_TEXT_CHARS) -> list[str]:
+    """Sentences of `text`, trimmed, none empty, none over `limit` characters. Abbreviations,
+    initials, decimals and ellipses inside a sentence do not split it."""
+    return [piece for sentence in _sentences(text) for piece in cut(sentence, limit)]
+
+
+def cut(sentence: str, limit: int = MAX_TEXT_CHARS) -> list[str]:
+    """`sentence` in trimmed pieces of at most `limit` characters: each ends at the last comma or
+    semicolon that fits, else at the last space, else at the limit itself. A clause that would
+    leave a piece of less than half the limit gives way to a space, so pieces are not scraps."""
+    pieces: list[str] = []
+    rest = sentence.strip()
+    while len(rest) > limit:
+        window = rest[: limit + 1]  # a space just past the limit still ends a piece that fits
+        clauses = [m.end() for m in _CLAUSE.finditer(window, 0, limit)]
+        spaces = [m.start() for m in _SPACE.finditer(window)]
+        long_clauses = [at for at in clauses if at >= limit // 2]
+        at = (long_clauses or spaces or clauses or [limit])[-1]
+        piece, rest = rest[:at].strip(), rest[at:].strip()
+        if piece:
+            pieces.append(piece)
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+def _sentences(text: str) -> list[str]:
     sentences: list[str] = []
     start = 0
     for match in _END.finditer(text):
@@ -47,14 +81,16 @@ class SentenceBuffer:
 
     A sentence is given out once the text after it has begun, so "Dr." or "3." at the end of a
     piece is never taken for an ending; `flush()` gives out what is left when the stream ends.
+    A sentence that passes `limit` goes out in pieces as it grows, cut as `cut` cuts.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_TEXT_CHARS) -> None:
         self._text = ""
+        self._limit = limit
 
     def feed(self, piece: str) -> list[str]:
         self._text += piece
-        sentences = split_sentences(self._text)
+        sentences = split_sentences(self._text, self._limit)
         if len(sentences) < 2:
             return []
         last = sentences[-1]
@@ -62,5 +98,5 @@ class SentenceBuffer:
         return sentences[:-1]
 
     def flush(self) -> list[str]:
-        sentences, self._text = split_sentences(self._text), ""
+        sentences, self._text = split_sentences(self._text, self._limit), ""
         return sentences

@@ -2,6 +2,9 @@
 
 With an engine that streams (XTTS), a sentence goes out in chunks as they are made, so its first
 chunk is heard before the rest of it exists; `chunks` decides where chunks begin and end.
+
+No engine sees a control character: `speakable` takes them out here, for every engine at once (a
+NUL made Piper fail, which looked like the engine's fault and was tried again).
 """
 
 from collections.abc import Iterable, Iterator
@@ -22,11 +25,32 @@ from .errors import VoiceError
 # 0.85 s (20 GPT tokens), so this joins only the pieces of an engine that makes finer ones.
 MIN_CHUNK_S = 0.5
 
+# C0 and C1 control characters (and DEL): those that separate words become a space, the others
+# go; tab, line feed and carriage return stay. Lone surrogates (JSON can carry "\ud800") go too:
+# no engine can even encode them.
+_CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]
+_SPEAKABLE = str.maketrans(
+    {
+        **{c: (" " if chr(c).isspace() else None) for c in _CONTROLS if chr(c) not in "\t\n\r"},
+        **dict.fromkeys(range(0xD800, 0xE000)),
+    }
+)
+
+
+def speakable(text: str) -> str:
+    """`text` without control characters (nor lone surrogates), which no engine speaks."""
+    return text.translate(_SPEAKABLE)
+
 
 def synthesize(job: SynthesisJob, engines: Engines, blobs: BlobStore, events: JobEvents) -> Speech:
-    text = job.text.strip()
+    text = speakable(job.text).strip()
     if not text:
-        raise VoiceError(ErrorCode.EMPTY_TEXT, "There is no text to speak.")
+        raise VoiceError(
+            ErrorCode.EMPTY_TEXT,
+            "There is no text to speak."
+            if not job.text.strip()
+            else "The text holds nothing to speak but control characters.",
+        )
     if len(text) > MAX_TEXT_CHARS:
         raise VoiceError(
             ErrorCode.TEXT_TOO_LONG,

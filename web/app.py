@@ -19,6 +19,7 @@ from .auth import TokenAuth
 from .errors import handlers
 from .services import Services, services
 from .settings import AppSettings
+from .sitecheck import SiteCheck
 
 STATIC = Path(__file__).parent / "static"
 
@@ -72,7 +73,11 @@ def create_app(
             *openapi.routes,
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(TokenAuth, tokens=settings.token_users)],
+        middleware=[
+            # First: a foreign Host or a page elsewhere is refused before anything else runs.
+            Middleware(SiteCheck, hosts=settings.server.hosts, origins=settings.server.origins),
+            Middleware(TokenAuth, tokens=settings.token_users),
+        ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

@@ -336,3 +336,27 @@ def test_rq_dashboard_shows_finished_and_failed_jobs_behind_basic_auth(worker, s
     assert ping.job_id in {job["id"] for job in finished.json()["jobs"]}
     page = httpx.get(f"{base}/0/view/job/{speak.job_id}", auth=auth, timeout=10)
     assert page.status_code == 200  # the HTML job page: 500 without --json
+
+
+# -- the app's site checks and limits --------------------------------------------------------------
+
+SITE_SETTINGS = (
+    "COUNCIL_ALLOWED_HOSTS",
+    "COUNCIL_ALLOWED_ORIGINS",
+    "COUNCIL_MAX_HEADER_BYTES",
+    "COUNCIL_HEADER_TIMEOUT_S",
+    "COUNCIL_MAX_CONNECTIONS",
+)
+
+
+def test_compose_and_kubernetes_pass_the_apps_host_origin_and_limit_settings():
+    from web.settings import LOOPBACK_HOSTS, ServerSettings
+
+    app = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["app"]["environment"]
+    assert {*SITE_SETTINGS, "COUNCIL_ALLOW_OPEN"} <= set(app)
+    # Unset in .env, each is empty: the app's own defaults.
+    assert ServerSettings.from_env(dict.fromkeys(app, "")) == ServerSettings.from_env({})
+    config = next(d for d in manifests() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "council-config")
+    assert set(SITE_SETTINGS) <= set(config["data"])
+    served = ServerSettings.from_env({**config["data"], "COUNCIL_HOST": "0.0.0.0"})
+    assert served.hosts == (*LOOPBACK_HOSTS, "council.example.com", "council-app")  # the probes use 127.0.0.1

@@ -260,3 +260,12 @@ def test_malformed_api_tokens_are_refused_without_showing_a_token(raw, says):
         AppSettings.from_env({"COUNCIL_API_TOKENS": raw, "COUNCIL_API_TOKEN": "secret-default"})
     assert says in str(refused.value)
     assert "secret-" not in str(refused.value)
+
+
+def test_a_user_named_default_is_refused_even_without_the_one_token():
+    # "default" is COUNCIL_API_TOKEN's user and an operator (COUNCIL_OPERATORS): as a tenant of
+    # COUNCIL_API_TOKENS it would silently read everyone's usage.
+    for env in ({"COUNCIL_API_TOKENS": "alice:secret-a,default:secret-d"}, {"COUNCIL_API_TOKENS": "default:secret-d"}):
+        with pytest.raises(SettingsError, match="COUNCIL_OPERATORS") as refused:
+            AppSettings.from_env(env)
+        assert "'default'" in str(refused.value) and "secret-" not in str(refused.value)
