@@ -9,7 +9,7 @@ APP_VENV := .venv-app
 WORKER_VENV := .venv-worker
 export PY313 PY311
 
-.PHONY: all run test bench load lint system-deps venvs clean
+.PHONY: all run test bench load lint dashboard system-deps venvs clean
 
 all: venvs
 
@@ -52,6 +52,11 @@ load: venvs
 
 lint: venvs
 	$(APP_VENV)/bin/ruff check .
+
+# rq-dashboard (queues, workers, failed jobs) for COUNCIL_REDIS_URL on http://127.0.0.1:9181, with
+# RQ's JSON serializer; basic auth when RQ_DASHBOARD_PASSWORD is set (see scripts/dashboard.py).
+dashboard: $(APP_VENV)/.built
+	$(APP_VENV)/bin/python scripts/dashboard.py
 
 clean:
 	rm -rf $(APP_VENV) $(WORKER_VENV) artifacts

@@ -1,7 +1,11 @@
-"""The OpenAPI 3.1 description of the REST API (batch transcription, speech, health).
+"""The OpenAPI 3.1 description of every HTTP route of the app: the REST API (batch
+transcription, speech, audio clips, usage), health, metrics and the pages.
 
 Written out as data: it is the contract clients read, kept beside the routes it describes, and
-served at `GET /openapi.json`. The chat WebSocket is described in PROTOCOL.md.
+served at `GET /openapi.json`. Every operation lists its errors, all in the one error shape
+(web/errors.py): 401 where web.auth asks for a token, 503 `queue_unavailable` where the route
+needs Redis, 500 for a bug, and its own 4xx. tests/web/test_openapi.py walks the app's routes and
+calls each one to keep this true. The chat WebSocket is described in PROTOCOL.md.
 """
 
 from typing import Any, Final
@@ -12,7 +16,11 @@ from starlette.routing import Route
 
 from shared_schemas import AUDIO_FORMATS, MAX_AUDIO_BYTES, MAX_TEXT_CHARS
 
-from .batch import MAX_FILES
+from .audio import NAME
+from .batch import BATCH_ID, MAX_FILES
+from .errors import RETRY_AFTER_S
+from .sessions import SESSION_ID
+from .speech import MAX_BODY_BYTES
 from .transcripts import FORMATS, MEDIA_TYPES
 
 
@@ -85,6 +93,7 @@ SCHEMAS: Final[dict[str, Any]] = {
     },
     "SpeechRequest": {
         "type": "object",
+        "examples": [{"text": "The council has decided.", "voice": "max"}],
         "required": ["text", "voice"],
         "additionalProperties": False,
         "properties": {
@@ -94,9 +103,49 @@ SCHEMAS: Final[dict[str, Any]] = {
     },
 }
 
-_BATCH_PATH = [
-    {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}},
-]
+_UNAUTHORIZED = {
+    **_error(
+        "`unauthorized`: the app has tokens (COUNCIL_API_TOKEN, COUNCIL_API_TOKENS) and the call carries "
+        "none, or a wrong one"
+    ),
+    "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="council"'}},
+}
+_UNAVAILABLE = {
+    **_error("`queue_unavailable`: Redis (the job queue) cannot be reached, so nothing was queued or read"),
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": f"Seconds to wait: {RETRY_AFTER_S}"}},
+}
+_INTERNAL = _error("`internal`: a bug on our side; the server's log has the details")
+
+
+def _operation(
+    summary: str, responses: dict[str, Any], *, public: bool = False, redis: bool = True, **fields: Any
+) -> dict[str, Any]:
+    """One operation with the errors every route shares: 401 unless the route is public
+    (web.auth.PUBLIC), 503 when it needs Redis, 500."""
+    shared = {"401": _UNAUTHORIZED} if not public else {}
+    if redis:
+        shared["503"] = _UNAVAILABLE
+    merged = {**responses, **shared, "500": _INTERNAL}
+    op = {"summary": summary, **fields, "responses": dict(sorted(merged.items()))}
+    if public:
+        op["security"] = [{}]
+    return op
+
+
+def _path_param(name: str, pattern: str, example: str, description: str = "") -> dict[str, Any]:
+    param = {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}}
+    return {**param, "example": example, **({"description": description} if description else {})}
+
+
+def _page(summary: str) -> dict[str, Any]:
+    html = {"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}}
+    return {"get": _operation(summary, html, public=True, redis=False)}
+
+
+_BATCH_ID = _path_param("batch_id", BATCH_ID.pattern, "0123456789abcdef0123456789abcdef")
+_JOB_ID = _path_param(
+    "job_id", r"^[0-9a-f]{32}-\d{3}$", "0123456789abcdef0123456789abcdef-000", "From the batch's `jobs` or `files`"
+)
 _UPLOAD = {
     "multipart/form-data": {
         "schema": {
@@ -108,115 +157,199 @@ _UPLOAD = {
         },
     }
 }
+_WAV = {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}
 
 PATHS: Final[dict[str, Any]] = {
+    "/": _page("The chat page"),
+    "/batch": _page("The batch transcription page"),
+    "/openapi.json": {
+        "get": _operation("This document", {"200": _json("OpenAPI 3.1", {"type": "object"})}, public=True, redis=False)
+    },
     "/health": {
-        "get": {
-            "summary": "Whether Redis answers and a worker serves the realtime queue; voices and queue depths",
-            "responses": {"200": _json("Ready", {"type": "object"}), "503": _json("Not ready", {"type": "object"})},
-        }
+        "get": _operation(
+            "Whether Redis answers and a worker serves the realtime queue; voices and queue depths",
+            {
+                "200": _json("Ready", {"type": "object"}),
+                "503": _json(
+                    "Not ready: the report says what is down (`redis`, `events`, no worker on a queue)",
+                    {"type": "object"},
+                ),
+            },
+            redis=False,
+        )
+    },
+    "/metrics": {
+        "get": _operation(
+            "Prometheus metrics: jobs, latencies, queue depths and RQ's registries, sessions, spend",
+            {
+                "200": {
+                    "description": "Prometheus' text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        )
     },
     "/api/transcriptions": {
-        "post": {
-            "summary": "Upload audio files to transcribe in the background",
-            "description": (
+        "post": _operation(
+            "Upload audio files to transcribe in the background",
+            {
+                "202": _json("Accepted: one job per file, in the order sent", _ref("BatchCreated")),
+                "400": _error(
+                    "`invalid_request` (not multipart, malformed), `no_files`, `too_many_files`, or `empty_audio` "
+                    "(every file empty)"
+                ),
+                "413": _error("`too_large` (the whole request) or `audio_too_large` (a file)"),
+            },
+            description=(
                 f"Files in the multipart field `files` ({', '.join(AUDIO_FORMATS)}), at most {MAX_FILES} per request "
                 f"and {MAX_AUDIO_BYTES // 2**20} MiB each. An empty file is listed as failed (`empty_audio`) "
                 "and not enqueued; a request whose files are all empty is refused. Whether a file decodes is "
                 "known only once a worker tries it: its state then becomes `failed` with the reason."
             ),
-            "requestBody": {"required": True, "content": _UPLOAD},
-            "responses": {
-                "202": _json("Accepted: one job per file", _ref("BatchCreated")),
-                "400": _error("No files, too many files, all empty, or not multipart"),
-                "413": _error("A file (or the whole request) is too large"),
-            },
-        }
+            requestBody={"required": True, "content": _UPLOAD},
+        )
     },
     "/api/transcriptions/{batch_id}": {
-        "get": {
-            "summary": "Where each file of a batch stands: state, progress, error or text",
-            "parameters": _BATCH_PATH,
-            "responses": {"200": _json("The batch", _ref("BatchStatus")), "404": _error("Unknown or expired batch")},
-        }
+        "get": _operation(
+            "Where each file of a batch stands: state, progress, error or text",
+            {
+                "200": _json("The batch", _ref("BatchStatus")),
+                "404": _error("`not_found`: unknown or expired batch, or another user's"),
+            },
+            parameters=[_BATCH_ID],
+        )
     },
     "/api/transcriptions/{batch_id}/{job_id}": {
-        "get": {
-            "summary": "One file's transcript, as a download",
-            "parameters": [
-                *_BATCH_PATH,
-                {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}},
+        "get": _operation(
+            "One file's transcript, as a download",
+            {
+                "200": {
+                    "description": "The transcript; Content-Disposition names the file after the upload",
+                    "content": {MEDIA_TYPES[f].partition(";")[0]: {"schema": {"type": "string"}} for f in FORMATS},
+                },
+                "400": _error("`unknown_format`"),
+                "404": _error("`not_found`: unknown batch or file, expired, or another user's"),
+                "409": _error("`not_ready`: not finished yet; the message says its state"),
+                "422": _error("The transcription failed: the job's own error code and message"),
+            },
+            parameters=[
+                _BATCH_ID,
+                _JOB_ID,
                 {
                     "name": "format",
                     "in": "query",
                     "schema": {"type": "string", "enum": list(FORMATS), "default": "json"},
                 },
             ],
-            "responses": {
-                "200": {
-                    "description": "The transcript; Content-Disposition names the file after the upload",
-                    "content": {MEDIA_TYPES[f].partition(";")[0]: {"schema": {"type": "string"}} for f in FORMATS},
-                },
-                "400": _error("Unknown format"),
-                "404": _error("Unknown batch or file, or expired"),
-                "409": _error("Not finished yet: the message says its state"),
-                "422": _error("The transcription failed: the job's own error code and message"),
-            },
-        }
+        )
     },
     "/api/speech": {
-        "post": {
-            "summary": "Speak text in a voice, as one WAV",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SpeechRequest")}}},
-            "responses": {
-                "200": {
-                    "description": "The speech; X-Duration-Seconds gives its length",
-                    "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
-                },
-                "400": _error("Not JSON, or fields missing or malformed"),
+        "post": _operation(
+            "Speak text in a voice, as one WAV",
+            {
+                "200": {"description": "The speech; X-Duration-Seconds gives its length", "content": _WAV},
+                "400": _error("`invalid_request`: not JSON, or fields missing or malformed"),
+                "413": _error(f"`too_large`: the body is over {MAX_BODY_BYTES // 1024} KiB"),
                 "422": _error("The text cannot be spoken: empty_text, text_too_long, unknown_voice, ..."),
-                "504": _error("No worker spoke it in time"),
+                "502": _error("`blob_missing` or `engine_failed`: the worker's audio could not be read or joined"),
+                "504": _error("`timeout`: no worker spoke it in time"),
             },
-        }
+            requestBody={
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _ref("SpeechRequest"),
+                        "example": {"text": "The council has decided.", "voice": "max"},
+                    }
+                },
+            },
+        )
+    },
+    "/api/audio/{session_id}/{name}": {
+        "get": _operation(
+            "A synthesized sentence of a chat session (its URL comes in the session's `audio` events)",
+            {
+                "200": {"description": "The clip", "content": _WAV},
+                "404": _error("`not_found`: expired, never made, or another user's session"),
+            },
+            description="An <audio> element cannot send headers: pass the token as `?token=` instead.",
+            parameters=[
+                _path_param("session_id", SESSION_ID.pattern, "s3ss10n-1d"),
+                _path_param("name", NAME.pattern, "Zk3n9QpX2bLm.wav"),
+            ],
+        )
     },
     "/api/usage": {
-        "get": {
-            "summary": "What a user (or, for operators, a member or everyone) spent on a UTC day, and the limits",
-            "parameters": [
+        "get": _operation(
+            "What a user (or, for operators, a member or everyone) spent on a UTC day, and the limits",
+            {
+                "200": _json("Spent per unit, quantities, limits", {"type": "object"}),
+                "400": _error("`bad_day`"),
+                "403": _error("`forbidden`: another user's usage, and the caller is not an operator"),
+            },
+            parameters=[
                 {"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}},
                 {"name": "user", "in": "query", "schema": {"type": "string"}, "description": "operators; * for all"},
                 {"name": "member", "in": "query", "schema": {"type": "string"}, "description": "operators"},
             ],
-            "responses": {
-                "200": _json("Spent per unit, quantities, limits", {"type": "object"}),
-                "400": _error("bad_day"),
-                "403": _error("Another user's usage, and the caller is not an operator"),
-            },
-        }
+        )
     },
     "/api/usage/ledger": {
-        "get": {
-            "summary": "The ledger's transactions of a UTC day: every LLM call, tool call and worker job",
-            "parameters": [
-                {"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}},
-                {"name": "user", "in": "query", "schema": {"type": "string"}},
-                {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}},
-            ],
-            "responses": {
+        "get": _operation(
+            "The ledger's transactions of a UTC day: every LLM call, tool call and worker job",
+            {
                 "200": {
                     "description": "The transactions",
                     "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {}},
                 },
-                "400": _error("bad_day or bad_format"),
-                "403": _error("Another user's ledger, and the caller is not an operator"),
+                "400": _error("`bad_day` or `bad_format`"),
+                "403": _error("`forbidden`: another user's ledger, and the caller is not an operator"),
             },
-        }
+            parameters=[
+                {"name": "day", "in": "query", "schema": {"type": "string", "format": "date"}},
+                {"name": "user", "in": "query", "schema": {"type": "string"}},
+                {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"]}},
+            ],
+        )
     },
 }
 
+# web.sitecheck answers before any route: a Host the app does not answer, on every operation; a
+# page of another site, on the methods a form or a no-cors fetch can send.
+_BAD_HOST = "`bad_host`: the Host header names a host the app does not answer (COUNCIL_ALLOWED_HOSTS)"
+_FORBIDDEN_ORIGIN = (
+    "`forbidden_origin`: sent by a page of another site (Origin or Sec-Fetch-Site) without an "
+    "Authorization header (COUNCIL_ALLOWED_ORIGINS)"
+)
+
+
+def _add_error(op: dict[str, Any], status: str, description: str) -> None:
+    responses = op["responses"]
+    if status in responses:
+        responses[status] = {**responses[status], "description": f"{responses[status]['description']}; {description}"}
+    else:
+        responses[status] = _error(description)
+    op["responses"] = dict(sorted(responses.items()))
+
+
+def _add_site_check(paths: dict[str, Any]) -> None:
+    for item in paths.values():
+        for method, op in item.items():
+            _add_error(op, "400", _BAD_HOST)
+            if method in ("post", "put", "patch", "delete"):
+                _add_error(op, "403", _FORBIDDEN_ORIGIN)
+
+
+_add_site_check(PATHS)
+
 SPEC: Final[dict[str, Any]] = {
     "openapi": "3.1.0",
-    "info": {"title": "Council", "version": "1", "description": "Batch transcription and speech for Council."},
+    "info": {
+        "title": "Council",
+        "version": "1",
+        "description": "Batch transcription, speech, usage, health and metrics for Council. The chat WebSocket "
+        "(`/ws/chat`) is described in web/PROTOCOL.md; `/static/` serves the pages' files.",
+    },
     "components": {
         "schemas": SCHEMAS,
         "securitySchemes": {
@@ -224,11 +357,17 @@ SPEC: Final[dict[str, Any]] = {
                 "type": "http",
                 "scheme": "bearer",
                 "description": "COUNCIL_API_TOKEN or a user's token from COUNCIL_API_TOKENS. Another user's "
-                "batches and audio answer 404, as if they did not exist.",
-            }
+                "batches and audio answer 404, as if they did not exist. With no token configured, none is needed.",
+            },
+            "token": {
+                "type": "apiKey",
+                "in": "query",
+                "name": "token",
+                "description": "The same token, for clients that cannot set headers (<audio>, WebSocket).",
+            },
         },
     },
-    "security": [{}, {"bearer": []}],
+    "security": [{}, {"bearer": []}, {"token": []}],
     "paths": PATHS,
 }
 

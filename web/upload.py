@@ -1,10 +1,13 @@
-"""`python -m web.upload`: transcribe a folder of audio files through the batch API.
+"""`python -m web.upload`: transcribe folders of audio files through the batch API.
 
 python -m web.upload recordings/ --format srt
 python -m web.upload a.mp3 b.webm --url https://council.example --token "$COUNCIL_API_TOKEN"
 
-Uploads in batches, shows progress on stderr while the server works, and writes each transcript
-next to its file (`a.srt`). Exits 1 when any file failed, 2 when the server cannot be used.
+Folders are walked, sub-folders too, for audio files (wav, flac, ogg, mp3, webm); what else they
+hold is skipped and named on stderr. A file named on the command line is sent whatever its
+extension. Uploads in batches, shows progress on stderr while the server works, and writes each
+transcript next to its file (`a.srt`). Exits 1 when any file failed, 2 when the server cannot be
+used.
 """
 
 import argparse
@@ -19,6 +22,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from queues.audiofiles import find_audio
 from shared_schemas import AUDIO_FORMATS, MAX_AUDIO_BYTES
 
 from .transcripts import FORMATS
@@ -36,19 +40,6 @@ class Item:
     state: str = "queued"
     progress: float = 0.0
     error: str | None = None
-
-
-def audio_files(paths: list[Path]) -> list[Path]:
-    """The files named, and the audio files (by extension) directly inside the folders named."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower()[1:] in AUDIO_FORMATS)
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    return list(dict.fromkeys(found))
 
 
 def batches(items: list[Item]) -> Iterator[list[Item]]:
@@ -172,10 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default=os.environ.get("COUNCIL_API_TOKEN"), help="API token, if the app has one")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between status checks")
     args = parser.parse_args(argv)
-    try:
-        paths = audio_files(args.paths)
-    except FileNotFoundError as exc:
-        parser.error(str(exc))
+    found = find_audio(args.paths)
+    if found.missing:
+        parser.error("no such file or folder: " + ", ".join(map(str, found.missing)))
+    if found.summary():
+        print(found.summary(), file=sys.stderr)
+    paths = found.files
     if not paths:
         parser.error("no audio files found (" + ", ".join(AUDIO_FORMATS) + ")")
     headers: dict[str, Any] = {"Authorization": f"Bearer {args.token}"} if args.token else {}

@@ -204,7 +204,7 @@ def test_a_wrong_password_stops_the_worker_the_app_and_the_cli_saying_so(passwor
     worker = refused([worker_python, "-m", "voice_worker", "--no-engines"], env)
     assert worker.returncode == 2  # CANNOT_START: the supervisor does not restart it
     app = refused([sys.executable, "-m", "web", "--port", str(free_port())], env)
-    cli = refused([sys.executable, "-m", "queues", "speak", "Hello."], env)
+    cli = refused([sys.executable, "-m", "queues", "speak", "Hello.", "--out", "/tmp/never-written.wav"], env)
     for done in (worker, app, cli):
         assert "cannot start" in done.stderr or "error:" in done.stderr
         assert "refused the credentials" in done.stderr and "COUNCIL_REDIS_PASSWORD" in done.stderr

@@ -1,0 +1,117 @@
+"""The batch page in a real browser (Debian's Chromium, Playwright) against a real app, Redis and
+worker: files with the same name from two folders, a file that is not audio, the order the files
+were chosen in, and download names that never collide."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from web.app import create_app
+from web.settings import AppSettings
+
+pytestmark = [pytest.mark.usefixtures("worker"), pytest.mark.slow, pytest.mark.timeout(180)]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+TOKEN = "batch-page-token"
+
+# Each card's name, state, text, and the bar's colour: for assertions and for failure messages.
+CARDS = """[...document.querySelectorAll('#list .file')].map(el => ({
+  name: el.querySelector('.name').textContent,
+  state: el.dataset.state,
+  text: el.querySelector('.text').textContent,
+  bar: getComputedStyle(el.querySelector('.bar i')).backgroundColor
+    + ' ' + getComputedStyle(el.querySelector('.bar i')).backgroundImage,
+}))"""
+
+
+@pytest.fixture(scope="module")
+def server(settings, serve):
+    # With a token: the page must send it on every call, downloads included.
+    with serve(create_app(AppSettings(queues=settings, api_token=TOKEN))) as url:
+        yield url
+
+
+@pytest.fixture
+def page(server):
+    if CHROMIUM is None:
+        pytest.fail("Chromium is not installed (Debian package chromium); make test installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(viewport={"width": 1000, "height": 800}, accept_downloads=True)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server}/batch")
+        page.evaluate(f"localStorage.setItem('council.token', '{TOKEN}')")
+        yield page
+        assert not errors, errors
+        browser.close()
+
+
+def test_same_names_a_failure_the_order_and_download_names(page, flite, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "memo.wav").write_bytes(flite("the meeting starts at noon"))
+    (tmp_path / "b" / "memo.wav").write_bytes(flite("bring the quarterly report"))
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-i", str(tmp_path / "b" / "memo.wav"), str(tmp_path / "memo.mp3")],
+        check=True,
+    )
+    (tmp_path / "broken.mp3").write_bytes(b"this is not an mp3 at all" * 40)
+    chosen = [tmp_path / "a" / "memo.wav", tmp_path / "b" / "memo.wav", tmp_path / "memo.mp3", tmp_path / "broken.mp3"]
+    page.set_input_files("#files", [str(p) for p in chosen])
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            "() => { const c = [...document.querySelectorAll('#list .file')];"
+            " return c.length === 4 && c.every(el => ['finished', 'failed'].includes(el.dataset.state)); }",
+            timeout=60000,
+        )
+    except PlaywrightTimeout:
+        pytest.fail(f"not every card ended: {page.evaluate(CARDS)}")
+    cards = page.evaluate(CARDS)
+    # In the order chosen; the second memo.wav told apart from the first.
+    assert [c["name"] for c in cards] == ["memo.wav", "memo.wav (2)", "memo.mp3", "broken.mp3"], cards
+    assert [c["state"] for c in cards] == ["finished", "finished", "finished", "failed"], cards
+    # Each transcript on its own card (the API gave both memo.wav their own job).
+    assert "noon" in cards[0]["text"].lower() and "report" in cards[1]["text"].lower(), cards
+    assert "report" in cards[2]["text"].lower(), cards
+    # The failure says why, and its bar is red, not the finished gradient.
+    assert "decode" in cards[3]["text"].lower() or "audio" in cards[3]["text"].lower(), cards
+    assert cards[3]["bar"] != cards[0]["bar"] and "gradient" not in cards[3]["bar"], cards
+    assert page.locator("#list .file.failed a[data-format]").count() == 0
+    page.wait_for_timeout(400)  # the bars' width transition
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "batch-page.png"), full_page=True)
+
+    names, texts = [], []
+    for index in range(3):
+        for fmt in ("srt", "txt"):
+            with page.expect_download() as download:
+                page.locator("#list .file").nth(index).locator(f"a[data-format={fmt}]").click()
+            names.append(download.value.suggested_filename)
+            texts.append(Path(download.value.path()).read_text())
+    assert names == [
+        "memo.wav.srt",
+        "memo.wav.txt",
+        "memo (2).wav.srt",
+        "memo (2).wav.txt",
+        "memo.mp3.srt",
+        "memo.mp3.txt",
+    ]
+    assert "-->" in texts[0] and "noon" in texts[0].lower()
+    assert "report" in texts[3].lower() and "-->" not in texts[3]
+
+    # A request the API refuses (every file empty): its card says why, in red, below the others.
+    (tmp_path / "silence.wav").write_bytes(b"")
+    page.set_input_files("#files", [str(tmp_path / "silence.wav")])
+    page.wait_for_function(
+        "document.querySelectorAll('#list .file').length === 5 && "
+        "document.querySelectorAll('#list .file')[4].dataset.state === 'failed'"
+    )
+    last = page.evaluate(CARDS)[4]
+    assert last["name"] == "silence.wav" and "empty" in last["text"], last
