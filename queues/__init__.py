@@ -3,19 +3,21 @@
 Imports on both interpreters; depends only on shared_schemas, redis and rq.
 """
 
-from . import functions
+from . import functions, mic
 from .blobs import AsyncBlobStore, BlobMissing, BlobStore, BlobTooLarge
 from .charges import Charge, Limits, Refused
 from .client import JobClient
-from .events import AsyncEventPublisher, EventPublisher, JobEvents, replay
+from .events import AsyncEventPublisher, EventPublisher, JobEvents, areplay, replay
 from .hub import EventHub, Subscription
 from .ledger import AsyncLedger, Ledger
-from .settings import BATCH, REALTIME, SPEECH, QueueSettings, SettingsError
+from .mic import MicKeys, MicReader, MicWriter
+from .settings import BATCH, LISTEN, REALTIME, SPEECH, QueueSettings, SettingsError
 from .status import JobStatus, ajob_status, job_status
 from .voices import announce_voices, voices_key
 
 __all__ = [
     "BATCH",
+    "LISTEN",
     "REALTIME",
     "SPEECH",
     "AsyncBlobStore",
@@ -32,13 +34,18 @@ __all__ = [
     "JobStatus",
     "Ledger",
     "Limits",
+    "MicKeys",
+    "MicReader",
+    "MicWriter",
     "QueueSettings",
     "Refused",
     "SettingsError",
     "Subscription",
     "ajob_status",
     "announce_voices",
+    "areplay",
     "functions",
+    "mic",
     "job_status",
     "replay",
     "voices_key",

@@ -20,7 +20,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from shared_schemas import Event, JobPayload, PingJob, SynthesisJob, TranscriptionJob
+from shared_schemas import Event, JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
 
 from . import functions
 from .settings import QueueSettings
@@ -28,6 +28,8 @@ from .settings import QueueSettings
 if TYPE_CHECKING:
     from .hub import EventHub
 
+# A listen job runs as long as its microphone stays open; its listener ends idle streams itself.
+LISTEN_TIMEOUT_S = 24 * 3600
 # Tokens kept in the wake list: enough to wake every idle worker of a large pool at once.
 WAKE_TOKENS = 256
 
@@ -53,8 +55,8 @@ class JobClient:
     def queue(self, name: str) -> Queue:
         queue = self._queues.get(name)
         if queue is None:
-            if name not in self.settings.queue_names:
-                raise ValueError(f"unknown queue {name!r}; queues: {self.settings.queue_names}")
+            if name not in self.settings.all_queue_names:
+                raise ValueError(f"unknown queue {name!r}; queues: {self.settings.all_queue_names}")
             queue = Queue(name, connection=self.connection, serializer=JSONSerializer)
             queue.get_redis_server_version()  # cached on the queue; later enqueues need no I/O
             self._queues[name] = queue
@@ -79,6 +81,8 @@ class JobClient:
         return job
 
     def default_queue(self, payload: JobPayload) -> str:
+        if isinstance(payload, ListenJob):
+            return self.settings.listen_queue
         if isinstance(payload, SynthesisJob) and payload.turn_id is not None:
             return self.settings.speech_queue
         return self.settings.realtime_queue
@@ -98,8 +102,9 @@ class JobClient:
             retry=retry,
             pipeline=pipe,
         )
-        pipe.rpush(self.settings.wake_key, 1)
-        pipe.ltrim(self.settings.wake_key, -WAKE_TOKENS, -1)
+        if not isinstance(payload, ListenJob):  # listeners block on their queue itself
+            pipe.rpush(self.settings.wake_key, 1)
+            pipe.ltrim(self.settings.wake_key, -WAKE_TOKENS, -1)
         return job
 
     def _plan(self, payload: JobPayload) -> tuple[str, int, Retry | None]:
@@ -111,6 +116,9 @@ class JobClient:
                 return functions.SYNTHESIZE, self.settings.synthesize_timeout_s, retry
             case PingJob():
                 return functions.PING, 10, None
+            case ListenJob():
+                # Never retried: a listener that died leaves a stream its app gives up on (web/mic.py).
+                return functions.LISTEN, LISTEN_TIMEOUT_S, None
         raise TypeError(f"not a job payload: {type(payload).__name__}")
 
     async def arun(

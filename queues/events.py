@@ -107,8 +107,9 @@ class AsyncEventPublisher:
         self.settings = settings
         self._script = connection.register_script(_PUBLISH)
 
-    async def publish(self, event: Event) -> Event:
-        keys, args = _script_call(self.settings, event, once=False)
+    async def publish(self, event: Event, once: bool = False) -> Event:
+        """`once`: as workers publish, each (job, type, seq) once and one ending per job."""
+        keys, args = _script_call(self.settings, event, once=once)
         return event.model_copy(update={"id": (await self._script(keys=keys, args=args)).decode()})
 
 

@@ -36,6 +36,10 @@ class Subscription:
         self.last_id: str = after
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._held: list[Event] | None = []  # live events that arrive while the replay runs
+        # The newest event the first replay brought: those after it were published while this
+        # subscription was open (live), those up to it before (history).
+        self.replayed_until: str = after
+        self._started = False
 
     def _accept(self, event: Event) -> None:
         assert event.id is not None
@@ -55,7 +59,14 @@ class Subscription:
         if self._held is None:
             self._held = []
 
+    def live(self, event: Event) -> bool:
+        """Whether `event` was published while this subscription was open (not replayed history)."""
+        return event.id is not None and stream_id(event.id) > stream_id(self.replayed_until)
+
     def _replayed(self, events: list[Event]) -> None:
+        if not self._started and events:
+            self.replayed_until = max((e.id or "0" for e in events), key=stream_id)
+        self._started = True
         held, self._held = self._held or [], None
         for event in sorted([*events, *held], key=lambda e: stream_id(e.id or "0")):
             self._accept(event)

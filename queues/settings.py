@@ -18,6 +18,7 @@ from redis.retry import Retry
 SPEECH = "speech"
 REALTIME = "realtime"
 BATCH = "batch"
+LISTEN = "listen"
 CERT_REQS = ("none", "optional", "required")
 
 
@@ -54,6 +55,10 @@ class QueueSettings:
     speech_queue: str = SPEECH
     realtime_queue: str = REALTIME
     batch_queue: str = BATCH
+    # Streamed microphones (`listen` jobs): taken by workers' listeners, beside the queues above.
+    listen_queue: str = LISTEN
+    # A microphone stream's frames wait in Redis at most this long for a listener.
+    mic_ttl_s: int = 120
     # Audio blobs (users' uploads, synthesized clips) live this long, and no larger than this.
     blob_ttl_s: int = 3600
     blob_max_bytes: int = 64 * 1024 * 1024
@@ -191,6 +196,11 @@ class QueueSettings:
     def queue_names(self) -> tuple[str, str, str]:
         """In priority order: a worker finishes speaking turns under way before it starts new work."""
         return (self.speech_queue, self.realtime_queue, self.batch_queue)
+
+    @property
+    def all_queue_names(self) -> tuple[str, ...]:
+        """Every queue: the job queues, then the listeners' queue."""
+        return (*self.queue_names, self.listen_queue)
 
     @property
     def wake_key(self) -> str:

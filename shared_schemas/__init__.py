@@ -5,12 +5,14 @@ Pydantic models only; they cross as JSON. Import from here, not from the modules
 
 from .errors import ErrorCode, JobError
 from .events import Event, EventType
-from .jobs import JobPayload, PingJob, SynthesisJob, TranscriptionJob
+from .jobs import JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
 from .limits import (
     AUDIO_FORMATS,
     MAX_AUDIO_BYTES,
     MAX_AUDIO_SECONDS,
+    MAX_MIC_FRAME_BYTES,
     MAX_TEXT_CHARS,
+    MIC_SAMPLE_RATE,
     MIN_AUDIO_SECONDS,
     SCHEMA_VERSION,
     STT_SAMPLE_RATE,
@@ -22,7 +24,9 @@ __all__ = [
     "AUDIO_FORMATS",
     "MAX_AUDIO_BYTES",
     "MAX_AUDIO_SECONDS",
+    "MAX_MIC_FRAME_BYTES",
     "MAX_TEXT_CHARS",
+    "MIC_SAMPLE_RATE",
     "MIN_AUDIO_SECONDS",
     "SCHEMA_VERSION",
     "STT_SAMPLE_RATE",
@@ -32,6 +36,7 @@ __all__ = [
     "EventType",
     "JobError",
     "JobPayload",
+    "ListenJob",
     "PingJob",
     "Progress",
     "Segment",

@@ -16,6 +16,12 @@ class EventType(StrEnum):
     AUDIO = "audio"
     FAILED = "failed"
     PONG = "pong"
+    # From workers, about a streamed microphone (`job_id` is the stream's id; see ListenJob).
+    LISTENING = "listening"  # a worker has the stream and listens
+    SPEECH_STARTED = "speech_started"
+    SPEECH_STOPPED = "speech_stopped"
+    TRANSCRIPT_PARTIAL = "transcript_partial"  # interim words of the turn being spoken
+    LISTEN_DONE = "listen_done"  # the stream is over: closed, abandoned, or its worker stopped
     # From the app, about one turn of the conversation (`job_id` is the turn id).
     TURN_STARTED = "turn_started"
     ROUTED = "routed"  # the router's decision: fast single answer, or the whole council
@@ -51,6 +57,6 @@ class Event(BaseModel):
     @property
     def terminal(self) -> bool:
         """Whether this event ends its job (a result or a failure)."""
-        return self.type in (EventType.TRANSCRIPT, EventType.FAILED, EventType.PONG) or (
+        return self.type in (EventType.TRANSCRIPT, EventType.FAILED, EventType.PONG, EventType.LISTEN_DONE) or (
             self.type is EventType.AUDIO and bool(self.payload.get("last", True))
         )

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .limits import ID_PATTERN, MAX_TEXT_CHARS, SCHEMA_VERSION, VOICE_PATTERN, AudioFormat
+from .limits import ID_PATTERN, MAX_TEXT_CHARS, MIC_SAMPLE_RATE, SCHEMA_VERSION, VOICE_PATTERN, AudioFormat
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 VoiceName = Annotated[str, StringConstraints(pattern=VOICE_PATTERN)]
@@ -50,10 +50,28 @@ class SynthesisJob(_Payload):
     index: int = Field(default=0, ge=0)
 
 
+class ListenJob(_Payload):
+    """Listen to a streamed microphone: the app appends its frames to the Redis stream named by
+    `stream_key` (see `queues.mic`); the worker finds where each turn ends, recognizes it, and
+    reports as events (speech started and stopped, interim words, the turn and its transcript).
+
+    `job_id` is the stream's id and its events' job id; each turn it finds is `<turn_prefix>-<n>`.
+    `hands_free`: the worker decides when a turn ends (VAD, then the turn model). `push_to_talk`:
+    the person does, by closing the stream; the worker only recognizes.
+    """
+
+    kind: Literal["listen"] = "listen"
+    stream_key: Id
+    mode: Literal["hands_free", "push_to_talk"] = "hands_free"
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] = "en"
+    sample_rate: Literal[16000] = MIC_SAMPLE_RATE
+    turn_prefix: Id
+
+
 class PingJob(_Payload):
     """Does nothing but answer with an event: a health probe and the round-trip benchmark."""
 
     kind: Literal["ping"] = "ping"
 
 
-JobPayload = TranscriptionJob | SynthesisJob | PingJob
+JobPayload = TranscriptionJob | SynthesisJob | ListenJob | PingJob

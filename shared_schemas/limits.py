@@ -13,6 +13,11 @@ MAX_AUDIO_SECONDS: Final = 2 * 60 * 60.0
 MIN_AUDIO_SECONDS: Final = 0.1
 STT_SAMPLE_RATE: Final = 16_000
 
+# A streamed microphone (the `listen` job): PCM16 little-endian mono at this rate, in frames of
+# 10-1000 ms (the page sends 20 ms).
+MIC_SAMPLE_RATE: Final = 16_000
+MAX_MIC_FRAME_BYTES: Final = 32_000
+
 # Text to speak: one synthesis job speaks one sentence or a short paragraph.
 MAX_TEXT_CHARS: Final = 1_000
 

@@ -150,6 +150,25 @@ def flite(tmp_path: Path):
     return speak
 
 
+@pytest.fixture(scope="session")
+def piper_speech(tmp_path_factory: pytest.TempPathFactory):
+    """`piper_speech(text)`: WAV bytes (16 kHz mono PCM16) of `text` in Piper's natural voice, made
+    by the worker's interpreter (`python -m voice_worker.say`). Smart Turn hears intonation: flite's
+    and espeak's flat voices often sound unfinished to it, Piper's sound like a person."""
+    folder = tmp_path_factory.mktemp("piper")
+    made: dict[str, bytes] = {}
+
+    def speak(text: str) -> bytes:
+        if text not in made:
+            path = folder / f"{len(made)}.wav"
+            say = [WORKER_PYTHON, "-m", "voice_worker.say", text, "--out", str(path), "--rate", "16000"]
+            subprocess.run(say, cwd=ROOT, check=True, capture_output=True)
+            made[text] = path.read_bytes()
+        return made[text]
+
+    return speak
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,6 +11,7 @@ from .errors import EngineLoadError, VoiceError
 from .settings import WorkerSettings
 from .stt import STT
 from .tts import TTS
+from .turn import TurnModel
 from .vad import VAD
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ class Engines:
     stt: STT
     tts: list[TTS]
     vad: VAD | None
+    # Listening to streamed microphones needs the VAD and the end-of-turn model.
+    turn: TurnModel | None = None
     voices: dict[str, TTS] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -44,13 +47,15 @@ def load_engines(settings: WorkerSettings) -> Engines:
         stt=_load_stt(settings),
         tts=[_load_tts(name, settings) for name in settings.tts_engines],
         vad=_load_vad(settings),
+        turn=_load_turn(settings),
     )
     log.info(
-        "engines loaded in %.2f s: stt=%s tts=%s vad=%s voices=%s",
+        "engines loaded in %.2f s: stt=%s tts=%s vad=%s turn=%s voices=%s",
         time.perf_counter() - started,
         engines.stt.name,
         [t.name for t in engines.tts],
         engines.vad and engines.vad.name,
+        engines.turn and engines.turn.name,
         sorted(engines.voices),
     )
     return engines
@@ -105,3 +110,11 @@ def _load_vad(settings: WorkerSettings) -> VAD | None:
     from .vad.silero import SileroVAD
 
     return SileroVAD()
+
+
+def _load_turn(settings: WorkerSettings) -> TurnModel | None:
+    if not settings.vad or settings.listeners == 0:
+        return None
+    from .turn.smart_turn import SmartTurn
+
+    return SmartTurn(settings.turn_model)

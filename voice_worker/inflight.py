@@ -19,10 +19,11 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from queues import EventPublisher, QueueSettings
+from queues import EventPublisher, QueueSettings, functions
 from shared_schemas import ErrorCode, Event, EventType, JobError
 
 log = logging.getLogger(__name__)
+LISTENER_LOST = "The voice worker listening to you stopped (it crashed or was restarted). Speak again."
 
 # KEYS: my list, then the queues in priority order. Moves the first waiting job of the first
 # non-empty queue into my list.
@@ -155,7 +156,11 @@ class Inflight:
         hung = self.connection.get(self.keys.hung(job_id))
         crashes = int(job.meta.get("crashes", 0)) + (1 if crashed and status == JobStatus.STARTED else 0)
         error = None
-        if hung is not None:
+        if job.func_name == functions.LISTEN:
+            # A stream is never listened to again from its start: its app saw the lease expire,
+            # told the person, and opened a new stream (web/mic.py).
+            error = JobError(code=ErrorCode.WORKER_LOST, message=LISTENER_LOST, retryable=True)
+        elif hung is not None:
             error = JobError(code=ErrorCode.TIMEOUT, message=hung.decode(), retryable=False)
         elif crashes > self.max_crashes:
             error = JobError(

@@ -21,11 +21,12 @@ import redis.exceptions
 from rq import get_current_job
 
 from queues import Charge, Ledger
-from shared_schemas import EventType, PingJob, SynthesisJob, TranscriptionJob
+from shared_schemas import ErrorCode, EventType, PingJob, SynthesisJob, TranscriptionJob
 
 from . import synthesis, transcription
 from .context import WorkerContext, current
 from .engines import Engines
+from .errors import VoiceError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,16 @@ def ping(payload: dict[str, Any]) -> dict[str, Any]:
     job = PingJob.model_validate(payload)
     ctx.events_for(job.session_id, job.job_id).emit(EventType.PONG, {})
     return {"kind": "pong"}
+
+
+def listen(payload: dict[str, Any]) -> dict[str, Any]:
+    """Listen jobs are run by a worker's listeners (`listening/pool.py`), which take them from the
+    listen queue themselves; one that reached the job loop (requeued by hand onto another queue)
+    is refused rather than tie the loop up for as long as a microphone stays open."""
+    raise VoiceError(
+        ErrorCode.INVALID_PAYLOAD,
+        "A listen job runs on the listen queue, where the workers' listeners take it; open the microphone again.",
+    )
 
 
 def transcribe(payload: dict[str, Any]) -> dict[str, Any]:

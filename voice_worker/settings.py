@@ -8,6 +8,8 @@ from typing import Self
 
 from queues import QueueSettings, SettingsError
 
+from .listening.endpointer import EndpointSettings
+
 STT_ENGINES = ("whisper", "parakeet")
 TTS_ENGINES = ("piper", "espeak", "coqui")
 DEFAULT_TTS = ("piper", "espeak")
@@ -47,6 +49,13 @@ class WorkerSettings:
     batch_size: int = 8
     # Functions this worker runs besides Council's jobs (dotted names); any other job is refused.
     extra_functions: tuple[str, ...] = ()
+    # Streamed microphones this worker listens to at once, beside its jobs (0: none), with
+    # Smart Turn as the end-of-turn model (TURN_MODEL: another smart-turn-v3 .onnx file).
+    listeners: int = 4
+    turn_model: Path | None = None
+    endpoint: EndpointSettings = EndpointSettings()
+    # A stream with no frame for this long is over (its app is gone).
+    listen_idle_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
@@ -75,6 +84,19 @@ class WorkerSettings:
             return value
 
         threads = int(number("WORKER_THREADS", 2, int))
+        listeners = environ.get("WORKER_LISTENERS", "4")
+        if not listeners.isdigit():
+            raise SettingsError("WORKER_LISTENERS must be a whole number (0: this worker does not listen)")
+        endpoint = EndpointSettings(
+            pause_ms=int(number("LISTEN_PAUSE_MS", 200, int)),
+            max_silence_ms=int(number("LISTEN_MAX_SILENCE_MS", 1500, int)),
+            max_turn_ms=int(number("LISTEN_MAX_TURN_S", 60.0) * 1000),
+            turn_threshold=number("LISTEN_TURN_THRESHOLD", 0.5),
+        )
+        if endpoint.max_silence_ms <= endpoint.pause_ms:
+            raise SettingsError("LISTEN_MAX_SILENCE_MS must be more than LISTEN_PAUSE_MS")
+        if endpoint.turn_threshold >= 1:
+            raise SettingsError("LISTEN_TURN_THRESHOLD is a probability: more than 0, less than 1")
         alive_ttl_s, beat_s = number("WORKER_ALIVE_TTL", 10.0), number("WORKER_BEAT", 2.0)
         if beat_s * 2 > alive_ttl_s:
             raise SettingsError("WORKER_BEAT must be at most half of WORKER_ALIVE_TTL")
@@ -98,4 +120,8 @@ class WorkerSettings:
             stall_s=number("WORKER_STALL", 60.0),
             batch_size=int(number("WORKER_BATCH", 8, int)),
             extra_functions=tuple(f.strip() for f in environ.get("WORKER_EXTRA_FUNCTIONS", "").split(",") if f.strip()),
+            listeners=int(listeners),
+            turn_model=path("TURN_MODEL"),
+            endpoint=endpoint,
+            listen_idle_s=number("LISTEN_IDLE_S", 10.0),
         )

@@ -25,6 +25,7 @@ from .guarded import GuardedJob
 from .heartbeat import Heartbeat
 from .inflight import Inflight
 from .lean import LeanSimpleWorker
+from .listening.pool import Listeners
 from .outage import REDIS_DOWN
 from .settings import WorkerSettings
 
@@ -66,6 +67,9 @@ class VoiceWorker(LeanSimpleWorker):
         self.heartbeat_thread = Heartbeat(settings, name, report_fd)
         self.adopt_from = adopt
         self._taken: list[tuple[Job, Queue]] = []  # batch jobs taken with the one running now
+        # Streamed microphones, beside the jobs: with a VAD and a turn model, unless WORKER_LISTENERS=0.
+        listens = engines is not None and engines.vad is not None and engines.turn is not None
+        self.listeners = Listeners(settings, engines, name) if listens and settings.listeners else None
         install(self.context)
 
     def dequeue_job_and_maintain_ttl(
@@ -183,9 +187,15 @@ class VoiceWorker(LeanSimpleWorker):
         if engines is not None:
             voices = {name: f"{engine.name}: {engine.voices[name]}" for name, engine in engines.voices.items()}
             announce_voices(self.connection, self.context.settings.queues, voices)
+        queues = self.queue_names()
+        if self.listeners is not None:
+            self.listeners.start()
+            queues.append(f"{self.context.settings.queues.listen_queue} ({self.context.settings.listeners} listeners)")
         # A line for people and scripts waiting on the worker (make run, tests, benchmarks).
-        print(f"worker ready: {self.name} on {', '.join(self.queue_names())}", file=sys.stderr, flush=True)
+        print(f"worker ready: {self.name} on {', '.join(queues)}", file=sys.stderr, flush=True)
 
     def teardown(self) -> None:
+        if self.listeners is not None:
+            self.listeners.stop()
         super().teardown()
         self.heartbeat_thread.stop()

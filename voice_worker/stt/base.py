@@ -26,6 +26,11 @@ class STT(ABC):
     def transcribe(self, audio: Audio, language: str = "en", offset_s: float = 0.0) -> Transcript:
         """Transcribe 16 kHz mono audio; segment and word times are shifted by `offset_s`."""
 
+    def recognize(self, audio: Audio, language: str = "en") -> Transcript:
+        """Recognize a short live clip (a spoken turn, or the part of one heard so far) as fast as
+        the engine can; word times may be left out. By default, `transcribe`."""
+        return self.transcribe(audio, language)
+
     def transcribe_many(
         self, audios: Sequence[Audio], language: str = "en", offsets: Sequence[float] | None = None
     ) -> list[Transcript]:

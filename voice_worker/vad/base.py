@@ -1,8 +1,20 @@
-"""The voice-activity-detection interface."""
+"""The voice-activity-detection interface: speech spans in a file, and speech probability live."""
 
 from abc import ABC, abstractmethod
 
+import numpy as np
+
 from ..audio import Audio
+
+
+class VADStream(ABC):
+    """One live audio stream's detector: it keeps the state that carries from window to window."""
+
+    window: int  # samples of 16 kHz audio per call
+
+    @abstractmethod
+    def probability(self, window: np.ndarray) -> float:
+        """How likely this window (`window` float32 samples, following the last) holds speech."""
 
 
 class VAD(ABC):
@@ -11,3 +23,7 @@ class VAD(ABC):
     @abstractmethod
     def speech_spans(self, audio: Audio) -> list[tuple[float, float]]:
         """Start and end times, in seconds, of the stretches of speech in 16 kHz mono audio."""
+
+    @abstractmethod
+    def stream(self) -> VADStream:
+        """A detector for one live stream (many may run at once, from several threads)."""

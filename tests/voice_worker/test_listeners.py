@@ -1,0 +1,119 @@
+"""A worker's listeners take listen jobs off RQ's listen queue, several at once, and record each
+one's end in RQ with its last event."""
+
+import dataclasses
+import json
+import time
+import uuid
+
+import numpy as np
+import pytest
+import soxr
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from queues import JobClient, MicKeys
+from shared_schemas import ListenJob
+from voice_worker.engines import Engines
+from voice_worker.listening.pool import Listeners
+from voice_worker.settings import WorkerSettings
+from voice_worker.turn.smart_turn import SmartTurn
+
+RATE = 16_000
+
+
+@pytest.fixture(scope="module")
+def engines(whisper, silero, espeak) -> Engines:
+    return Engines(stt=whisper, tts=[espeak], vad=silero, turn=SmartTurn())
+
+
+@pytest.fixture
+def settings(settings):
+    """A listen queue of these tests' own: a worker process other tests started listens on the
+    default one."""
+    return dataclasses.replace(settings, listen_queue=f"listen-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def listeners(settings, engines):
+    pool = Listeners(
+        WorkerSettings(queues=settings, listeners=3, listen_idle_s=2.0), engines, f"w-{uuid.uuid4().hex[:6]}"
+    )
+    pool.start()
+    yield pool
+    pool.stop()
+
+
+def open_stream(settings) -> ListenJob:
+    session, stream = f"test-{uuid.uuid4().hex[:8]}", f"mic-{uuid.uuid4().hex[:8]}"
+    job = ListenJob(
+        session_id=session, job_id=stream, stream_key=MicKeys.of(settings, stream).stream, turn_prefix=f"turn-{stream}"
+    )
+    JobClient(settings).enqueue(job)
+    return job
+
+
+def send(connection, job: ListenJob, samples: np.ndarray) -> None:
+    pcm = (samples * 32767).astype("<i2").tobytes()
+    with connection.pipeline(transaction=False) as pipe:
+        for i in range(0, len(pcm), 640):
+            pipe.xadd(job.stream_key, {b"a": pcm[i : i + 640]})
+        pipe.execute()
+
+
+def events(connection, settings, session: str) -> list[dict]:
+    entries = connection.xrange(f"{settings.key_prefix}:stream:{session}")
+    return [json.loads(fields[b"e"]) for _, fields in entries]
+
+
+def wait_for(connection, settings, session: str, kind: str, timeout_s: float = 20) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = events(connection, settings, session)
+        if any(e["type"] == kind for e in found):
+            return found
+        time.sleep(0.05)
+    pytest.fail(f"no {kind} event; got {[e['type'] for e in events(connection, settings, session)]}")
+
+
+def test_several_streams_at_once_each_finished_in_rq(settings, connection, listeners, piper):
+    speech = piper.synthesize("Good morning.", "joe")
+    voice = soxr.resample(speech.samples, speech.sample_rate, RATE).astype(np.float32)
+    jobs = [open_stream(settings) for _ in range(3)]
+    for job in jobs:
+        wait_for(connection, settings, job.session_id, "listening")
+    assert listeners.active == 3
+    for job in jobs:
+        send(connection, job, np.concatenate([np.zeros(RATE // 4, np.float32), voice, np.zeros(RATE, np.float32)]))
+        connection.xadd(job.stream_key, {b"c": b"end"})
+    for job in jobs:
+        found = wait_for(connection, settings, job.session_id, "listen_done")
+        assert [e["type"] for e in found].count("turn_started") == 1
+        rq_job = Job.fetch(job.job_id, connection=connection, serializer=JSONSerializer)
+        deadline = time.monotonic() + 5
+        while rq_job.get_status() != "finished" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert rq_job.get_status() == "finished"
+        assert rq_job.return_value() == {"kind": "listened", "reason": "closed", "turns": 1}
+    assert connection.llen(listeners.inflight.key) == 0
+
+
+def test_a_job_that_is_not_a_listen_job_fails_as_data(settings, connection, listeners):
+    queue = Queue(settings.listen_queue, connection=connection, serializer=JSONSerializer)
+    session = f"test-{uuid.uuid4().hex[:8]}"
+    job = queue.enqueue("os.getpid", job_id=f"bad-{uuid.uuid4().hex[:6]}", meta={"session_id": session})
+    (failed,) = [e for e in wait_for(connection, settings, session, "failed")]
+    assert failed["job_id"] == job.id and failed["payload"]["code"] == "invalid_payload"
+    assert Job.fetch(job.id, connection=connection, serializer=JSONSerializer).get_status() == "failed"
+
+
+def test_a_stopping_worker_tells_each_open_stream(settings, connection, engines):
+    pool = Listeners(WorkerSettings(queues=settings, listeners=2), engines, f"w-{uuid.uuid4().hex[:6]}")
+    pool.start()
+    job = open_stream(settings)
+    wait_for(connection, settings, job.session_id, "listening")
+    pool.stop()
+    failed = [e for e in events(connection, settings, job.session_id) if e["type"] == "failed"]
+    assert failed and failed[0]["payload"]["code"] == "worker_lost" and failed[0]["payload"]["retryable"]
+    assert Job.fetch(job.job_id, connection=connection, serializer=JSONSerializer).get_status() == "failed"

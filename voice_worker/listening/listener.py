@@ -1,0 +1,313 @@
+"""One streamed microphone, listened to: frames in, events out (the I/O around `Endpointer`).
+
+Reads the stream's entries from Redis in order (`queues.MicReader`), runs the VAD on each 32 ms
+window, and does what the endpointer says: tells the page that speech started or stopped,
+recognizes the words so far (interim words while the person speaks; at the first pause, a
+transcript that is final if the turn ends there, so that only the turn model's ~30 ms remain when
+it does), asks the turn model, and when a turn ends publishes `turn_started` and its `transcript`.
+Each call runs in this thread, in order: a call that takes 80 ms only delays the next windows,
+which are waiting in Redis, and decisions go by audio time, never by the clock.
+
+Long turns: once a pause comes after more than `COMMIT_AFTER_MS` of speech, the words up to it
+are kept, and later recognition covers only what follows, so no call exceeds the fitted window.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis
+
+from queues import Charge, EventPublisher, JobEvents, Ledger, MicReader, mic
+from shared_schemas import STT_SAMPLE_RATE, Event, EventType, ListenJob, Transcript
+
+from ..audio import Audio
+from ..engines import Engines
+from .endpointer import (
+    Action,
+    AskTurn,
+    Endpointer,
+    EndpointSettings,
+    Recognize,
+    SpeechStarted,
+    SpeechStopped,
+    State,
+    TurnEnded,
+)
+
+log = logging.getLogger(__name__)
+
+SAMPLES_PER_MS = STT_SAMPLE_RATE // 1000
+COMMIT_AFTER_MS = 10_000
+TAIL_MS = 200  # silence kept after the speech for the final recognition
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+    idle_s: float = 10.0  # no frame for this long: the app is gone, the stream ends
+    lease_ms: int = 5000  # how long the lease outlives a listener that stopped renewing it
+    renew_s: float = 1.0
+    read_block_ms: int = 250
+    # While nobody speaks, frames are read in batches this far apart, not one by one as they come
+    # (a silent open microphone then costs the worker ~5x less); speech is read as it comes.
+    quiet_read_s: float = 0.1
+
+
+class Tape:
+    """The stream's recent audio, addressed by audio time in ms from the stream's start."""
+
+    def __init__(self) -> None:
+        self._chunks: list[np.ndarray] = []
+        self._samples = np.zeros(0, dtype=np.float32)
+        self.start = 0  # absolute sample index of _samples[0]
+        self.end = 0  # absolute sample index just past the last sample
+
+    def append(self, samples: np.ndarray) -> None:
+        self._chunks.append(samples)
+        self.end += len(samples)
+
+    def _flat(self) -> np.ndarray:
+        if self._chunks:
+            self._samples = np.concatenate([self._samples, *self._chunks])
+            self._chunks = []
+        return self._samples
+
+    def window(self, at: int, size: int) -> np.ndarray | None:
+        """`size` samples from absolute index `at`, once they have arrived."""
+        if at + size > self.end:
+            return None
+        samples = self._flat()
+        return samples[at - self.start : at - self.start + size]
+
+    def between(self, from_ms: float, to_ms: float) -> np.ndarray:
+        samples = self._flat()
+        a = max(0, int(from_ms * SAMPLES_PER_MS) - self.start)
+        b = max(a, min(len(samples), int(to_ms * SAMPLES_PER_MS) - self.start))
+        return samples[a:b]
+
+    def forget_before(self, ms: float) -> None:
+        cut = int(ms * SAMPLES_PER_MS) - self.start
+        if cut > 0:
+            samples = self._flat()
+            self._samples = samples[cut:].copy()
+            self.start += cut
+
+
+@dataclass
+class Turn:
+    """What the listener knows of the turn being spoken."""
+
+    number: int
+    committed_text: str = ""
+    committed_ms: float = 0.0  # recognition covers the audio from here on
+    candidate: tuple[float, str] | None = None  # (audio covered up to, words): final if it ends now
+    partial: str = ""
+    compute_ms: float = 0.0
+
+
+class Listener:
+    def __init__(
+        self,
+        job: ListenJob,
+        engines: Engines,
+        connection: redis.Redis,
+        publisher: EventPublisher,
+        events: JobEvents,
+        settings: ListenSettings,
+        worker: str,
+        stopping: threading.Event,
+    ) -> None:
+        if engines.vad is None or engines.turn is None:
+            raise RuntimeError("listening needs a VAD and a turn model")
+        self.job = job
+        self.engines = engines
+        self.publisher = publisher
+        self.events = events  # the stream's own: its ending goes out with the record of the job's end
+        self.ledger = Ledger(connection, publisher.settings.key_prefix)
+        self.settings = settings
+        self.worker = worker
+        self.stopping = stopping
+        self.reader = MicReader(connection, job.stream_key, worker)
+        self.vad = engines.vad.stream()
+        self.endpointer = Endpointer(settings.endpoint, decides=job.mode == "hands_free")
+        self.tape = Tape()
+        self.cursor = 0  # the next sample the VAD reads
+        self.turns = 0
+        self.turn = Turn(number=1)
+
+    def run(self) -> dict[str, object]:
+        """Listen until the stream ends: its RQ result. Raises WorkerStopping on a shutdown."""
+        try:
+            reason = self._listen()
+        finally:
+            self.reader.release()
+        outcome = {"reason": reason, "turns": self.turns}
+        self.events.emit(EventType.LISTEN_DONE, {"stream_id": self.job.job_id, **outcome})
+        return {"kind": "listened", **outcome}
+
+    def _listen(self) -> str:
+        self.reader.hold(self.settings.lease_ms)
+        self._say(EventType.LISTENING, {"mode": self.job.mode, "worker": self.worker})
+        renewed = last_frame = last_read = time.monotonic()
+        while not self.stopping.is_set():
+            if self.endpointer.state is State.QUIET and self.endpointer.decides:
+                self.stopping.wait(max(0.0, last_read + self.settings.quiet_read_s - time.monotonic()))
+            last_read = time.monotonic()
+            entries = self.reader.read(self.settings.read_block_ms)
+            now = time.monotonic()
+            if entries:
+                last_frame = now
+            elif now - last_frame > self.settings.idle_s:
+                return "idle"
+            for audio, control in entries:
+                if control == mic.END:
+                    self._do(self.endpointer.close())
+                    return "closed"
+                if control == mic.GONE:
+                    return "gone"
+                if audio:
+                    self._hear(audio)
+            if now - renewed >= self.settings.renew_s:
+                self.reader.hold(self.settings.lease_ms)
+                renewed = now
+        raise WorkerStopping()
+
+    # -- audio in ------------------------------------------------------------------------------
+
+    def _hear(self, pcm: bytes) -> None:
+        samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+        self.tape.append(samples)
+        size = self.vad.window
+        while (window := self.tape.window(self.cursor, size)) is not None:
+            self.cursor += size
+            self._do(self.endpointer.window(self.vad.probability(window)))
+        self.tape.forget_before(self.endpointer.keep_from_ms)
+
+    def _do(self, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case SpeechStarted():
+                    if action.resumed:
+                        self.turn.candidate = None
+                    else:
+                        self.turn.committed_ms = action.start_ms
+                    self._say(EventType.SPEECH_STARTED, {"at_s": _s(action.at_ms), "resumed": action.resumed})
+                case Recognize():
+                    self._recognize(action)
+                case SpeechStopped():
+                    self._say(EventType.SPEECH_STOPPED, {"at_s": _s(action.at_ms)})
+                case AskTurn():
+                    self._do(self.endpointer.turn_model(self._ask(action.upto_ms)))
+                case TurnEnded():
+                    self._end_turn(action)
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def _recognize(self, action: Recognize) -> None:
+        turn = self.turn
+        words = self._words(turn, turn.committed_ms, action.upto_ms)
+        if action.final_candidate:
+            turn.candidate = (action.upto_ms, words)
+        text = _join(turn.committed_text, words)
+        if text and text != turn.partial:
+            turn.partial = text
+            self._say(EventType.TRANSCRIPT_PARTIAL, {"text": text})
+
+    def _ask(self, upto_ms: float) -> float:
+        turn = self.turn
+        started = time.perf_counter()
+        probability = self.engines.turn.probability(self.tape.between(self.endpointer.start_ms, upto_ms))
+        turn.compute_ms += (time.perf_counter() - started) * 1000
+        long_turn = self.endpointer.speech_end_ms - turn.committed_ms >= COMMIT_AFTER_MS
+        if probability < self.settings.endpoint.turn_threshold and long_turn and turn.candidate is not None:
+            # The speaker goes on after a long stretch: keep what was said, recognize on from here.
+            turn.committed_text = _join(turn.committed_text, turn.candidate[1])
+            turn.committed_ms, turn.candidate = turn.candidate[0], None
+        return probability
+
+    def _words(self, turn: Turn, from_ms: float, to_ms: float) -> str:
+        samples = self.tape.between(from_ms, to_ms)
+        if len(samples) < STT_SAMPLE_RATE // 10:
+            return ""
+        started = time.perf_counter()
+        transcript = self.engines.stt.recognize(Audio(samples, STT_SAMPLE_RATE), self.job.language)
+        turn.compute_ms += (time.perf_counter() - started) * 1000
+        return transcript.text.strip()
+
+    # -- a turn ends ----------------------------------------------------------------------------
+
+    def _end_turn(self, ended: TurnEnded) -> None:
+        turn, self.turn = self.turn, Turn(number=self.turn.number + 1)
+        turn_id = f"{self.job.turn_prefix}-{turn.number}"
+        self.turns += 1
+        decided = {
+            "input": "voice",
+            "text": None,
+            "stream_id": self.job.job_id,
+            "reason": ended.reason,
+            "speech_end_s": _s(ended.speech_end_ms),
+            "decided_s": _s(ended.at_ms),
+            "turn_probability": None if ended.probability is None else round(ended.probability, 3),
+        }
+        self._publish(turn_id, EventType.TURN_STARTED, decided)
+        if turn.candidate is not None and turn.candidate[0] >= ended.speech_end_ms:
+            words = turn.candidate[1]  # recognized during the pause: ready now
+        elif ended.spoke:
+            words = self._words(turn, turn.committed_ms, min(ended.speech_end_ms + TAIL_MS, ended.at_ms))
+        else:
+            words = ""  # push-to-talk closed on silence
+        transcript = Transcript(
+            text=_join(turn.committed_text, words),
+            language=self.job.language,
+            duration_s=_s(max(0.0, ended.speech_end_ms - turn.committed_ms)) if ended.spoke else 0.0,
+            engine=self.engines.stt.name,
+        )
+        self._publish(f"{turn_id}-stt", EventType.TRANSCRIPT, transcript.model_dump(mode="json"))
+        self._charge(turn_id, turn, transcript)
+
+    def _charge(self, turn_id: str, turn: Turn, transcript: Transcript) -> None:
+        """Record the turn's recognition in the ledger against its user. Its compute is the wall
+        time of the model calls (they run in native threads this thread's CPU clock misses)."""
+        gpu = "cuda" in str(getattr(self.engines.stt, "device", "cpu"))
+        compute_ms = round(turn.compute_ms)
+        charge = Charge(
+            kind="stt",
+            item=self.engines.stt.name,
+            user=self.job.user or "anonymous",
+            session_id=self.job.session_id,
+            turn_id=turn_id,
+            ref=f"{turn_id}-stt",
+            note="streamed",
+            compute_ms=compute_ms,
+            cpu_ms=0 if gpu else compute_ms,
+            gpu_ms=compute_ms if gpu else 0,
+            audio_ms=round(transcript.duration_s * 1000),
+            calls=1,
+        )
+        try:
+            self.ledger.settle(f"{turn_id}-stt", charge)
+        except redis.exceptions.RedisError:
+            log.exception("could not record turn %s in the ledger", turn_id)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _say(self, type_: EventType, payload: dict[str, object]) -> None:
+        self.events.emit(type_, {"stream_id": self.job.job_id, "turn": self.turn.number, **payload})
+
+    def _publish(self, job_id: str, type_: EventType, payload: dict[str, object]) -> None:
+        self.publisher.publish(Event(type=type_, session_id=self.job.session_id, job_id=job_id, seq=0, payload=payload))
+
+
+class WorkerStopping(Exception):
+    """The worker is shutting down while this stream was open."""
+
+
+def _s(ms: float) -> float:
+    return round(ms / 1000, 3)
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a} {b}".strip() if a and b else a or b
