@@ -39,6 +39,8 @@ def transcribe(
     spans = [(0.0, audio.duration_s)]
     if job.vad and engines.vad is not None:
         spans = split_spans(engines.vad.speech_spans(audio), total_s=audio.duration_s)
+    if job.turn_id is not None and spans and spans[-1][1] - spans[0][0] <= LIVE_TURN_S:
+        return _turn(job, engines, audio, spans[0][0], spans[-1][1])
     segments = []
     for start, end in spans:
         piece = Audio(audio.samples[int(start * audio.sample_rate) : int(end * audio.sample_rate)], audio.sample_rate)
@@ -57,6 +59,18 @@ def transcribe(
     )
 
 
+def _turn(job: TranscriptionJob, engines: Engines, audio: Audio, start: float, end: float) -> Transcript:
+    """A recorded turn of a conversation: its speech in one call of the engine's live path (what
+    the person said is what counts; word times may be left out)."""
+    rate = audio.sample_rate
+    piece = Audio(audio.samples[int(start * rate) : int(end * rate)], rate)
+    heard = engines.stt.recognize(piece, job.language)
+    segments = [s.model_copy(update={"start": s.start + start, "end": s.end + start}) for s in heard.segments]
+    return heard.model_copy(update={"duration_s": round(audio.duration_s, 3), "segments": segments})
+
+
+# A recorded conversation turn up to this long takes the engine's live path (`STT.recognize`).
+LIVE_TURN_S = 24.0
 # Longer files, or files the VAD splits in several pieces, are recognized alone (with progress).
 MAX_BATCHED_S = 30.0
 
