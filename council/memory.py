@@ -20,6 +20,20 @@ from .signals import STOPWORDS
 
 log = logging.getLogger(__name__)
 
+# KEYS: the history list. ARGV: turn id, the new answer. Replaces that turn's answer in place.
+_AMEND = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+for i, item in ipairs(items) do
+  local turn = cjson.decode(item)
+  if turn.turn_id == ARGV[1] then
+    turn.answer = ARGV[2]
+    redis.call('LSET', KEYS[1], i - 1, cjson.encode(turn))
+    return 1
+  end
+end
+return 0
+"""
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -66,6 +80,14 @@ class Memory:
             except Exception:  # the edge: the mirror holds a copy; Redis has the turn
                 log.exception("could not copy turn %s of session %s to the mirror", turn_id, session_id)
         return turn
+
+    async def amend(self, session_id: str, turn_id: str, user: str, answer: str) -> None:
+        """Replace the answer remembered for `turn_id` (a stopped answer: what was heard of it), or
+        remember the turn now if it was stopped before its answer was remembered."""
+        key = self._key(session_id)
+        replaced = await self.redis.eval(_AMEND, 1, key, turn_id, answer)
+        if not replaced:
+            await self.remember(session_id, turn_id, user, answer, [])
 
     async def history(self, session_id: str, budget_tokens: int | None = None) -> list[Turn]:
         """The latest turns, oldest first, as many as fit in `budget_tokens` (newest kept)."""

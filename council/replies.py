@@ -37,6 +37,10 @@ class Responder(Protocol):
         user: str = "anonymous",
     ) -> AsyncIterator[Reply | Step]: ...
 
+    async def heard(self, session_id: str, turn_id: str, question: str, answer: str) -> None:
+        """The answer to `turn_id` was stopped: the person heard only `answer` of it, and that is
+        what the conversation goes on from."""
+
 
 class EchoResponder:
     """Speaks the user's words back in the voice they picked: for running without an LLM."""
@@ -54,3 +58,6 @@ class EchoResponder:
         user: str = "anonymous",
     ) -> AsyncIterator[Reply | Step]:
         yield Reply(self.member, voice, text)
+
+    async def heard(self, session_id: str, turn_id: str, question: str, answer: str) -> None:
+        """Echo remembers nothing."""

@@ -102,3 +102,7 @@ class CouncilResponder:
         if not final:
             raise CouncilFailed("The council finished without an answer. Try again.")
         await self.memory.remember(session_id, turn_id, text, final, sorted(terms(text)))
+
+    async def heard(self, session_id: str, turn_id: str, question: str, answer: str) -> None:
+        """Remember the turn as the person heard it: the answer cut where they stopped it."""
+        await self.memory.amend(session_id, turn_id, question, answer)

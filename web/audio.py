@@ -4,13 +4,18 @@ A clip is served only to the user who owns its session (see sessions.py); to any
 name that was never minted, it does not exist (404).
 """
 
+import io
+import json
 import re
+import struct
+import wave
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from queues import BlobMissing
+from shared_schemas import Event
 
 from .auth import user_of
 from .errors import ApiError
@@ -25,6 +30,29 @@ def audio_url(audio_key: str) -> str | None:
     """The URL of a clip the worker stored, from its blob key (`<prefix>:blob:<session>:<name>`)."""
     parts = audio_key.split(":")
     return f"/api/audio/{parts[-2]}/{parts[-1]}" if len(parts) >= 4 else None
+
+
+def pcm_frame(event: Event, wav: bytes) -> bytes:
+    """A clip as one binary WebSocket frame (see PROTOCOL.md): a 4-byte little-endian length, that
+    many bytes of JSON saying which sentence and chunk it is, then its PCM16 mono samples."""
+    with wave.open(io.BytesIO(wav)) as clip:
+        if clip.getsampwidth() != 2 or clip.getnchannels() != 1:
+            raise ValueError("clips are 16-bit mono WAV")
+        rate, samples = clip.getframerate(), clip.readframes(clip.getnframes())
+    p = event.payload
+    header = {
+        "type": "audio",
+        "id": event.id,
+        "turn_id": p.get("turn_id"),
+        "member": p.get("member"),
+        "index": p.get("index", 0),
+        "chunk": p.get("chunk", 0),
+        "sentence_done": p.get("sentence_done", True),
+        "last": p.get("last", True),
+        "sample_rate": rate,
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<I", len(head)) + head + samples
 
 
 async def audio(request: Request) -> Response:

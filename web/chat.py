@@ -3,15 +3,21 @@
 A connection starts a new session (the server mints its id and a resume secret) or comes back to
 one of its user's with both (see sessions.py); anything else is refused before any event is read.
 Outbound, the connection forwards its session's event stream: replayed after the client's last
-event id, then live. Inbound, an explicit little state machine: IDLE, or RECORDING between
-`audio_start` and `audio_end`. A turn runs as a task; a new turn or `interrupt` cancels it.
+event id, then live; a live clip of an answer also goes out as a binary frame of PCM, so the page
+plays it at once, gaplessly, without fetching it. Inbound, an explicit little state machine: IDLE;
+RECORDING between `audio_start` and `audio_end` (a recording uploaded whole); LISTENING between
+`listen` and `listen_end` (a streamed microphone: frames go on to a worker's listener, which says
+where turns end; see mic.py). A turn runs as a task; a new turn or `interrupt` cancels it, and an
+interrupt that says where playback stopped makes the conversation remember only what was heard.
 A malformed frame gets an error frame and changes nothing else.
 """
 
 import asyncio
+import contextlib
 import enum
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -20,21 +26,28 @@ from pydantic import ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from queues import Subscription
+from queues import BlobMissing, Subscription
 from queues.logs import log_context
-from shared_schemas import MAX_AUDIO_BYTES, EventType
+from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, Event, EventType, JobError
 
 from . import metrics
-from .audio import audio_url
+from .audio import audio_url, pcm_frame
 from .auth import user_of
 from .errors import REDIS_UNAVAILABLE, translate
+from .heard import NOTHING_HEARD, heard
+from .mic import Mic
+from .playback import Playback
 from .protocol import (
     EVENT_ID,
     MAX_TEXT_FRAME,
     AudioEnd,
     AudioStart,
     Interrupt,
+    Listen,
+    ListenEnd,
     Ping,
+    Played,
+    Position,
     TextTurn,
     client_frame,
     error_frame,
@@ -46,11 +59,14 @@ from .turns import TurnRunner
 
 log = logging.getLogger(__name__)
 DEFAULT_VOICE = "joe"
+STOP_WAIT_S = 5.0
+LATE_FRAMES_S = 2.0
 
 
 class State(enum.Enum):
     IDLE = "idle"
     RECORDING = "recording"
+    LISTENING = "listening"
 
 
 class ChatSession:
@@ -60,20 +76,61 @@ class ChatSession:
         self.session_id = session_id
         self.state = State.IDLE
         self.runner = TurnRunner(services, session_id, services.responder, user_of(ws))
+        self.playback = Playback(services.settings.queues, services.aredis, session_id)
         self.turn: asyncio.Task[None] | None = None
+        self.turn_id: str | None = None
         self.audio = bytearray()
         self.recording: AudioStart | None = None
+        self.mic: Mic | None = None
+        self.listening: Listen | None = None
+        self.streams: set[str] = set()  # the microphone streams this connection opened
+        self.stopped: set[str] = set()  # turns whose sound the person stopped: no more clips go out
         self.voice = DEFAULT_VOICE
+        # Whether live clips also go out as binary PCM frames (the client asked: `?audio=pcm16`).
+        self.pcm = ws.query_params.get("audio") == "pcm16"
+        # Frames a page sent before it learned its microphone stream had ended are refused once.
+        self._mic_closed_at: float | None = None
+        self._refused_late = False
         self._send_lock = asyncio.Lock()
 
-    async def send(self, frame: dict[str, Any]) -> None:
+    async def send(self, frame: dict[str, Any], data: bytes | None = None) -> None:
         async with self._send_lock:
             await self.ws.send_json(frame)
+            if data is not None:
+                await self.ws.send_bytes(data)
+
+    # -- out: the session's events ---------------------------------------------------------------
 
     async def forward(self, sub: Subscription) -> None:
         async for event in sub:
+            live = sub.live(event)
+            if live and event.payload.get("stream_id") in self.streams:
+                self.on_listener(event)
             url = audio_url(str(event.payload["audio_key"])) if event.type is EventType.AUDIO else None
-            await self.send(event_frame(event, url))
+            frame, samples = event_frame(event, url), await self._clip(event) if live else None
+            if samples is not None:
+                frame["pcm"] = True  # its samples follow, in the next (binary) frame
+            await self.send(frame, samples)
+
+    async def _clip(self, event: Event) -> bytes | None:
+        """A live clip's samples, for the page to play at once (not for a turn it stopped)."""
+        if not self.pcm or event.type is not EventType.AUDIO or event.payload.get("turn_id") in self.stopped:
+            return None
+        try:
+            return pcm_frame(event, await self.services.blobs.get(str(event.payload["audio_key"])))
+        except (BlobMissing, ValueError, EOFError):
+            return None  # the page fetches it by its URL, or shows it failed
+
+    def on_listener(self, event: Event) -> None:
+        """What this connection's listener said: a turn it decided to run, or the stream's end."""
+        if event.type is EventType.TURN_STARTED:
+            options = self.listening
+            voice, hear_members = (options.voice, options.hear_members) if options else (None, None)
+            self.start_turn(voice, hear_members, turn_id=event.job_id, streamed_after=event.id)
+        elif event.terminal and self.mic is not None and event.job_id == self.mic.stream_id:
+            self.mic_closed()  # listen_done, or failed: the page opens a new one
+
+    # -- in: the client's frames -----------------------------------------------------------------
 
     async def receive(self) -> None:
         while True:
@@ -104,8 +161,8 @@ class ChatSession:
                     return await self.reject("bad_state", "Finish the recording (audio_end) before sending text.")
                 self.start_turn(frame.voice, frame.hear_members, text=frame.text)
             case AudioStart():
-                if self.state is State.RECORDING:
-                    return await self.reject("bad_state", "A recording is already open; send audio_end first.")
+                if self.state is not State.IDLE:
+                    return await self.reject("bad_state", f"Close the {self.state.value} first; one at a time.")
                 self.state, self.recording, self.audio = State.RECORDING, frame, bytearray()
             case AudioEnd():
                 if self.state is not State.RECORDING or self.recording is None:
@@ -115,21 +172,81 @@ class ChatSession:
                 if not audio:
                     return await self.reject("empty_audio", "The recording was empty. Hold the button while you speak.")
                 self.start_turn(start.voice, start.hear_members, audio=audio, audio_format=start.format)
+            case Listen():
+                await self.open_mic(frame)
+            case ListenEnd():
+                if self.state is not State.LISTENING or self.mic is None:
+                    return await self.reject("bad_state", "The microphone is not open; send listen first.")
+                mic, self.mic = self.mic, None
+                self.mic_closed()
+                await mic.close()
+            case Played():
+                await self.playback.save(frame)
             case Interrupt():
-                self.cancel_turn()
+                await self.interrupt(frame.heard)
 
     async def on_bytes(self, data: bytes) -> None:
+        if self.state is State.LISTENING and self.mic is not None:
+            if len(data) % 2 or len(data) > MAX_MIC_FRAME_BYTES:
+                return await self.reject(
+                    "bad_frame",
+                    f"Microphone frames are PCM16 (an even number of bytes), at most {MAX_MIC_FRAME_BYTES} bytes.",
+                )
+            if (failure := await self.mic.feed(data)) is not None:
+                await self.mic_failed(failure)
+            return
         if self.state is not State.RECORDING:
-            return await self.reject("bad_state", "Binary frames are audio; send audio_start first.")
+            if self._mic_closed_at is not None and time.monotonic() - self._mic_closed_at < LATE_FRAMES_S:
+                if self._refused_late:
+                    return None  # still on their way after the stream ended: said once
+                self._refused_late = True
+            return await self.reject(
+                "bad_state", "Binary frames are audio: send audio_start (a recording) or listen (a microphone) first."
+            )
         if len(self.audio) + len(data) > MAX_AUDIO_BYTES:
             self.state, self.recording, self.audio = State.IDLE, None, bytearray()
             return await self.reject("audio_too_large", f"A spoken turn is limited to {MAX_AUDIO_BYTES // 2**20} MiB.")
         self.audio.extend(data)
 
-    def start_turn(self, voice: str | None, hear_members: bool | None, **inputs: Any) -> None:
+    # -- the microphone --------------------------------------------------------------------------
+
+    async def open_mic(self, frame: Listen) -> None:
+        if self.state is not State.IDLE:
+            return await self.reject("bad_state", f"Close the {self.state.value} first; one at a time.")
+        mic = Mic(self.services, self.session_id, self.runner.user, frame.mode)
+        self.streams.add(mic.stream_id)
+        await mic.open()
+        self.state, self.mic, self.listening = State.LISTENING, mic, frame
+        self.voice = frame.voice or self.voice
+        await self.send({"id": None, "type": "mic", "stream_id": mic.stream_id, "mode": frame.mode})
+
+    def mic_closed(self) -> None:
+        self.state, self.mic = State.IDLE, None
+        self._mic_closed_at, self._refused_late = time.monotonic(), False
+
+    async def mic_failed(self, error: JobError) -> None:
+        mic = self.mic
+        self.mic_closed()
+        if mic is not None:
+            log.warning("microphone stream %s failed: %s", mic.stream_id, error.message)
+            await mic.fail(error)
+
+    async def hang_up(self) -> None:
+        """The connection dropped: an open microphone is abandoned (what was under way too)."""
+        if self.mic is not None:
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
+                await self.mic.close(gone=True)
+            self.mic = None
+
+    # -- turns -----------------------------------------------------------------------------------
+
+    def start_turn(
+        self, voice: str | None, hear_members: bool | None, turn_id: str | None = None, **inputs: Any
+    ) -> None:
         self.cancel_turn()
         self.voice = voice or self.voice
-        turn_id = f"turn-{uuid.uuid4().hex[:12]}"
+        turn_id = turn_id or f"turn-{uuid.uuid4().hex[:12]}"
+        self.turn_id = turn_id
         # The turn's coroutine is made inside its task: a task cancelled before it starts (a quick
         # new turn or interrupt) would leave a coroutine made here never awaited.
         run = functools.partial(self.runner.run, turn_id, self.voice, hear_members=hear_members, **inputs)
@@ -147,10 +264,38 @@ class ChatSession:
             log.warning("turn refused: %s", exc)
             await self.send(error_frame(error.code, error.message))
 
-    def cancel_turn(self) -> None:
-        if self.turn is not None and not self.turn.done():
-            self.turn.cancel()
-        self.turn = None
+    def cancel_turn(self) -> asyncio.Task[None] | None:
+        turn, self.turn = self.turn, None
+        if turn is not None and not turn.done():
+            turn.cancel()
+            return turn
+        return None
+
+    async def interrupt(self, where: Position | None) -> None:
+        """Stop: the turn's queued speech is cancelled, no more of its clips go out, and when the
+        page says where its sound stopped (or said so in its last `played`), the conversation
+        keeps what was heard."""
+        if where is None:  # a client that did not say: its last report, if it was about this turn
+            last = await self.playback.last()
+            if last is not None and last.turn_id == self.turn_id and not last.done:
+                where = Position(**last.model_dump(exclude={"type", "done"}))
+        stopped = where.turn_id if where is not None else self.turn_id
+        if stopped is not None:
+            self.stopped.add(stopped)
+        running = self.cancel_turn()
+        if running is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(running), STOP_WAIT_S)
+        if where is not None and where.turn_id == stopped:
+            await self.remember_heard(where)
+
+    async def remember_heard(self, where: Position) -> None:
+        found = await heard(self.services.aredis, self.services.settings.queues, self.session_id, where)
+        if found is None or found.member is None or found.whole:
+            return
+        await self.services.responder.heard(self.session_id, where.turn_id, found.question, found.text or NOTHING_HEARD)
+        payload = {"member": found.member, "text": found.text, "cut": True, "heard_s": found.heard_s}
+        await self.runner.publish(where.turn_id, EventType.MESSAGE, payload)
 
     async def reject(self, code: str, message: str) -> None:
         metrics.BAD_FRAMES.labels(code).inc()
@@ -200,12 +345,14 @@ async def serve(session: ChatSession, last_event_id: str | None, resume: str | N
     log.info("session connected (after %s)", last_event_id)
     try:
         async with s.hub.subscribe(session.session_id, after=last_event_id) as sub:
+            played = await session.playback.last()
             hello = {
                 "session_id": session.session_id,
                 **({"resume": resume} if resume else {}),
                 "voices": await s.voices(),
                 "llm": await s.llm_status(),
                 "resumed_after": last_event_id,
+                "played": played.model_dump(exclude={"type"}) if played else None,
             }
             await session.send({"id": None, "type": "session", **hello})
             forwarder = asyncio.create_task(session.forward(sub))
@@ -213,6 +360,7 @@ async def serve(session: ChatSession, last_event_id: str | None, resume: str | N
                 await session.receive()
             finally:
                 forwarder.cancel()
+                await asyncio.shield(session.hang_up())  # even when the app cancels this task
     except WebSocketDisconnect:
         pass
     finally:

@@ -22,6 +22,9 @@ from . import metrics
 from .services import Services
 
 log = logging.getLogger(__name__)
+# A listener publishes a turn's transcript within a recognition of deciding it; far past that, it died.
+STREAMED_TRANSCRIPT_S = 30.0
+TRANSCRIPT_LOST = "The voice worker that heard you stopped before it wrote down what you said. Say it again."
 
 
 class TurnRunner:
@@ -50,13 +53,17 @@ class TurnRunner:
         audio: bytes | None = None,
         audio_format: AudioFormat | None = None,
         hear_members: bool | None = None,
+        streamed_after: str | None = None,
     ) -> None:
         """Run a turn to its end; on cancellation, cancel its queued speech and say so. The turn is
-        recorded as open while it runs, so that it still ends if this process dies (open_turns.py)."""
+        recorded as open while it runs, so that it still ends if this process dies (open_turns.py).
+
+        `streamed_after`: the turn was spoken into a streamed microphone, and a listener decided it
+        ended: its `turn_started` is that event, and its transcript follows it in the stream."""
         with log_context(session_id=self.session_id, job_id=turn_id):
             await self.services.open_turns.opened(turn_id, self.session_id)
             try:
-                await self._run(turn_id, voice, text, audio, audio_format, hear_members)
+                await self._run(turn_id, voice, text, audio, audio_format, hear_members, streamed_after)
             finally:
                 await asyncio.shield(self.services.open_turns.closed(turn_id))
 
@@ -68,12 +75,17 @@ class TurnRunner:
         audio: bytes | None,
         audio_format: AudioFormat | None,
         hear_members: bool | None,
+        streamed_after: str | None = None,
     ) -> None:
         try:
-            async with self.services.hub.subscribe(self.session_id) as sub:
-                await self.publish(
-                    turn_id, EventType.TURN_STARTED, {"input": "voice" if audio else "text", "text": text}
-                )
+            async with self.services.hub.subscribe(self.session_id, after=streamed_after) as sub:
+                if streamed_after is not None:
+                    self._seqs[turn_id] = 1  # the listener's turn_started is the turn's first event
+                    text = await self._streamed_transcript(turn_id, sub)
+                else:
+                    await self.publish(
+                        turn_id, EventType.TURN_STARTED, {"input": "voice" if audio else "text", "text": text}
+                    )
                 if audio is not None:
                     text = await self._transcribe(turn_id, audio, audio_format, sub)
                 if not text or not text.strip():
@@ -103,6 +115,20 @@ class TurnRunner:
         )
         await self._enqueue(job, len(audio))
         event = await self._until_done(sub, {job.job_id})
+        if event.type is EventType.FAILED:
+            raise TurnFailed(event.payload)
+        return str(event.payload["text"])
+
+    async def _streamed_transcript(self, turn_id: str, sub: Any) -> str:
+        """The transcript the listener publishes after deciding the turn (at once, or when the last
+        recognition is done); a listener that dies in between fails the turn saying so."""
+        try:
+            async with asyncio.timeout(STREAMED_TRANSCRIPT_S):
+                event = await self._until_done(sub, {f"{turn_id}-stt"})
+        except TimeoutError:
+            raise TurnFailed(
+                {"code": "worker_lost", "message": TRANSCRIPT_LOST, "retryable": True}
+            ) from None
         if event.type is EventType.FAILED:
             raise TurnFailed(event.payload)
         return str(event.payload["text"])
@@ -164,10 +190,11 @@ class TurnRunner:
         while True:
             event = await sub.get()
             if event.job_id in job_ids and event.terminal:
-                kind, started = self._pending.pop(event.job_id, ("unknown", time.perf_counter()))
-                outcome = "failed" if event.type is EventType.FAILED else "done"
-                metrics.JOBS.labels(kind, outcome).inc()
-                metrics.JOB_LATENCY.labels(kind).observe(time.perf_counter() - started)
+                if event.job_id in self._pending:  # a job this runner enqueued (not a listener's)
+                    kind, started = self._pending.pop(event.job_id)
+                    outcome = "failed" if event.type is EventType.FAILED else "done"
+                    metrics.JOBS.labels(kind, outcome).inc()
+                    metrics.JOB_LATENCY.labels(kind).observe(time.perf_counter() - started)
                 return event
 
     async def _cancelled(self, turn_id: str) -> None:

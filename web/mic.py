@@ -1,0 +1,87 @@
+"""The app's end of a streamed microphone: one chat session's open `listen` stream.
+
+Opening it enqueues a `listen` job (JSON, by name; a worker's listener takes it) and each binary
+frame the page sends is appended to the stream's Redis entries (`queues.MicWriter`); the listener
+decides where turns end and says so with events, which the chat session forwards. The app also
+watches the listener: once a second, with a frame, it asks who holds the stream's lease. A lease
+seen and then gone means the worker died; none within `CLAIM_WAIT_S` means no worker is free to
+listen. Either way the stream fails as data, a `failed` event for its id that says what to do,
+and the page opens a new one.
+"""
+
+import time
+import uuid
+
+from queues import MicWriter, mic
+from shared_schemas import ErrorCode, Event, EventType, JobError, ListenJob
+
+from .services import Services
+
+CLAIM_WAIT_S = 10.0
+CHECK_EVERY_S = 1.0
+
+LOST = "The voice worker listening to you stopped (it crashed or was restarted). Speak again."
+UNCLAIMED = (
+    "No voice worker took your microphone within {wait:.0f} s: every worker is busy listening to others, or "
+    "none is running. Try again in a moment; an operator can add workers or raise WORKER_LISTENERS."
+)
+
+
+class Mic:
+    def __init__(self, services: Services, session_id: str, user: str, mode: str) -> None:
+        self.services = services
+        self.session_id = session_id
+        self.user = user
+        self.mode = mode
+        hex_id = uuid.uuid4().hex[:12]
+        self.stream_id = f"mic-{hex_id}"
+        self.turn_prefix = f"turn-{hex_id}"
+        self.writer = MicWriter(services.settings.queues, services.aredis, self.stream_id)
+        self.opened_at = time.monotonic()
+        self._checked_at = 0.0
+        self._listener: str | None = None  # the worker that took the stream, once one has
+
+    async def open(self) -> None:
+        job = ListenJob(
+            session_id=self.session_id,
+            job_id=self.stream_id,
+            stream_key=self.writer.keys.stream,
+            mode=self.mode,  # type: ignore[arg-type]  # checked by the client frame
+            turn_prefix=self.turn_prefix,
+            user=self.user,
+        )
+        await self.services.jobs.aenqueue(job)
+
+    async def feed(self, pcm: bytes) -> JobError | None:
+        """Append a frame; the stream's failure, when its listener is found gone."""
+        now = time.monotonic()
+        if now - self._checked_at < CHECK_EVERY_S:
+            await self.writer.append(pcm)
+            return None
+        self._checked_at = now
+        holder = await self.writer.append_and_ask(pcm)
+        if holder is not None:
+            self._listener = holder
+            return None
+        if self._listener is not None:
+            return JobError(code=ErrorCode.WORKER_LOST, message=LOST, retryable=True)
+        if now - self.opened_at > CLAIM_WAIT_S:
+            return JobError(code=ErrorCode.WORKER_LOST, message=UNCLAIMED.format(wait=CLAIM_WAIT_S), retryable=True)
+        return None
+
+    async def close(self, gone: bool = False) -> None:
+        """The person closed it (the turn under way ends now), or (`gone`) their connection dropped."""
+        await self.writer.close(mic.GONE if gone else mic.END)
+
+    async def fail(self, error: JobError) -> None:
+        """Tell the session the stream failed: its ending, published once (a listener's own failure
+        for the same stream, if it comes, is dropped as a repeat)."""
+        await self.writer.close(mic.GONE)
+        failed = Event(
+            type=EventType.FAILED,
+            session_id=self.session_id,
+            job_id=self.stream_id,
+            seq=0,
+            payload=error.model_dump(mode="json"),
+        )
+        await self.services.publisher.publish(failed, once=True)
