@@ -1,9 +1,11 @@
-// The chat page: one WebSocket per tab (see web/PROTOCOL.md), turns in, events out.
+// The chat page: one WebSocket per tab (see web/PROTOCOL.md), turns in, events out; the answer's
+// sound through Council.Player, the microphone through Council.Mic.
 (() => {
   const $ = (id) => document.getElementById(id);
-  const log = $("log"), text = $("text"), mic = $("mic"), stop = $("stop"), voiceSelect = $("voice");
+  const log = $("log"), text = $("text"), micButton = $("mic"), stopButton = $("stop"), voiceSelect = $("voice");
+  const modeSelect = $("mode"), headphones = $("headphones");
   const MEMBER_COLORS = ["--m0", "--m1", "--m2", "--m3", "--m4"];
-  const loadedAt = Date.now();
+  const ECHO_TAIL_MS = 350;  // the room and the speakers keep sounding a little after playback
 
   // The server makes the session on the first connect and says, once, its id and the secret that
   // resumes it; both are kept so that a reload or a reconnect comes back to the same conversation.
@@ -12,11 +14,56 @@
   let resume = localStorage.getItem("council.resume");
   let lastEventId = null;       // newest event shown on this page
   let socket = null, backoff = 500;
-  const turns = new Map();      // turn id -> {user, members: Map(member -> bubble), clips, next, playing}
+  const turns = new Map();      // turn id -> {user, members: Map(member -> bubble), done}
   const memberColors = new Map();
-  let activeTurn = null;
+  let activeTurn = null;        // the turn the server is still working on
+  let resumeAt = null;          // where the last page stopped playing, from the hello (a reload)
+  let pendingPcm = null;        // the audio event whose samples the next binary frame carries
+  let mic = null, streamId = null, recorder = null, timer = null, reopening = null;
 
-  // ---- rendering ----------------------------------------------------------------------------
+  // ---- the answer's sound ----------------------------------------------------------------------
+  let echoTimer = null;
+  const player = new Council.Player({
+    onPlayed: (where) => send({ type: "played", ...where }, { quiet: true }),
+    onBusy: (busy) => {
+      updateStop();
+      // Without headphones the microphone would hear the answer: it sends silence meanwhile.
+      clearTimeout(echoTimer);
+      if (busy) setEchoGate(true);
+      else echoTimer = setTimeout(() => setEchoGate(false), ECHO_TAIL_MS);
+    },
+    onBlocked: () => { $("play-banner").hidden = false; console.info("council: sound is blocked until a click"); },
+    onUnblocked: () => { $("play-banner").hidden = true; },
+    onSentence: (turnId, index) => {
+      document.querySelectorAll(".clip.playing").forEach((c) => c.classList.remove("playing"));
+      if (index !== null) document.querySelector(`.clip[data-turn="${turnId}"][data-index="${index}"]`)?.classList.add("playing");
+    },
+  });
+  window.councilPlayer = player;  // tests and benchmarks read its stats
+  $("play-resume").addEventListener("click", () => { player.unlock(); $("play-banner").hidden = true; });
+
+  function setEchoGate(on) {
+    if (mic) mic.muted = on && !headphones.checked;
+  }
+
+  // Stop stays available while the server works on a turn or any of its sound is to be heard.
+  function updateStop() {
+    stopButton.disabled = !(activeTurn || player.busy);
+  }
+
+  function stopAnswer(why) {
+    const since = performance.now();
+    const where = player.stop();
+    if (where) turn(where.turn_id).stopped = true;
+    if (activeTurn) turn(activeTurn).stopped = true;
+    player.silentAfter(since).then((ms) => { if (why === "stop") console.debug(`silent ${ms.toFixed(1)} ms after Stop`); });
+    send({ type: "interrupt", ...(where ? { heard: where } : {}) });
+    if (activeTurn || where) note(why === "barge-in" ? "Stopped: you spoke." : "Stopped.");
+    activeTurn = null;
+    updateStop();
+  }
+
+  // ---- rendering ------------------------------------------------------------------------------
   function add(kind, who, body) {
     $("empty")?.remove();
     const el = document.createElement("div");
@@ -38,7 +85,7 @@
   const note = (message, kind = "note") => add(kind, null, message);
 
   function turn(id) {
-    if (!turns.has(id)) turns.set(id, { user: null, members: new Map(), clips: new Map(), next: 0, playing: false });
+    if (!turns.has(id)) turns.set(id, { user: null, members: new Map(), done: false });
     return turns.get(id);
   }
 
@@ -56,81 +103,61 @@
     return t.members.get(member);
   }
 
-  // ---- speech, sentence by sentence and chunk by chunk, in (index, chunk) order ---------------
-  // t.next is the sentence to play, t.chunk its chunk; a clip with sentence_done moves on to the
-  // next sentence's chunk 0. Events from before chunks existed count as chunk 0, done.
-  // A sentence shows one player (its first chunk's); its other chunks are hidden players that
-  // follow it when someone plays the sentence again by hand.
-  const clipKey = (index, chunk) => `${index}:${chunk}`;
-
-  function placeInOrder(parent, el, selector, key, otherwise) {
-    const after = [...parent.querySelectorAll(selector)].find((o) => Number(o.dataset[key]) > Number(el.dataset[key]));
-    if (after) after.before(el); else otherwise(el);
+  // One control per sentence; pressed, it plays the sentence again (fetching it if this page
+  // never had its sound: old answers are not downloaded until someone asks for them).
+  function sentenceControl(turnId, p) {
+    const bubble = memberBubble(turn(turnId), p.member || "Council");
+    const box = bubble.querySelector(".clips");
+    if (box.querySelector(`.clip[data-index="${p.index}"]`)) return;
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "clip";
+    chip.dataset.turn = turnId;
+    chip.dataset.index = p.index;
+    chip.title = p.text;
+    chip.textContent = `▶ ${p.index + 1}`;
+    chip.addEventListener("click", () => player.replay(turnId, p.index));
+    const after = [...box.querySelectorAll(".clip")].find((c) => Number(c.dataset.index) > p.index);
+    if (after) after.before(chip); else box.append(chip);
   }
 
-  function sentenceBox(bubble, index) {
-    let box = bubble.querySelector(`.sentence[data-index="${index}"]`);
-    if (!box) {
-      box = document.createElement("div");
-      box.className = "sentence";
-      box.dataset.index = index;
-      placeInOrder(bubble, box, ".sentence", "index", (el) => bubble.querySelector(".clips").before(el));
+  function onAudio(frame) {
+    const p = frame.payload;
+    const turnId = p.turn_id || frame.job_id;
+    const clip = player.describe(turnId, p);
+    sentenceControl(turnId, p);
+    if (frame.pcm) {  // live: its samples follow in a binary frame
+      if (!player.following(turnId) && !turn(turnId).stopped) player.follow(turnId);
+      pendingPcm = frame;
+      return;
     }
-    return box;
-  }
-
-  function queueClip(turnId, payload, live) {
-    const t = turn(turnId);
-    const bubble = memberBubble(t, payload.member || "Council");
-    const chunk = payload.chunk ?? 0, done = payload.sentence_done ?? true;
-    let audio = null;                            // an empty chunk only closes its sentence
-    if (!(payload.duration_s === 0 && done)) {
-      const box = sentenceBox(bubble, payload.index);
-      audio = document.createElement("audio");
-      audio.preload = "auto";
-      audio.src = Council.withToken(payload.url);
-      audio.dataset.index = payload.index;
-      audio.dataset.chunk = chunk;
-      audio.title = payload.text;
-      placeInOrder(box, audio, "audio", "chunk", (el) => box.append(el));
-      box.querySelectorAll("audio").forEach((a, i) => { a.controls = i === 0; a.hidden = i > 0; });
-      audio.addEventListener("ended", () => {
-        if (audio.dataset.auto) return;          // played in turn by playNext, which goes on itself
-        const rest = [...box.querySelectorAll("audio")];
-        rest[rest.indexOf(audio) + 1]?.play().catch(() => {});
-      });
+    // History: spoken only if it is where playback of this answer has to go on (a reload, a
+    // reconnect), fetched then.
+    if (resumeAt && resumeAt.turn_id === turnId && !player.following(turnId)) {
+      player.follow(turnId, resumeAt.index, resumeAt.chunk, resumeAt.offset_s);
     }
-    t.clips.set(clipKey(payload.index, chunk), { audio, live, done });
-    playNext(t);
+    if (player.wants(turnId, clip.index, clip.chunk)) player.fetchClip(turnId, clip);
   }
 
-  function playNext(t) {
-    if (t.playing) return;
-    const clip = t.clips.get(clipKey(t.next, t.chunk || 0));
-    if (!clip) return;
-    if (clip.done) { t.next += 1; t.chunk = 0; } else t.chunk = (t.chunk || 0) + 1;
-    if (!clip.live || !clip.audio) return playNext(t);  // replayed history: shown, not spoken
-    t.playing = true;
-    clip.audio.dataset.auto = "1";
-    const done = () => { delete clip.audio.dataset.auto; t.playing = false; playNext(t); };
-    clip.audio.addEventListener("ended", done, { once: true });
-    clip.audio.addEventListener("error", done, { once: true });
-    clip.audio.play().catch(done);
-  }
-
-  function silence() {
-    for (const t of turns.values()) {
-      t.clips.forEach((c) => c.audio?.pause());
-      t.next = Number.MAX_SAFE_INTEGER;
-      t.playing = false;
-    }
+  function onBinary(data) {
+    const view = new DataView(data);
+    const size = view.getUint32(0, true);
+    const header = JSON.parse(new TextDecoder().decode(new Uint8Array(data, 4, size)));
+    if (pendingPcm && pendingPcm.id === header.id) pendingPcm = null;
+    player.addPcm(header, data.slice(4 + size));
   }
 
   // ---- events from the server -----------------------------------------------------------------
+  const myStreams = new Set();  // microphone streams this page opened
+  let utterance = null;         // the user bubble of what is being said into the microphone
+
+  function ours(p) {
+    return Boolean(p.stream_id) && myStreams.has(p.stream_id);
+  }
+
   function onEvent(frame) {
     if (frame.id) lastEventId = frame.id;
     const p = frame.payload || {};
-    const live = Date.parse(frame.time || 0) > loadedAt - 2000;
     switch (frame.type) {
       case "session":
         if (frame.resume) {         // a new session: keep what brings this page back to it
@@ -139,11 +166,39 @@
           localStorage.setItem("council.session_id", sessionId);
           localStorage.setItem("council.resume", resume);
         }
+        if (frame.played && !frame.played.done && !player.turn) resumeAt = frame.played;
         fillVoices(frame.voices);
         showLLM(frame.llm);
         // Council members speak in their own voices; the picker is for the echo responder.
         voiceSelect.closest("label").hidden = Boolean(frame.llm);
         $("hear-members").closest("label").hidden = !frame.llm;
+        if (mic && !streamId) openStream();  // a reconnect while the microphone was on
+        break;
+      case "mic":
+        streamId = frame.stream_id;
+        myStreams.add(streamId);
+        if (!mic) send({ type: "listen_end" });  // closed before the server said it was open
+        break;
+      case "listening":
+        if (ours(p) && mic) setMicState("listening");
+        break;
+      case "speech_started":
+        if (!ours(p)) break;
+        if (mic) setMicState("hearing");
+        if (mic && player.busy && headphones.checked) stopAnswer("barge-in");
+        if (!utterance) {
+          utterance = add("user", "You", "…");
+          utterance.querySelector(".text").classList.add("pending");
+        }
+        break;
+      case "transcript_partial":
+        if (ours(p) && utterance) utterance.querySelector(".text").textContent = p.text + " …";
+        break;
+      case "speech_stopped":
+        if (ours(p) && mic) setMicState("listening");
+        break;
+      case "listen_done":
+        if (frame.job_id === streamId) { streamId = null; if (mic) reopenSoon(); }
         break;
       case "routed": {
         const el = add("route", null, p.route === "council"
@@ -165,11 +220,16 @@
         break;
       }
       case "turn_started": {
-        activeTurn = frame.job_id;
-        stop.disabled = false;
         const t = turn(frame.job_id);
-        t.user = add("user", "You", p.input === "voice" ? "listening…" : p.text);
-        if (p.input === "voice") t.user.querySelector(".text").classList.add("pending");
+        activeTurn = frame.job_id;
+        if (p.stream_id && ours(p) && utterance) {
+          t.user = utterance;  // what was being said is this turn
+          utterance = null;
+        } else {
+          t.user = add("user", "You", p.input === "voice" ? "listening…" : p.text);
+          if (p.input === "voice") t.user.querySelector(".text").classList.add("pending");
+        }
+        updateStop();
         break;
       }
       case "transcript": {
@@ -186,21 +246,47 @@
         el.textContent += p.text;
         break;
       }
-      case "message":
-        memberBubble(turn(frame.job_id), p.member).querySelector(".text").textContent = p.text;
+      case "message": {
+        const el = memberBubble(turn(frame.job_id), p.member).querySelector(".text");
+        if (p.cut) {  // stopped: what was heard, and the rest, unheard
+          const whole = el.textContent;
+          const heardPart = p.text.replace(/…$/, "");
+          el.textContent = p.text;
+          const rest = whole.startsWith(heardPart) ? whole.slice(heardPart.length).trim() : "";
+          if (rest) {
+            const unheard = document.createElement("span");
+            unheard.className = "unheard";
+            unheard.title = "Not heard: the council goes on from what you heard";
+            unheard.textContent = " " + rest;
+            el.append(unheard);
+          }
+        } else {
+          el.textContent = p.text;
+        }
         break;
+      }
       case "audio":
-        queueClip(p.turn_id || frame.job_id, p, live);
+        onAudio(frame);
         break;
       case "failed":
+        if (frame.job_id === streamId) { streamId = null; note(p.message, "error"); if (mic) reopenSoon(); break; }
         note(p.message, "error");
         break;
       case "turn_done":
-      case "turn_cancelled":
-        if (frame.job_id === activeTurn) { activeTurn = null; stop.disabled = true; }
-        if (frame.type === "turn_cancelled") note("Stopped.");
+      case "turn_cancelled": {
+        const t = turn(frame.job_id);
+        t.done = true;
+        player.ended(frame.job_id);
+        for (const bubble of t.members.values()) {  // nobody is thinking any more
+          const el = bubble.querySelector(".text");
+          if (!el.textContent) el.textContent = frame.type === "turn_cancelled" ? "(stopped)" : "(no answer)";
+        }
+        if (frame.job_id === activeTurn) activeTurn = null;
+        if (p.status === "empty" && t.user && t.user.querySelector(".text.pending")) t.user.remove();
         if (p.status === "failed" && p.error) note(p.error.message, "error");
+        updateStop();
         break;
+      }
       case "error":
         note(frame.error.message, "error");
         break;
@@ -234,13 +320,14 @@
     // A fresh page replays the whole conversation (shown, not spoken); a reconnect, what it missed.
     const after = lastEventId || "0";
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const params = new URLSearchParams({ last_event_id: after });
+    const params = new URLSearchParams({ last_event_id: after, audio: "pcm16" });
     if (sessionId && resume) { params.set("session_id", sessionId); params.set("resume", resume); }
     const url = Council.withToken(`${scheme}://${location.host}/ws/chat?${params}`);
     socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
     socket.onopen = () => { backoff = 500; setStatus(true, "connected"); };
     socket.onmessage = (m) => {
+      if (typeof m.data !== "string") return onBinary(m.data);
       const frame = JSON.parse(m.data);
       // The kept session expired or is another user's (another token): start a new one.
       if (frame.type === "error" && frame.error.code === "forbidden_session") return forgetSession();
@@ -248,6 +335,7 @@
     };
     socket.onclose = async (e) => {
       setStatus(false, "reconnecting…");
+      streamId = null;  // the server let the stream go with the connection
       if (e.code === 4401) {
         await Council.askToken();
         return connect();
@@ -264,9 +352,9 @@
     note("That conversation has expired or belongs to another user; a new one starts.");
   }
 
-  function send(frame) {
+  function send(frame, { quiet = false } = {}) {
     if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(frame)); return true; }
-    note("Not connected yet; try again in a moment.", "error");
+    if (!quiet) note("Not connected yet; try again in a moment.", "error");
     return false;
   }
 
@@ -275,44 +363,97 @@
     e.preventDefault();
     const words = text.value.trim();
     if (!words) return;
-    silence();
+    player.unlock();
+    if (player.busy || activeTurn) stopAnswer("new-turn");
     if (send({ type: "text", text: words, voice: voiceSelect.value || undefined, hear_members: hearMembers() })) text.value = "";
   });
   text.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); }
   });
   const hearMembers = () => $("hear-members").checked;
-  stop.addEventListener("click", () => { silence(); send({ type: "interrupt" }); });
+  stopButton.addEventListener("click", () => { player.unlock(); stopAnswer("stop"); });
 
   // ---- speaking -------------------------------------------------------------------------------
-  let recorder = null;
-  mic.addEventListener("click", async () => {
-    if (recorder) { recorder.stop(); return; }
-    let stream;
+  // Hands-free: the microphone stays open and the server hears where each turn ends. Push to
+  // talk: click, speak, click. Both stream 20 ms frames as they are captured.
+  modeSelect.value = localStorage.getItem("council.mode") || "hands_free";
+  headphones.checked = localStorage.getItem("council.headphones") === "1";
+  modeSelect.addEventListener("change", () => { localStorage.setItem("council.mode", modeSelect.value); if (mic) closeMic(); hint(); });
+  headphones.addEventListener("change", () => { localStorage.setItem("council.headphones", headphones.checked ? "1" : "0"); setEchoGate(player.busy); hint(); });
+
+  function hint() {
+    $("hint").textContent = modeSelect.value === "hands_free"
+      ? (headphones.checked
+        ? "Hands-free: talk whenever you like; speaking while the council answers interrupts it."
+        : "Hands-free: talk whenever you like. The microphone rests while the council speaks (it would hear itself); tick "headphones" if you wear them, to interrupt by speaking.")
+      : "Push to talk: click the microphone, speak, click again.";
+  }
+  hint();
+
+  function setMicState(state) {
+    micButton.dataset.state = state;
+    micButton.classList.toggle("recording", state !== "off");
+  }
+
+  function openStream() {
+    send({ type: "listen", mode: modeSelect.value, sample_rate: 16000, voice: voiceSelect.value || undefined, hear_members: hearMembers() });
+  }
+
+  function reopenSoon() {
+    if (modeSelect.value !== "hands_free") { closeMic(); return; }
+    clearTimeout(reopening);
+    reopening = setTimeout(() => { if (mic && !streamId) openStream(); }, 500);
+  }
+
+  async function openMic() {
+    player.unlock();
+    if (!Council.Mic.supported()) return recordClip();
+    mic = new Council.Mic({
+      onFrame: (pcm) => { if (streamId && socket && socket.readyState === WebSocket.OPEN) socket.send(pcm); },
+      onLevel: (level) => micButton.style.setProperty("--level", Math.min(1, level * 6).toFixed(2)),
+    });
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true } });
+      await mic.start();
     } catch (err) {
+      mic = null;
       note("The microphone is not available: " + err.message, "error");
       return;
     }
-    silence();
-    const type = MediaRecorder.isTypeSupported("audio/webm;codecs=opus") ? "audio/webm;codecs=opus" : "";
-    recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
-    if (!send({ type: "audio_start", format: "webm", voice: voiceSelect.value || undefined, hear_members: hearMembers() })) {
-      stream.getTracks().forEach((t) => t.stop());
-      recorder = null;
-      return;
-    }
-    recorder.ondataavailable = (e) => { if (e.data.size) e.data.arrayBuffer().then((b) => socket.send(b)); };
-    recorder.onstop = () => {
-      stream.getTracks().forEach((t) => t.stop());
-      // Let the last chunk go out first: it is queued behind the dataavailable above.
-      setTimeout(() => send({ type: "audio_end" }), 50);
-      mic.classList.remove("recording");
-      recorder = null;
-    };
-    recorder.start(250);
-    mic.classList.add("recording");
+    window.councilMic = mic;
+    setEchoGate(player.busy);
+    openStream();
+    setMicState("open");
+    const started = Date.now();
+    $("mic-timer").hidden = false;
+    timer = setInterval(() => {
+      const s = Math.floor((Date.now() - started) / 1000);
+      $("mic-timer").textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+    }, 250);
+  }
+
+  function closeMic() {
+    if (streamId) send({ type: "listen_end" });
+    streamId = null;
+    clearTimeout(reopening);
+    mic?.stop();
+    mic = null;
+    clearInterval(timer);
+    $("mic-timer").hidden = true;
+    $("mic-timer").textContent = "0:00";
+    micButton.style.setProperty("--level", 0);
+    setMicState("off");
+  }
+
+  async function recordClip() {
+    if (recorder) { recorder.stop(); recorder = null; setMicState("off"); return; }
+    recorder = new Council.Recorder({ send, sendBytes: (b) => socket.send(b) });
+    if (await recorder.start({ voice: voiceSelect.value || undefined, hear_members: hearMembers() })) setMicState("open");
+    else recorder = null;
+  }
+
+  micButton.addEventListener("click", () => {
+    if (recorder) return recordClip();
+    if (mic) closeMic(); else openMic();
   });
 
   connect();

@@ -1,0 +1,217 @@
+// The answer's sound: one Web Audio graph, chunks scheduled back to back in (sentence, chunk) order
+// as they arrive (binary PCM on the socket, or a clip fetched by its URL), so a sentence streamed in
+// chunks (XTTS) plays without gaps. Stop silences it at the next render quantum and says where it
+// was: which sentence, which chunk, how far into it. A turn's chunk that never comes (its synthesis
+// failed) is skipped once the turn is over.
+Council.Player = class {
+  constructor({ onPlayed, onBusy, onBlocked, onUnblocked, onSentence }) {
+    this.onPlayed = onPlayed || (() => {});   // ({turn_id, index, chunk, offset_s, done}) as playback moves
+    this.onBusy = onBusy || (() => {});       // (busy): sound playing, or scheduled to
+    this.onBlocked = onBlocked || (() => {}); // the browser will not play until the person clicks
+    this.onUnblocked = onUnblocked || (() => {});
+    this.onSentence = onSentence || (() => {}); // (turnId, index | null): the sentence now playing
+    this.context = null;
+    this.turn = null;          // the turn being played: {id, clips, next, endAt, timeline, gain, ended, stopped}
+    this.turns = new Map();    // turn id -> its clips, for replaying a sentence by hand
+    this.busy = false;
+    this.stats = { firstSound: {}, stops: [] };
+    this._reported = "";
+    setInterval(() => this._tick(), 100);
+  }
+
+  // The AudioContext, made (or resumed) in a click handler where the browser allows sound.
+  unlock() {
+    if (!this.context) {
+      this.context = new AudioContext({ latencyHint: "interactive" });
+      this.master = this.context.createGain();
+      this.analyser = this.context.createAnalyser();
+      this.analyser.fftSize = 256;
+      this.master.connect(this.analyser);
+      this.analyser.connect(this.context.destination);
+      this.context.onstatechange = () => {
+        if (this.context.state === "running") { this.onUnblocked(); this._pump(); }
+      };
+    }
+    if (this.context.state !== "running") this.context.resume().catch(() => {});
+    return this.context;
+  }
+
+  get blocked() {
+    return Boolean(this.context) && this.context.state !== "running";
+  }
+
+  clips(turnId) {
+    if (!this.turns.has(turnId)) this.turns.set(turnId, new Map());
+    return this.turns.get(turnId);
+  }
+
+  // A clip of `turnId` as its `audio` event describes it; its sound comes with addPcm or fetch.
+  describe(turnId, p) {
+    const key = `${p.index}:${p.chunk ?? 0}`;
+    const clips = this.clips(turnId);
+    const clip = clips.get(key) || { index: p.index, chunk: p.chunk ?? 0, buffer: null };
+    Object.assign(clip, { url: p.url, done: p.sentence_done ?? true, duration: p.duration_s, text: p.text, member: p.member });
+    clips.set(key, clip);
+    return clip;
+  }
+
+  // Play `turnId` from (index, chunk, offset): a new answer, or one resumed after a reload.
+  follow(turnId, index = 0, chunk = 0, offset = 0) {
+    if (this.turn && this.turn.id === turnId) return;
+    this.stop();
+    this.unlock();
+    const gain = this.context.createGain();
+    gain.connect(this.master);
+    this.turn = { id: turnId, next: [index, chunk], offset, endAt: 0, timeline: [], sources: [], gain, ended: false, stopped: false };
+    if (this.blocked) this.onBlocked();
+    this._pump();
+  }
+
+  following(turnId) {
+    return Boolean(this.turn && this.turn.id === turnId && !this.turn.stopped);
+  }
+
+  wants(turnId, index, chunk) {
+    const t = this.turn;
+    return this.following(turnId) && (index > t.next[0] || (index === t.next[0] && chunk >= t.next[1]));
+  }
+
+  addPcm(header, pcm) {
+    const clip = this.clips(header.turn_id).get(`${header.index}:${header.chunk}`);
+    if (!clip || !this.context) return;
+    const samples = new Int16Array(pcm);
+    const buffer = this.context.createBuffer(1, Math.max(1, samples.length), header.sample_rate);
+    const channel = buffer.getChannelData(0);
+    for (let i = 0; i < samples.length; i++) channel[i] = samples[i] / 32768;
+    clip.buffer = samples.length ? buffer : "empty";
+    if (this.following(header.turn_id)) this._pump();
+  }
+
+  async fetchClip(turnId, clip) {
+    if (clip.buffer || clip.fetching) return;
+    if (!clip.url || clip.duration === 0) { clip.buffer = "empty"; return this._pump(); }
+    clip.fetching = true;
+    try {
+      const response = await Council.fetch(clip.url);
+      if (!response.ok) throw new Error(response.statusText);
+      clip.buffer = await this.unlock().decodeAudioData(await response.arrayBuffer());
+    } catch {
+      clip.buffer = "empty";  // expired or gone: skipped
+    }
+    if (this.following(turnId)) this._pump();
+  }
+
+  // The turn's answer is complete: a chunk still missing will not come; skip past it.
+  ended(turnId) {
+    if (this.following(turnId)) { this.turn.ended = true; this._pump(); }
+  }
+
+  _pump() {
+    const t = this.turn;
+    // Nothing is scheduled while the browser holds sound back: it starts where it should, on the click.
+    if (!t || t.stopped || !this.context || this.context.state !== "running") return;
+    const clips = this.clips(t.id);
+    for (;;) {
+      let clip = clips.get(`${t.next[0]}:${t.next[1]}`);
+      if (!clip && t.ended) {  // a gap: go on with the next clip there is
+        const later = [...clips.values()].filter((c) => c.index > t.next[0] || (c.index === t.next[0] && c.chunk > t.next[1]))
+          .sort((a, b) => a.index - b.index || a.chunk - b.chunk);
+        if (!later.length) break;
+        clip = later[0];
+        t.next = [clip.index, clip.chunk];
+      }
+      if (!clip || !clip.buffer) break;
+      if (clip.buffer !== "empty") {
+        const source = this.context.createBufferSource();
+        source.buffer = clip.buffer;
+        source.connect(t.gain);
+        const at = Math.max(this.context.currentTime + 0.01, t.endAt);
+        const offset = Math.min(t.offset, clip.buffer.duration);
+        source.start(at, offset);
+        t.sources.push(source);
+        t.timeline.push({ index: clip.index, chunk: clip.chunk, at, offset, end: at + clip.buffer.duration - offset });
+        t.endAt = at + clip.buffer.duration - offset;
+        if (!(t.id in this.stats.firstSound)) {
+          console.info(`council: playing ${t.id} from sentence ${clip.index + 1}`);
+          const wait = (at - this.context.currentTime + (this.context.outputLatency || 0)) * 1000;
+          this.stats.firstSound[t.id] = performance.now() + wait;
+        }
+      }
+      t.offset = 0;
+      t.next = clip.done ? [clip.index + 1, 0] : [clip.index, clip.chunk + 1];
+    }
+    this._tick();
+  }
+
+  // Where the sound is now: {turn_id, index, chunk, offset_s}, or null with nothing playing.
+  position() {
+    const t = this.turn;
+    if (!t || !this.context) return null;
+    const now = this.context.currentTime - (this.context.outputLatency || 0);
+    const playing = t.timeline.find((e) => e.at <= now && now < e.end) || t.timeline.find((e) => now < e.end);
+    if (playing) return { turn_id: t.id, index: playing.index, chunk: playing.chunk, offset_s: Math.max(0, now - playing.at + playing.offset) };
+    return { turn_id: t.id, index: t.next[0], chunk: t.next[1], offset_s: 0 };
+  }
+
+  // Silence now; where the followed answer stopped (null when there was none).
+  stop() {
+    const t = this.turn;
+    if (!t || t.stopped) return null;
+    const where = t.replayOf ? null : this.position();
+    t.stopped = true;
+    if (this.context) {
+      const now = this.context.currentTime;
+      t.gain.gain.cancelScheduledValues(now);
+      t.gain.gain.setValueAtTime(0, now);
+      t.sources.forEach((s) => { try { s.stop(now); } catch { /* not started */ } });
+      setTimeout(() => t.gain.disconnect(), 50);
+    }
+    this._tick();
+    return where;
+  }
+
+  // Milliseconds from `since` (performance.now()) until the output is silent, measured on it.
+  async silentAfter(since) {
+    const data = new Float32Array(this.analyser ? this.analyser.fftSize : 0);
+    for (let i = 0; i < 500 && this.analyser; i++) {
+      this.analyser.getFloatTimeDomainData(data);
+      if (data.every((v) => v === 0)) break;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    const ms = performance.now() - since + ((this.context?.outputLatency || 0) * 1000);
+    this.stats.stops.push(ms);
+    return ms;
+  }
+
+  // Play one sentence again, by hand (its clips fetched now if this page never had them).
+  async replay(turnId, index) {
+    const clips = [...this.clips(turnId).values()].filter((c) => c.index === index).sort((a, b) => a.chunk - b.chunk);
+    await Promise.all(clips.map((c) => this.fetchClip(null, c)));
+    this.stop();
+    this.unlock();
+    const gain = this.context.createGain();
+    gain.connect(this.master);
+    const t = { id: `${turnId}#replay`, next: [index, 0], offset: 0, endAt: 0, timeline: [], sources: [], gain, ended: true, stopped: false, replayOf: turnId };
+    this.turns.set(t.id, new Map(clips.map((c) => [`${c.index}:${c.chunk}`, { ...c, done: c === clips[clips.length - 1] ? true : c.done }])));
+    this.turn = t;
+    this.stats.firstSound[t.id] = 0;
+    this._pump();
+  }
+
+  _tick() {
+    const t = this.turn;
+    const now = this.context ? this.context.currentTime : 0;
+    const busy = Boolean(t && !t.stopped && t.endAt > now);
+    if (busy !== this.busy) { this.busy = busy; this.onBusy(busy); }
+    if (!t || t.stopped || t.replayOf) return;
+    const where = this.position();
+    const playing = t.timeline.find((e) => e.at <= now && now < e.end);
+    this.onSentence(t.id, playing ? playing.index : null);
+    const done = t.ended && now >= t.endAt;
+    const report = `${t.id}:${where.index}:${where.chunk}:${done}`;
+    if (report !== this._reported && (playing || done)) {
+      this._reported = report;
+      this.onPlayed({ ...where, offset_s: Math.round(where.offset_s * 1000) / 1000, done });
+    }
+  }
+};
