@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages Council needs: ffmpeg (decoding browser audio), espeak-ng (a CPU voice),
 # flite (clean test speech), redis-server (when no Redis runs), chromium (the browser tests),
-# docker-compose (validating deploy/compose.yaml).
+# docker-compose (validating deploy/compose.yaml), nodejs (checking the pages' scripts parse).
 # Installs what is missing, as root.
 set -euo pipefail
 need=()
@@ -10,6 +10,7 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v flite >/dev/null || need+=(flite)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 dpkg -s libsndfile1 >/dev/null 2>&1 || need+=(libsndfile1)
 ((${#need[@]})) || exit 0

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 status=0
 echo "== ruff"
 .venv-app/bin/ruff check . || status=1
+echo "== the pages' scripts parse"
+for script in web/static/*.js; do node --check "$script" || status=1; done
 echo "== Python 3.11 (worker side): shared contract, queues, voice worker"
 .venv-worker/bin/python -m pytest tests/shared_schemas tests/queues tests/voice_worker "$@" || status=1
 echo "== Python 3.13 (app side): shared contract, queues, council, app, and across the runtimes"

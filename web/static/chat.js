@@ -385,7 +385,7 @@
     $("hint").textContent = modeSelect.value === "hands_free"
       ? (headphones.checked
         ? "Hands-free: talk whenever you like; speaking while the council answers interrupts it."
-        : "Hands-free: talk whenever you like. The microphone rests while the council speaks (it would hear itself); tick "headphones" if you wear them, to interrupt by speaking.")
+        : "Hands-free: talk whenever you like. The microphone rests while the council speaks (it would hear itself); tick ‘headphones’ if you wear them, to interrupt by speaking.")
       : "Push to talk: click the microphone, speak, click again.";
   }
   hint();
