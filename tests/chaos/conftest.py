@@ -73,6 +73,7 @@ def pool(redis_url: str, tmp_path: Path, workers: Any) -> Iterator[Pool]:
         "COUNCIL_SPEECH_QUEUE": f"speech-{tag}",
         "COUNCIL_REALTIME_QUEUE": f"realtime-{tag}",
         "COUNCIL_BATCH_QUEUE": f"batch-{tag}",
+        "COUNCIL_LISTEN_QUEUE": f"listen-{tag}",
         "COUNCIL_KEY_PREFIX": f"council-{tag}",
         "WORKER_THREADS": "1",
     }

@@ -277,11 +277,20 @@ def test_a_reload_mid_answer_resumes_at_the_sentence_that_was_playing(server, ch
     page.press("#text", "Enter")
     wait_playing(page, 2)  # sentence 3 of 6
     time.sleep(0.5)  # the page reports where it is as each chunk starts (within 0.1 s)
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "/api/audio/" in r.url else None)
     page.reload()
     page.wait_for_selector("#status.online", timeout=15000)
     page.wait_for_function("window.councilPlayer.turn && window.councilPlayer.turn.timeline.length > 0", timeout=15000)
     first = page.evaluate("window.councilPlayer.turn.timeline[0].index")
     assert first == 2, first
+    # Only what is still to be heard was fetched: sentences 3 to 6, not the two already played.
+    page.wait_for_function("!window.councilPlayer.busy", timeout=60000)
+    clips = page.evaluate(
+        "[...window.councilPlayer.clips(window.councilPlayer.turn.id).values()].map(c => [c.index, c.url])"
+    )
+    wanted = {url for index, url in clips if index >= 2}
+    assert {u.split("?")[0].removeprefix(server) for u in fetched} == wanted, (fetched, clips)
     assert not errors, errors
 
 
@@ -317,4 +326,32 @@ def test_when_the_browser_blocks_sound_a_play_control_resumes_the_answer(server,
     playing = [s for s in said if "council: playing" in s]
     assert playing and playing[0].endswith("from sentence 3"), said
     assert page.is_hidden("#play-banner")
+    assert not errors, errors
+
+
+def test_without_audio_worklet_a_recording_is_uploaded_whole_its_last_chunk_before_audio_end(
+    server, chromium, piper_speech
+):
+    """The fallback for browsers without AudioWorklet: MediaRecorder. Every chunk goes out before
+    `audio_end`, and `audio_start` names the container the recorder really made."""
+    browser = chromium(wav([quiet(0.3), samples(piper_speech(QUESTION)), quiet(3.0)]))
+    page, errors = open_page(browser, server)
+    page.add_init_script("delete window.AudioWorkletNode")
+    page.add_init_script("""(() => { const send = WebSocket.prototype.send; window.sent = [];
+        WebSocket.prototype.send = function (d) {
+          window.sent.push(typeof d === "string" ? JSON.parse(d).type : "bytes"); return send.call(this, d); }; })()""")
+    page.reload()
+    page.wait_for_selector("#status.online", timeout=15000)
+    page.click("#mic")
+    time.sleep(3.0)
+    page.click("#mic")
+    page.wait_for_function(
+        "() => { const t = document.querySelector('.msg.user .text'); return t && !t.classList.contains('pending'); }",
+        timeout=30000,
+    )
+    sent = page.evaluate("window.sent.filter(t => t !== 'played')")
+    start, end = sent.index("audio_start"), sent.index("audio_end")
+    assert sent[start + 1 : end] and set(sent[start + 1 : end]) == {"bytes"}, sent
+    assert "bytes" not in sent[end:], sent
+    assert "library" in page.locator(".msg.user .text").first.inner_text().lower()
     assert not errors, errors
