@@ -93,6 +93,14 @@ def input_estimate(messages: Sequence[BaseMessage]) -> int:
 
 
 class Budgets:
+    @classmethod
+    def from_settings(cls, settings: CouncilSettings, ledger: AsyncLedger) -> "Budgets":
+        """The budgets of the configured council (the members file) and price table."""
+        from . import members
+        from . import prices as price_table
+
+        return cls(ledger, settings, members.load(settings.members_file), price_table.load(settings.prices_file))
+
     def __init__(self, ledger: AsyncLedger, settings: CouncilSettings, council: Council, prices: Prices) -> None:
         self.ledger = ledger
         self.council = council
@@ -224,6 +232,14 @@ class Budgets:
 
     async def release_job(self, job_id: str) -> None:
         await self.ledger.release(job_id)
+
+    async def check_user(self, user: str) -> None:
+        """`BudgetExceeded` when `user` may not spend at all now (frozen, or the day's budget spent)."""
+        await self.ready()
+        try:
+            await self.ledger.check(user, limits=self.limits())
+        except Refused as exc:
+            raise self.exceeded(exc) from None
 
     # Messages.
 

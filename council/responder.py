@@ -37,6 +37,7 @@ class CouncilResponder:
         models: Mapping[str, BaseChatModel],
         redis_client: redis.asyncio.Redis,
         mirror: Mirror | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         missing = [m.name for m in council.everyone if m.name not in models]
         if missing:
@@ -46,21 +47,24 @@ class CouncilResponder:
         self.memory = Memory(redis_client, settings, mirror)
         self.signals = Signals(redis_client, settings)
         ledger = AsyncLedger(redis_client, settings.key_prefix)
-        self.budgets = Budgets(ledger, settings, council, prices.load(settings.prices_file))
+        self.budgets = budgets or Budgets(ledger, settings, council, prices.load(settings.prices_file))
         self.toolbox = Toolbox(settings, self.budgets, self.memory)
         self.deliberation = Deliberation(council, dict(models), settings, self.budgets, self.toolbox)
 
     @classmethod
-    def from_settings(cls, settings: CouncilSettings, redis_client: redis.asyncio.Redis) -> Self:
+    def from_settings(
+        cls, settings: CouncilSettings, redis_client: redis.asyncio.Redis, budgets: Budgets | None = None
+    ) -> Self:
         """The council of the members file, with each member's configured model. Nothing is
-        contacted: an LLM server that is down fails turns (`LLMUnavailable`), not the start."""
+        contacted: an LLM server that is down fails turns (`LLMUnavailable`), not the start.
+        `budgets`: the app's (its meter's), so that one instance meters everything."""
         council = members.load(settings.members_file)
         mirror: Mirror | None = None
         if settings.tigergraph:
             from .tigergraph import TigerGraphMirror
 
             mirror = TigerGraphMirror(settings)
-        return cls(settings, council, providers.build_all(council, settings), redis_client, mirror)
+        return cls(settings, council, providers.build_all(council, settings), redis_client, mirror, budgets)
 
     async def check(self) -> list[providers.ProviderStatus]:
         """Whether each configured LLM server answers, and has the members' models."""

@@ -10,7 +10,7 @@ trip, while the keys written are exactly RQ's own.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -80,6 +80,24 @@ class JobClient:
             await pipe.execute()
         return job
 
+    async def aenqueue_all(
+        self, payloads: Sequence[JobPayload], queue: str | None = None, also: Callable[[Any], None] | None = None
+    ) -> None:
+        """Enqueue every job, and whatever `also` adds to the pipeline, in one transaction: all of
+        it, or (Redis refusing, full or away) none of it."""
+        names = {queue or self.default_queue(p) for p in payloads}
+        for name in names - set(self._queues):
+            await asyncio.to_thread(self.queue, name)
+        recorded = self.connection.pipeline()
+        for payload in payloads:
+            self._build(payload, queue, recorded)
+        if also is not None:
+            also(recorded)
+        async with self.aconnection.pipeline(transaction=True) as pipe:
+            for args, options in recorded.command_stack:
+                pipe.execute_command(*args, **options)
+            await pipe.execute()
+
     def default_queue(self, payload: JobPayload) -> str:
         if isinstance(payload, ListenJob):
             return self.settings.listen_queue
@@ -122,11 +140,17 @@ class JobClient:
         raise TypeError(f"not a job payload: {type(payload).__name__}")
 
     async def arun(
-        self, hub: "EventHub", payload: JobPayload, queue: str | None = None, timeout: float = 120.0
+        self,
+        hub: "EventHub",
+        payload: JobPayload,
+        queue: str | None = None,
+        timeout: float = 120.0,
+        enqueue: Callable[[JobPayload, str | None], Awaitable[object]] | None = None,
     ) -> AsyncIterator[Event]:
-        """Enqueue and yield the job's events as they come, up to and including its last one."""
+        """Enqueue and yield the job's events as they come, up to and including its last one.
+        `enqueue(payload, queue)`: how to enqueue it (the app's meter); by default, at once."""
         async with hub.subscribe(payload.session_id) as sub:
-            await self.aenqueue(payload, queue)
+            await (enqueue or self.aenqueue)(payload, queue)
             async with asyncio.timeout(timeout):
                 while True:
                     event = await sub.get()

@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     ENGINE_FAILED = "engine_failed"
     TIMEOUT = "timeout"
     WORKER_LOST = "worker_lost"
+    BUDGET_EXCEEDED = "budget_exceeded"
 
 
 # Codes worth another attempt: the input was fine, something around it was not.

@@ -20,7 +20,7 @@ from typing import Any
 import redis.exceptions
 from rq import get_current_job
 
-from queues import Charge, Ledger
+from queues import Charge, Ledger, Refused
 from shared_schemas import ErrorCode, EventType, PingJob, SynthesisJob, TranscriptionJob
 
 from . import synthesis, transcription
@@ -94,7 +94,17 @@ class Used:
 
 @contextlib.contextmanager
 def _metered(ctx: WorkerContext, job: TranscriptionJob | SynthesisJob, kind: str, engine: Any) -> Iterator[Used]:
-    """Time the job and record it in the ledger when it ends, failed or not (the time was spent)."""
+    """Time the job and record it in the ledger when it ends, failed or not (the time was spent).
+    A user (or member) an operator froze after the app reserved the job: it does not run."""
+    ledger = Ledger(ctx.connection, ctx.settings.queues.key_prefix)
+    try:
+        ledger.check(job.user or "anonymous", getattr(job, "member", None))
+    except Refused as exc:
+        ledger.release(job.job_id)
+        whose = "Your budget" if exc.scope == "user" else f"{exc.name}'s budget"
+        raise VoiceError(
+            ErrorCode.BUDGET_EXCEEDED, f"{whose} was frozen by an operator, so this job did not run."
+        ) from None
     used = Used()
     cpu, wall = time.process_time(), time.perf_counter()
     try:
@@ -123,7 +133,7 @@ def _metered(ctx: WorkerContext, job: TranscriptionJob | SynthesisJob, kind: str
             calls=1,
         )
         try:
-            Ledger(ctx.connection, ctx.settings.queues.key_prefix).settle(job.job_id, charge)
+            ledger.settle(job.job_id, charge)
         except redis.exceptions.RedisError:  # the job's work stands; the ledger misses one entry
             log.exception("could not record job %s in the ledger", job.job_id)
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import redis.exceptions
 from pydantic import BaseModel
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -150,13 +151,29 @@ async def create_batch(request: Request) -> JSONResponse:
         if all(upload.size == 0 for upload in uploads):
             raise ApiError(400, ErrorCode.EMPTY_AUDIO, "Every file sent is empty: there is nothing to transcribe.")
         record = BatchRecord(batch_id=uuid.uuid4().hex, created_at=datetime.now(UTC), files=[], owner=user_of(request))
-        for index, upload in enumerate(uploads):
-            record.files.append(await _enqueue(s, record.batch_id, index, upload, record.owner))
+        jobs: list[TranscriptionJob] = []
+        try:
+            for index, upload in enumerate(uploads):
+                entry, job = await _store(s, record.batch_id, index, upload, record.owner)
+                record.files.append(entry)
+                if job is not None:
+                    jobs.append(job)
+            # The record and every job in one transaction, after each job's cost is reserved:
+            # a refusal, or Redis full or away, leaves no job without its batch.
+            key, ttl = record_key(s.settings.queues, record.batch_id), record_ttl(s.settings.queues)
+            await s.meter.enqueue_all(
+                jobs,
+                s.settings.queues.batch_queue,
+                audio_bytes=[f.size for f in record.files if f.error is None],
+                also=lambda pipe: pipe.set(key, record.model_dump_json(), ex=ttl),
+            )
+        except BaseException:
+            if jobs:  # their audio, stored for nothing
+                with contextlib.suppress(redis.exceptions.RedisError):
+                    await s.aredis.delete(*[job.audio_key for job in jobs])
+            raise
     finally:
         await form.close()
-    await s.aredis.set(
-        record_key(s.settings.queues, record.batch_id), record.model_dump_json(), ex=record_ttl(s.settings.queues)
-    )
     url = f"/api/transcriptions/{record.batch_id}"
     body = {
         "batch_id": record.batch_id,
@@ -166,20 +183,26 @@ async def create_batch(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=202, headers={"Location": url})
 
 
-async def _enqueue(s: Services, batch_id: str, index: int, upload: UploadFile, user: str) -> BatchFile:
+async def _store(
+    s: Services, batch_id: str, index: int, upload: UploadFile, user: str
+) -> tuple[BatchFile, TranscriptionJob | None]:
+    """A file's entry in the batch, and its job once its audio is in the blob store (None: refused)."""
     filename = safe_filename(upload.filename, index)
     entry = BatchFile(job_id=f"{batch_id}-{index:03d}", filename=filename, size=upload.size or 0)
     if not entry.size:
         entry.error = FileError(code=ErrorCode.EMPTY_AUDIO, message=f"{filename} is empty: there is nothing to hear.")
-        return entry
+        return entry, None
     session_id = f"batch-{batch_id}"
     key = await s.blobs.put(session_id, await upload.read())
-    hint = format_hint(filename)
     job = TranscriptionJob(
-        session_id=session_id, job_id=entry.job_id, audio_key=key, format=hint, filename=filename, user=user
+        session_id=session_id,
+        job_id=entry.job_id,
+        audio_key=key,
+        format=format_hint(filename),
+        filename=filename,
+        user=user,
     )
-    await s.jobs.aenqueue(job, s.settings.queues.batch_queue)
-    return entry
+    return entry, job
 
 
 async def load_record(s: Services, batch_id: str, user: str) -> BatchRecord:

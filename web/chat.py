@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from council import BudgetExceeded
 from queues import BlobMissing, Subscription
 from queues.logs import log_context
 from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, Event, EventType, JobError
@@ -214,8 +215,11 @@ class ChatSession:
         if self.state is not State.IDLE:
             return await self.reject("bad_state", f"Close the {self.state.value} first; one at a time.")
         mic = Mic(self.services, self.session_id, self.runner.user, frame.mode)
+        try:
+            await mic.open()
+        except BudgetExceeded as exc:
+            return await self.reject(exc.code, exc.message)
         self.streams.add(mic.stream_id)
-        await mic.open()
         self.state, self.mic, self.listening = State.LISTENING, mic, frame
         self.voice = frame.voice or self.voice
         await self.send({"id": None, "type": "mic", "stream_id": mic.stream_id, "mode": frame.mode})

@@ -13,6 +13,8 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketState
 
+from council import BudgetExceeded
+
 from .protocol import error_frame
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,22 @@ REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutE
 RETRY_AFTER_S = 5
 
 
+def storage_full(exc: BaseException) -> bool:
+    """Whether Redis refused a write because it reached its `maxmemory` (an OOM error)."""
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("OOM ")
+
+
 def translate(exc: BaseException) -> ApiError | None:
     """The ApiError a lower library's exception stands for; None for one that is a bug (500)."""
+    if isinstance(exc, BudgetExceeded):
+        return ApiError(429, exc.code, exc.message)
+    if storage_full(exc):
+        return ApiError(
+            503,
+            "storage_full",
+            "The server's store for audio and jobs is full right now, so nothing was stored or queued. "
+            "Try again in a minute, or with less audio; an operator can raise Redis's maxmemory.",
+        )
     if isinstance(exc, REDIS_UNAVAILABLE):
         return ApiError(
             503,
@@ -73,6 +89,15 @@ async def unavailable(conn: HTTPConnection, exc: Exception) -> JSONResponse | No
     return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=headers)
 
 
+async def refused(conn: HTTPConnection, exc: Exception) -> JSONResponse:
+    """A budget refused the call (429), or Redis is full (503): said in the one shape."""
+    error = translate(exc)
+    if error is None:
+        return await server_error(conn, exc)  # type: ignore[arg-type]
+    headers = {"Retry-After": str(RETRY_AFTER_S * 12)} if error.status == 503 else {}
+    return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=headers)
+
+
 async def server_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("internal", "Something went wrong on our side. Try again."), status_code=500)
@@ -81,6 +106,8 @@ async def server_error(request: Request, exc: Exception) -> JSONResponse:
 handlers = {
     ApiError: api_error,
     HTTPException: http_error,
+    BudgetExceeded: refused,
+    redis.exceptions.ResponseError: refused,
     **dict.fromkeys(REDIS_UNAVAILABLE, unavailable),
     Exception: server_error,
 }

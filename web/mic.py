@@ -50,7 +50,7 @@ class Mic:
             turn_prefix=self.turn_prefix,
             user=self.user,
         )
-        await self.services.jobs.aenqueue(job)
+        await self.services.meter.enqueue(job)  # a user who may not spend is refused here
 
     async def feed(self, pcm: bytes) -> JobError | None:
         """Append a frame; the stream's failure, when its listener is found gone."""

@@ -10,9 +10,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from starlette.requests import HTTPConnection
 
-from council import CouncilResponder, EchoResponder
-from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, QueueSettings, voices_key
+from council import Budgets, CouncilResponder, EchoResponder
+from queues import AsyncBlobStore, AsyncEventPublisher, AsyncLedger, EventHub, JobClient, QueueSettings, voices_key
 
+from .meter import Meter
 from .open_turns import OpenTurns
 from .settings import AppSettings
 
@@ -38,6 +39,7 @@ class Services:
     blobs: AsyncBlobStore
     publisher: AsyncEventPublisher
     responder: "Responder"
+    meter: Meter
     open_turns: OpenTurns
     _llm_checked: tuple[float, list[dict[str, Any]]] | None = None
 
@@ -62,22 +64,25 @@ class Services:
         else the one the settings name."""
         q = settings.queues
         sync, aconn = q.connect(), _async_client(q)
+        budgets = Budgets.from_settings(settings.council, AsyncLedger(aconn, q.key_prefix))
         if make_responder is not None:
             responder = make_responder(aconn)
         elif settings.responder == "echo":
             responder = EchoResponder()
         else:
-            responder = CouncilResponder.from_settings(settings.council, aconn)
+            responder = CouncilResponder.from_settings(settings.council, aconn, budgets)
         publisher = AsyncEventPublisher(q, aconn)
+        jobs = JobClient(q, sync, aconn)
         services = cls(
             settings=settings,
             redis=sync,
             aredis=aconn,
             hub=EventHub(q, aconn),
-            jobs=JobClient(q, sync, aconn),
+            jobs=jobs,
             blobs=AsyncBlobStore(q, aconn),
             publisher=publisher,
             responder=responder,
+            meter=Meter(budgets, jobs),
             open_turns=OpenTurns(q, aconn, publisher),
         )
         await services.hub.start()

@@ -66,7 +66,7 @@ async def speak(s: Services, speech: SpeechRequest, timeout: float, user: str | 
     text = speech.text.strip()
     job = SynthesisJob(session_id=session_id, job_id=session_id, text=text, voice=speech.voice, user=user)
     clips: list[SpeechClip] = []
-    events = s.jobs.arun(s.hub, job, s.settings.queues.realtime_queue, timeout=timeout)
+    events = s.jobs.arun(s.hub, job, s.settings.queues.realtime_queue, timeout=timeout, enqueue=s.meter.enqueue)
     try:
         async with contextlib.aclosing(events):
             async for event in events:

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.exceptions
 
-from council import CouncilError, Payer, Responder, Step
+from council import CouncilError, Responder, Step
 from queues.logs import log_context
 from shared_schemas import AudioFormat, Event, EventType, SynthesisJob, TranscriptionJob
 from shared_schemas.text import SentenceBuffer
@@ -33,7 +33,6 @@ class TurnRunner:
         self.session_id = session_id
         self.responder = responder
         self.user = user
-        self.budgets = getattr(responder, "budgets", None)  # the council's; none for echo
         self._pending: dict[str, tuple[str, float]] = {}  # job id -> (kind, enqueued at)
         self._seqs: dict[str, int] = {}
         # perf_counter() when each turn's first sentence went to be spoken (for time to first audio).
@@ -180,11 +179,13 @@ class TurnRunner:
         return job.job_id
 
     async def _enqueue(self, job: TranscriptionJob | SynthesisJob, audio_bytes: int = 0) -> None:
-        if self.budgets is not None:  # BudgetExceeded ends the turn, saying which budget
-            payer = Payer(self.user, self.session_id, job.turn_id)
-            await self.budgets.reserve_job(payer, job, audio_bytes)
+        # Reserved from the user's budgets first: BudgetExceeded ends the turn, saying which.
         self._pending[job.job_id] = (job.kind, time.perf_counter())
-        await self.services.jobs.aenqueue(job)
+        try:
+            await self.services.meter.enqueue(job, audio_bytes=audio_bytes)
+        except BaseException:
+            self._pending.pop(job.job_id, None)
+            raise
 
     async def _until_done(self, sub: Any, job_ids: set[str]) -> Event:
         while True:
@@ -205,8 +206,7 @@ class TurnRunner:
             try:
                 if await self.services.jobs.acancel(job_id):
                     cancelled.append(job_id)
-                    if self.budgets is not None:  # it will not run: its hold goes back
-                        await self.budgets.release_job(job_id)
+                    await self.services.meter.release(job_id)  # it will not run: its hold goes back
             except redis.exceptions.RedisError as exc:
                 log.warning("could not cancel job %s of turn %s: %s", job_id, turn_id, exc)
         await self.publish(turn_id, EventType.TURN_CANCELLED, {"cancelled_jobs": cancelled})
