@@ -90,8 +90,11 @@ class TurnRunner:
                 if not text or not text.strip():
                     await self.publish(turn_id, EventType.TURN_DONE, {"status": "empty"})
                     return
-                await self._answer(turn_id, text, voice, hear_members, sub)
-                await self.publish(turn_id, EventType.TURN_DONE, {"status": "done"})
+                unspoken = await self._answer(turn_id, text, voice, hear_members, sub)
+                done: dict[str, Any] = {"status": "done"}
+                if unspoken:  # answered, but some of it could not be spoken: say so, and why
+                    done.update(speech_failed=len(unspoken), error=unspoken[0])
+                await self.publish(turn_id, EventType.TURN_DONE, done)
         except asyncio.CancelledError:
             await asyncio.shield(self._cancelled(turn_id))
             raise
@@ -132,7 +135,10 @@ class TurnRunner:
             raise TurnFailed(event.payload)
         return str(event.payload["text"])
 
-    async def _answer(self, turn_id: str, text: str, voice: str, hear_members: bool | None, sub: Any) -> None:
+    async def _answer(
+        self, turn_id: str, text: str, voice: str, hear_members: bool | None, sub: Any
+    ) -> list[dict[str, Any]]:
+        """Stream the answer and speak it; the errors of the sentences that could not be spoken."""
         buffers: dict[str, SentenceBuffer] = {}
         voices: dict[str, str] = {}
         answers: dict[str, str] = {}
@@ -159,8 +165,13 @@ class TurnRunner:
                 index += 1
         for member, answer in answers.items():
             await self.publish(turn_id, EventType.MESSAGE, {"member": member, "text": answer.strip()})
+        unspoken = []
         while jobs:
-            jobs.discard((await self._until_done(sub, jobs)).job_id)
+            ended = await self._until_done(sub, jobs)
+            jobs.discard(ended.job_id)
+            if ended.type is EventType.FAILED:
+                unspoken.append(dict(ended.payload))
+        return unspoken
 
     async def _speak(self, turn_id: str, member: str, voice: str, sentence: str, index: int) -> str:
         job = SynthesisJob(

@@ -192,3 +192,13 @@ def test_health_and_metrics(client):
     metrics = client.get("/metrics").text
     assert 'council_queue_depth{queue="batch"}' in metrics
     assert "council_sessions" in metrics
+
+
+def test_a_turn_whose_speech_fails_says_so_when_it_is_done(client, chat_path):
+    with client.websocket_connect(chat_path()) as ws:
+        ws.receive_json()
+        ws.send_json({"type": "text", "text": "First sentence. Second one.", "voice": "nosuchvoice"})
+        frames = until(ws, "turn_done")
+    done = frames[-1]["payload"]
+    assert done["status"] == "done" and done["speech_failed"] == 2
+    assert done["error"]["code"] == "unknown_voice" and "Voices:" in done["error"]["message"]

@@ -284,6 +284,7 @@
         if (frame.job_id === activeTurn) activeTurn = null;
         if (p.status === "empty" && t.user && t.user.querySelector(".text.pending")) t.user.remove();
         if (p.status === "failed" && p.error) note(p.error.message, "error");
+        if (p.speech_failed && p.error) note(`${p.speech_failed} sentence(s) could not be spoken: ${p.error.message}`, "error");
         updateStop();
         break;
       }
