@@ -7,7 +7,7 @@ from . import functions, mic
 from .blobs import AsyncBlobStore, BlobMissing, BlobStore, BlobTooLarge
 from .charges import Charge, Limits, Refused
 from .client import JobClient
-from .events import AsyncEventPublisher, EventPublisher, JobEvents, areplay, replay
+from .events import AsyncEventPublisher, EventPublisher, JobEvents, areplay, atrimmed, replay
 from .hub import EventHub, Subscription
 from .ledger import AsyncLedger, Ledger
 from .mic import MicKeys, MicReader, MicWriter
@@ -44,6 +44,7 @@ __all__ = [
     "ajob_status",
     "announce_voices",
     "areplay",
+    "atrimmed",
     "functions",
     "mic",
     "job_status",

@@ -159,3 +159,21 @@ async def areplay(
 def _after(event_id: str) -> str:
     """XRANGE's lower bound for "after this id" ("0": from the start)."""
     return "-" if event_id == "0" else f"({event_id}"
+
+
+async def atrimmed(
+    connection: redis.asyncio.Redis, settings: QueueSettings, session_id: str, after: str
+) -> str | None:
+    """Whether a replay after `after` misses events the stream's cap trimmed: the id of the oldest
+    event still kept when it does (history before it is gone), else None."""
+    try:
+        info = await connection.xinfo_stream(stream_key(settings, session_id))
+    except redis.exceptions.ResponseError:  # no stream (yet): nothing was trimmed
+        return None
+    if int(info.get("entries-added", 0)) <= int(info.get("length", 0)):
+        return None
+    first = info.get("recorded-first-entry-id") or (info.get("first-entry") or (None,))[0]
+    if first is None:
+        return None
+    first = first.decode() if isinstance(first, bytes) else str(first)
+    return first if after == "0" or stream_id(after) < stream_id(first) else None

@@ -62,8 +62,10 @@ class QueueSettings:
     # Audio blobs (users' uploads, synthesized clips) live this long, and no larger than this.
     blob_ttl_s: int = 3600
     blob_max_bytes: int = 64 * 1024 * 1024
-    # Per-session event streams: capped in length, expire when a session goes quiet.
-    stream_maxlen: int = 2000
+    # Per-session event streams: capped in length (every token of an answer is an event: 20,000
+    # hold dozens of long turns), expire when a session goes quiet. A client that resumes from
+    # before what the cap kept is told (`events_trimmed`), never silently given less.
+    stream_maxlen: int = 20_000
     stream_ttl_s: int = 24 * 3600
     # RQ: how long results and failures are kept, and how long each job type may run.
     result_ttl_s: int = 3600

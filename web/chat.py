@@ -27,7 +27,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from council import BudgetExceeded
-from queues import BlobMissing, Subscription
+from queues import BlobMissing, Subscription, atrimmed
 from queues.logs import log_context
 from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, Event, EventType, JobError
 
@@ -311,6 +311,10 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("turn %s failed", task.get_name(), exc_info=task.exception())
 
 
+TRIMMED = (
+    "The oldest part of this conversation is no longer kept (the server keeps its latest events): what "
+    "you see starts at the first event still there."
+)
 FORBIDDEN = (
     "This session does not exist, has expired, is not yours, or its resume secret is wrong: "
     "connect without session_id to start a new one."
@@ -359,6 +363,10 @@ async def serve(session: ChatSession, last_event_id: str | None, resume: str | N
                 "played": played.model_dump(exclude={"type"}) if played else None,
             }
             await session.send({"id": None, "type": "session", **hello})
+            if last_event_id is not None and (
+                kept := await atrimmed(s.aredis, s.settings.queues, session.session_id, last_event_id)
+            ):
+                await session.send({"id": None, "type": "events_trimmed", "kept_from": kept, "message": TRIMMED})
             forwarder = asyncio.create_task(session.forward(sub))
             try:
                 await session.receive()

@@ -76,6 +76,7 @@ def test_public_names_are_pinned():
             "ajob_status",
             "announce_voices",
             "areplay",
+            "atrimmed",
             "functions",
             "job_status",
             "mic",

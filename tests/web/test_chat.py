@@ -202,3 +202,33 @@ def test_a_turn_whose_speech_fails_says_so_when_it_is_done(client, chat_path):
     done = frames[-1]["payload"]
     assert done["status"] == "done" and done["speech_failed"] == 2
     assert done["error"]["code"] == "unknown_voice" and "Voices:" in done["error"]["message"]
+
+
+def test_resuming_from_before_what_the_stream_kept_says_so(settings, chat_path):
+    """A long conversation outgrows the stream's cap: a client that resumes from before it is
+    told where the history it gets begins, not silently given less."""
+    import dataclasses
+
+    from queues import EventPublisher
+    from shared_schemas import Event, EventType
+
+    small = dataclasses.replace(settings, stream_maxlen=100)
+    with TestClient(create_app(AppSettings(queues=small, responder="echo"))) as c:
+        with c.websocket_connect(chat_path()) as ws:
+            hello = ws.receive_json()
+        publisher = EventPublisher(small, small.connect())
+        ids = [
+            publisher.publish(
+                Event(type=EventType.TOKEN, session_id=hello["session_id"], job_id="turn-x", seq=i, payload={})
+            ).id
+            for i in range(400)
+        ]
+        with c.websocket_connect(chat_path(hello, ids[0])) as ws:
+            assert ws.receive_json()["type"] == "session"
+            trimmed = ws.receive_json()
+            assert trimmed["type"] == "events_trimmed" and trimmed["id"] is None
+            first = ws.receive_json()
+            assert first["id"] == trimmed["kept_from"] and first["id"] != ids[1]
+        with c.websocket_connect(chat_path(hello, ids[-2])) as ws:  # nothing it needs is gone
+            assert ws.receive_json()["type"] == "session"
+            assert ws.receive_json()["id"] == ids[-1]

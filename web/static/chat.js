@@ -291,6 +291,9 @@
       case "error":
         note(frame.error.message, "error");
         break;
+      case "events_trimmed":
+        note(frame.message);
+        break;
     }
   }
 
