@@ -169,7 +169,7 @@ class ChatSession:
                 if self.state is not State.RECORDING or self.recording is None:
                     return await self.reject("bad_state", "There is no open recording; send audio_start first.")
                 start, audio = self.recording, bytes(self.audio)
-                self.state, self.recording, self.audio = State.IDLE, None, bytearray()
+                self.drop_recording()
                 if not audio:
                     return await self.reject("empty_audio", "The recording was empty. Hold the button while you speak.")
                 self.start_turn(start.voice, start.hear_members, audio=audio, audio_format=start.format)
@@ -205,9 +205,17 @@ class ChatSession:
                 "bad_state", "Binary frames are audio: send audio_start (a recording) or listen (a microphone) first."
             )
         if len(self.audio) + len(data) > MAX_AUDIO_BYTES:
-            self.state, self.recording, self.audio = State.IDLE, None, bytearray()
+            self.drop_recording()
             return await self.reject("audio_too_large", f"A spoken turn is limited to {MAX_AUDIO_BYTES // 2**20} MiB.")
+        if not self.services.recordings.take(len(data)):
+            self.drop_recording()
+            return await self.reject("server_busy", BUSY)
         self.audio.extend(data)
+
+    def drop_recording(self) -> None:
+        """The open recording is over (ended, refused or abandoned): its bytes are let go."""
+        self.services.recordings.give_back(len(self.audio))
+        self.state, self.recording, self.audio = State.IDLE, None, bytearray()
 
     # -- the microphone --------------------------------------------------------------------------
 
@@ -236,7 +244,8 @@ class ChatSession:
             await mic.fail(error)
 
     async def hang_up(self) -> None:
-        """The connection dropped: an open microphone is abandoned (what was under way too)."""
+        """The connection dropped: an open recording or microphone is abandoned (what was under way too)."""
+        self.drop_recording()
         if self.mic is not None:
             with contextlib.suppress(*REDIS_UNAVAILABLE):
                 await self.mic.close(gone=True)
@@ -311,6 +320,10 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("turn %s failed", task.get_name(), exc_info=task.exception())
 
 
+BUSY = (
+    "The server holds as much recorded audio as it may right now (others are uploading too), so this "
+    "recording was dropped. Try again in a moment, or stream the microphone instead (listen)."
+)
 TRIMMED = (
     "The oldest part of this conversation is no longer kept (the server keeps its latest events): what "
     "you see starts at the first event still there."

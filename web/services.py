@@ -29,6 +29,25 @@ if TYPE_CHECKING:
     ResponderFactory = Callable[[redis.asyncio.Redis], Responder]
 
 
+class Recordings:
+    """The bytes of recordings this process holds (uploaded whole, until `audio_end`), all sockets
+    together, within a cap: ten sockets each near the 64 MiB of one recording took the app from
+    155 MB to 1 GB. A recording that would pass the cap is refused, the others go on."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.cap:
+            return False
+        self.held += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.held = max(0, self.held - size)
+
+
 @dataclass
 class Services:
     settings: AppSettings
@@ -41,6 +60,7 @@ class Services:
     responder: "Responder"
     meter: Meter
     open_turns: OpenTurns
+    recordings: Recordings
     _llm_checked: tuple[float, list[dict[str, Any]]] | None = None
 
     async def llm_status(self) -> list[dict[str, Any]] | None:
@@ -84,6 +104,7 @@ class Services:
             responder=responder,
             meter=Meter(budgets, jobs),
             open_turns=OpenTurns(q, aconn, publisher),
+            recordings=Recordings(settings.max_recording_bytes),
         )
         await services.hub.start()
         services.open_turns.start()

@@ -151,6 +151,9 @@ class AppSettings:
     # user who made them. With no token at all, everyone is the one user "anonymous".
     api_users: Mapping[str, str] = field(default_factory=dict, repr=False)
     server: ServerSettings = field(default_factory=ServerSettings)
+    # Recordings uploaded whole (`audio_start` ... `audio_end`) are held in this process until they
+    # end: at most this many bytes of them, all sockets together (each one at most MAX_AUDIO_BYTES).
+    max_recording_bytes: int = 256 * 2**20
 
     def __post_init__(self) -> None:
         users = self.users
@@ -201,7 +204,17 @@ class AppSettings:
             api_token=environ.get("COUNCIL_API_TOKEN") or None,
             api_users=parse_users(environ.get("COUNCIL_API_TOKENS", "")),
             server=ServerSettings.from_env(environ),
+            max_recording_bytes=_bytes(environ, "COUNCIL_MAX_RECORDING_BYTES", 256 * 2**20),
         )
+
+
+def _bytes(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise SettingsError(f"{name} must be a positive number of bytes, got {raw!r}.")
+    return int(raw)
 
 
 def parse_users(raw: str) -> dict[str, str]:

@@ -232,3 +232,31 @@ def test_resuming_from_before_what_the_stream_kept_says_so(settings, chat_path):
         with c.websocket_connect(chat_path(hello, ids[-2])) as ws:  # nothing it needs is gone
             assert ws.receive_json()["type"] == "session"
             assert ws.receive_json()["id"] == ids[-1]
+
+
+def test_recordings_held_by_the_app_are_capped_all_sockets_together(settings, chat_path, flite):
+    """Ten sockets each holding most of a 64 MiB recording took the app to 1 GB: the bytes of
+    open recordings are capped for the whole process, and a recording past the cap is refused."""
+    app = create_app(AppSettings(queues=settings, responder="echo", max_recording_bytes=1_000_000))
+    with TestClient(app) as c, c.websocket_connect(chat_path()) as first, c.websocket_connect(chat_path()) as second:
+        first.receive_json(), second.receive_json()
+        first.send_json({"type": "audio_start", "format": "wav"})
+        second.send_json({"type": "audio_start", "format": "wav"})
+        for _ in range(6):
+            first.send_bytes(b"\0" * 100_000)
+        first.send_json({"type": "ping"})
+        assert first.receive_json()["type"] == "pong"  # the first holds 600 kB: fine
+        for _ in range(6):
+            second.send_bytes(b"\0" * 100_000)
+        error = second.receive_json()
+        assert error["type"] == "error" and error["error"]["code"] == "server_busy"
+        assert "stream the microphone" in error["error"]["message"]
+        # The first ends its recording; its bytes are let go, and the second may record again.
+        first.send_json({"type": "audio_end"})
+        until(first, "turn_done")
+        second.send_json({"type": "audio_start", "format": "wav"})
+        recording = flite("the second one is heard")
+        second.send_bytes(recording)
+        second.send_json({"type": "audio_end"})
+        frames = until(second, "turn_done")
+        assert "second" in next(f for f in frames if f["type"] == "transcript")["payload"]["text"].lower()
