@@ -168,9 +168,9 @@ async def create_batch(request: Request) -> JSONResponse:
                 also=lambda pipe: pipe.set(key, record.model_dump_json(), ex=ttl),
             )
         except BaseException:
-            if jobs:  # their audio, stored for nothing
-                with contextlib.suppress(redis.exceptions.RedisError):
-                    await s.aredis.delete(*[job.audio_key for job in jobs])
+            sizes = {f.job_id: f.size for f in record.files}
+            with contextlib.suppress(redis.exceptions.RedisError):  # their audio, stored for nothing
+                await s.meter.forget_audio(record.owner, {job.audio_key: sizes[job.job_id] for job in jobs})
             raise
     finally:
         await form.close()
@@ -193,7 +193,7 @@ async def _store(
         entry.error = FileError(code=ErrorCode.EMPTY_AUDIO, message=f"{filename} is empty: there is nothing to hear.")
         return entry, None
     session_id = f"batch-{batch_id}"
-    key = await s.blobs.put(session_id, await upload.read())
+    key = await s.meter.store_audio(user, session_id, await upload.read())
     job = TranscriptionJob(
         session_id=session_id,
         job_id=entry.job_id,

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import redis.exceptions
 from pydantic import ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -271,9 +272,10 @@ class ChatSession:
         try:
             await Sessions(self.services.settings.queues, self.services.aredis).touch(self.session_id)
             await run()
-        except REDIS_UNAVAILABLE as exc:
+        except redis.exceptions.RedisError as exc:  # away (queue_unavailable), or full (storage_full)
             error = translate(exc)
-            assert error is not None
+            if error is None:
+                raise
             log.warning("turn refused: %s", exc)
             await self.send(error_frame(error.code, error.message))
 

@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from council import BudgetExceeded
 
+from .meter import QuotaExceeded
 from .protocol import error_frame
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,14 @@ RETRY_AFTER_S = 5
 
 def storage_full(exc: BaseException) -> bool:
     """Whether Redis refused a write because it reached its `maxmemory` (an OOM error)."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return True
     return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("OOM ")
 
 
 def translate(exc: BaseException) -> ApiError | None:
     """The ApiError a lower library's exception stands for; None for one that is a bug (500)."""
-    if isinstance(exc, BudgetExceeded):
+    if isinstance(exc, BudgetExceeded | QuotaExceeded):
         return ApiError(429, exc.code, exc.message)
     if storage_full(exc):
         return ApiError(
@@ -89,11 +92,17 @@ async def unavailable(conn: HTTPConnection, exc: Exception) -> JSONResponse | No
     return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=headers)
 
 
-async def refused(conn: HTTPConnection, exc: Exception) -> JSONResponse:
-    """A budget refused the call (429), or Redis is full (503): said in the one shape."""
+async def refused(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
+    """A budget or quota refused the call (429), or Redis is full (503 storage_full): said in the
+    one shape; on a WebSocket, as an error frame and close code 1013 (try again later)."""
     error = translate(exc)
     if error is None:
         return await server_error(conn, exc)  # type: ignore[arg-type]
+    if isinstance(conn, WebSocket):
+        if conn.application_state is WebSocketState.CONNECTED:
+            await conn.send_json(error_frame(error.code, error.message))
+        await conn.close(code=1013)
+        return None
     headers = {"Retry-After": str(RETRY_AFTER_S * 12)} if error.status == 503 else {}
     return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=headers)
 
@@ -107,6 +116,7 @@ handlers = {
     ApiError: api_error,
     HTTPException: http_error,
     BudgetExceeded: refused,
+    QuotaExceeded: refused,
     redis.exceptions.ResponseError: refused,
     **dict.fromkeys(REDIS_UNAVAILABLE, unavailable),
     Exception: server_error,

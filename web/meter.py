@@ -6,21 +6,73 @@ with `BudgetExceeded` (which says which budget and when it resets) and never enq
 settles the reservation with what the job used; a job that will not run gives its hold back.
 
 The app owns it (`Services.meter`), built from the settings whatever answers turns, so a council,
-the echo responder and REST calls are held to the same limits.
+the echo responder and REST calls are held to the same limits. It also meters the audio users
+store (uploads wait in Redis for a worker): a user may hold at most `blob_quota_bytes` of it, as
+bytes stored in the last blob lifetime, so one user's uploads cannot fill Redis for everyone.
 """
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from council import Budgets, Payer
-from queues import JobClient
+from queues import AsyncBlobStore, JobClient
 from shared_schemas import JobPayload, ListenJob, SynthesisJob, TranscriptionJob
 
 
+class QuotaExceeded(Exception):
+    """A user's stored audio would pass their quota: the message says how much and for how long."""
+
+    code = "audio_quota"
+    retryable = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# KEYS: this hour's and last hour's counters of a user's stored bytes. ARGV: the size, the quota,
+# the counters' life. Counts the bytes in, unless they would pass the quota.
+_STORE = """
+local held = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(redis.call('GET', KEYS[2]) or '0')
+if held + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return held end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return -1
+"""
+
+
 class Meter:
-    def __init__(self, budgets: Budgets, jobs: JobClient) -> None:
+    def __init__(self, budgets: Budgets, jobs: JobClient, blobs: AsyncBlobStore, quota_bytes: int) -> None:
         self.budgets = budgets
         self.jobs = jobs
+        self.blobs = blobs
+        self.quota_bytes = quota_bytes
+        self._store = blobs.connection.register_script(_STORE)
+
+    async def store_audio(self, user: str, session_id: str, data: bytes, suffix: str = "") -> str:
+        """Put a user's audio in the blob store, within their quota; its key."""
+        ttl = self.blobs.settings.blob_ttl_s
+        bucket = int(time.time()) // ttl
+        keys = [f"{self.blobs.settings.key_prefix}:stored:{user}:{b}" for b in (bucket, bucket - 1)]
+        held = await self._store(keys=keys, args=[len(data), self.quota_bytes, 2 * ttl])
+        if int(held) >= 0:
+            raise QuotaExceeded(
+                f"You have stored {int(held) / 2**20:.0f} MiB of audio in the last {ttl // 60} minutes; the limit "
+                f"is {self.quota_bytes / 2**20:.0f} MiB, and this would pass it. Wait for your files to be "
+                "transcribed, or send less at once."
+            )
+        return await self.blobs.put(session_id, data, suffix)
+
+    async def forget_audio(self, user: str, stored: dict[str, int]) -> None:
+        """Audio stored for jobs that were then refused ({key: bytes}): deleted, its quota given back."""
+        if not stored:
+            return
+        bucket = int(time.time()) // self.blobs.settings.blob_ttl_s
+        async with self.blobs.connection.pipeline(transaction=False) as pipe:
+            pipe.delete(*stored)
+            pipe.decrby(f"{self.blobs.settings.key_prefix}:stored:{user}:{bucket}", sum(stored.values()))
+            await pipe.execute()
 
     async def enqueue(self, job: JobPayload, queue: str | None = None, *, audio_bytes: int = 0) -> None:
         """Reserve `job`'s cost from its user's budgets, then enqueue it; raises BudgetExceeded

@@ -92,17 +92,17 @@ class Services:
         else:
             responder = CouncilResponder.from_settings(settings.council, aconn, budgets)
         publisher = AsyncEventPublisher(q, aconn)
-        jobs = JobClient(q, sync, aconn)
+        jobs, blobs = JobClient(q, sync, aconn), AsyncBlobStore(q, aconn)
         services = cls(
             settings=settings,
             redis=sync,
             aredis=aconn,
             hub=EventHub(q, aconn),
             jobs=jobs,
-            blobs=AsyncBlobStore(q, aconn),
+            blobs=blobs,
             publisher=publisher,
             responder=responder,
-            meter=Meter(budgets, jobs),
+            meter=Meter(budgets, jobs, blobs, settings.blob_quota_bytes),
             open_turns=OpenTurns(q, aconn, publisher),
             recordings=Recordings(settings.max_recording_bytes),
         )

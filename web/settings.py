@@ -154,6 +154,8 @@ class AppSettings:
     # Recordings uploaded whole (`audio_start` ... `audio_end`) are held in this process until they
     # end: at most this many bytes of them, all sockets together (each one at most MAX_AUDIO_BYTES).
     max_recording_bytes: int = 256 * 2**20
+    # Audio a user may have stored for the workers (uploads, recordings) within a blob's lifetime.
+    blob_quota_bytes: int = 1024 * 2**20
 
     def __post_init__(self) -> None:
         users = self.users
@@ -205,6 +207,7 @@ class AppSettings:
             api_users=parse_users(environ.get("COUNCIL_API_TOKENS", "")),
             server=ServerSettings.from_env(environ),
             max_recording_bytes=_bytes(environ, "COUNCIL_MAX_RECORDING_BYTES", 256 * 2**20),
+            blob_quota_bytes=_bytes(environ, "COUNCIL_BLOB_QUOTA_BYTES", 1024 * 2**20),
         )
 
 

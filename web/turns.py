@@ -19,6 +19,7 @@ from shared_schemas import AudioFormat, Event, EventType, SynthesisJob, Transcri
 from shared_schemas.text import SentenceBuffer
 
 from . import metrics
+from .meter import QuotaExceeded
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -100,13 +101,13 @@ class TurnRunner:
             raise
         except TurnFailed as failed:
             await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": failed.error})
-        except CouncilError as exc:
+        except (CouncilError, QuotaExceeded) as exc:
             log.warning("turn %s not answered: %s", turn_id, exc.message)
             error = {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
             await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": error})
 
     async def _transcribe(self, turn_id: str, audio: bytes, audio_format: AudioFormat | None, sub: Any) -> str:
-        key = await self.services.blobs.put(self.session_id, audio)
+        key = await self.services.meter.store_audio(self.user, self.session_id, audio)
         job = TranscriptionJob(
             session_id=self.session_id,
             job_id=f"{turn_id}-stt",

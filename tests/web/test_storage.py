@@ -1,0 +1,53 @@
+"""Memory bounds: a user's stored audio has a quota, and a Redis at its `maxmemory` (noeviction)
+makes the app answer 503 storage_full with nothing half-stored, on REST and on the WebSocket."""
+
+import io
+
+import pytest
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+from starlette.testclient import TestClient
+
+from queues import QueueSettings
+from web.app import create_app
+from web.settings import AppSettings
+
+
+def files(flite, n: int) -> list:
+    return [("files", (f"memo-{i}.wav", io.BytesIO(flite(f"memo number {i}")), "audio/wav")) for i in range(n)]
+
+
+def test_a_users_audio_quota_refuses_an_upload_that_would_pass_it(settings, connection, flite, assert_error):
+    size = len(flite("memo number 0"))
+    app = create_app(AppSettings(queues=settings, responder="echo", blob_quota_bytes=int(size * 1.5)))
+    before = set(connection.keys(f"{settings.key_prefix}:blob:*"))
+    with TestClient(app) as client:
+        error = assert_error(client.post("/api/transcriptions", files=files(flite, 2)), 429, "audio_quota")
+        assert "MiB" in error["message"] and "Wait for your files" in error["message"]
+        assert set(connection.keys(f"{settings.key_prefix}:blob:*")) == before  # nothing kept
+        assert client.post("/api/transcriptions", files=files(flite, 1)).status_code == 202  # within it
+
+
+def test_a_full_redis_answers_storage_full_and_nothing_is_half_enqueued(own_redis, flite, chat_path):
+    settings = QueueSettings(redis_url=own_redis.url)
+    conn = redis.Redis.from_url(own_redis.url)
+    conn.config_set("maxmemory-policy", "noeviction")
+    app = create_app(AppSettings(queues=settings, responder="echo"))
+    with TestClient(app) as client:
+        conn.config_set("maxmemory", max(1, conn.info("memory")["used_memory"] - 1024))  # full now
+        response = client.post("/api/transcriptions", files=files(flite, 3))
+        assert response.status_code == 503 and response.json()["error"]["code"] == "storage_full"
+        assert response.headers["Retry-After"]
+        conn.config_set("maxmemory", 0)
+        queued = Queue(settings.batch_queue, connection=conn, serializer=JSONSerializer).count
+        assert queued == 0 and not conn.keys("council:batch:*") and not conn.keys("council:blob:*")
+        # A new WebSocket, with Redis full: told why, and closed with "try again later".
+        conn.config_set("maxmemory", max(1, conn.info("memory")["used_memory"] - 1024))
+        with client.websocket_connect(chat_path()) as ws:
+            frame = ws.receive_json()
+            assert frame["type"] == "error" and frame["error"]["code"] == "storage_full"
+            with pytest.raises(Exception) as closed:
+                ws.receive_json()
+            assert getattr(closed.value, "code", None) == 1013
+        conn.config_set("maxmemory", 0)
