@@ -2,6 +2,7 @@
 makes the app answer 503 storage_full with nothing half-stored, on REST and on the WebSocket."""
 
 import io
+import uuid
 
 import pytest
 import redis
@@ -20,9 +21,12 @@ def files(flite, n: int) -> list:
 
 def test_a_users_audio_quota_refuses_an_upload_that_would_pass_it(settings, connection, flite, assert_error):
     size = len(flite("memo number 0"))
-    app = create_app(AppSettings(queues=settings, responder="echo", blob_quota_bytes=int(size * 1.5)))
+    user, token = f"carol{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    app = create_app(
+        AppSettings(queues=settings, responder="echo", blob_quota_bytes=int(size * 1.5), api_users={user: token})
+    )
     before = set(connection.keys(f"{settings.key_prefix}:blob:*"))
-    with TestClient(app) as client:
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
         error = assert_error(client.post("/api/transcriptions", files=files(flite, 2)), 429, "audio_quota")
         assert "MiB" in error["message"] and "Wait for your files" in error["message"]
         assert set(connection.keys(f"{settings.key_prefix}:blob:*")) == before  # nothing kept
