@@ -33,6 +33,8 @@ async def health_endpoint(request: Request) -> JSONResponse:
     if llm is not None:
         # Reported, not fatal: voice and batch work without an LLM; turns then fail saying why.
         report["llm"] = llm
+    if healthy and (down := await s.llm_down()) is not None:
+        report["status"], report["reason"] = "degraded", down
     return JSONResponse(report, status_code=200 if healthy else 503)
 
 

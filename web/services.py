@@ -73,6 +73,18 @@ class Services:
             self._llm_checked = (now, [status.as_dict() for status in await check()])
         return self._llm_checked[1]
 
+    async def llm_down(self) -> str | None:
+        """What to do, when the council has no language model that answers; None when one does
+        (or no council answers turns: echo)."""
+        statuses = await self.llm_status()
+        if not statuses or any(status["ready"] for status in statuses):
+            return None
+        details = " ".join(str(status["detail"]) for status in statuses)
+        return (
+            f"The council has no language model to answer with: {details} Start it (Ollama: `ollama serve`, then "
+            "`ollama pull llama3.2`), or run Council with COUNCIL_RESPONDER=echo to try the voice path without one."
+        )
+
     async def voices(self) -> dict[str, str]:
         """Voices the running workers speak, as they announced them at start."""
         raw = await self.aredis.hgetall(voices_key(self.settings.queues))

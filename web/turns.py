@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.exceptions
 
-from council import CouncilError, Responder, Step
+from council import CouncilError, LLMUnavailable, Responder, Step
 from queues.logs import log_context
 from shared_schemas import AudioFormat, Event, EventType, SynthesisJob, TranscriptionJob
 from shared_schemas.text import SentenceBuffer
@@ -79,6 +79,16 @@ class TurnRunner:
     ) -> None:
         try:
             async with self.services.hub.subscribe(self.session_id, after=streamed_after) as sub:
+                if (down := await self.services.llm_down()) is not None:
+                    # Refused at once, saying what to do: not three drop-outs and an error, and no
+                    # transcription of a question nobody can answer.
+                    if streamed_after is None:
+                        await self.publish(
+                            turn_id, EventType.TURN_STARTED, {"input": "voice" if audio else "text", "text": text}
+                        )
+                    else:
+                        self._seqs[turn_id] = 1
+                    raise LLMUnavailable(down)
                 if streamed_after is not None:
                     self._seqs[turn_id] = 1  # the listener's turn_started is the turn's first event
                     text = await self._streamed_transcript(turn_id, sub)
@@ -129,9 +139,7 @@ class TurnRunner:
             async with asyncio.timeout(STREAMED_TRANSCRIPT_S):
                 event = await self._until_done(sub, {f"{turn_id}-stt"})
         except TimeoutError:
-            raise TurnFailed(
-                {"code": "worker_lost", "message": TRANSCRIPT_LOST, "retryable": True}
-            ) from None
+            raise TurnFailed({"code": "worker_lost", "message": TRANSCRIPT_LOST, "retryable": True}) from None
         if event.type is EventType.FAILED:
             raise TurnFailed(event.payload)
         return str(event.payload["text"])

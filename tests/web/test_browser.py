@@ -169,3 +169,32 @@ def test_a_sentence_spoken_in_chunks_plays_gaplessly_in_order_and_replays_whole(
     replayed = page.evaluate("window.councilPlayer.turn.timeline.map(e => [e.index, e.chunk])")
     assert replayed == [[0, 0], [0, 1], [0, 2]]
     assert not errors, errors
+
+
+def test_with_no_llm_the_page_says_what_to_do_and_waits(settings, serve, browser):
+    """The first hour without a language model: one notice, in view however far the log scrolls,
+    naming the two ways out, and Send and the microphone off until a model answers."""
+    import dataclasses
+    import socket
+
+    from council import CouncilSettings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
+    council_settings = dataclasses.replace(CouncilSettings(), ollama_base_url=nowhere)
+    with serve(create_app(AppSettings(queues=settings, council=council_settings))) as url:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if "favicon" in m.text else None)
+        page.goto(url)
+        page.wait_for_selector("#banner:not([hidden])", timeout=15000)
+        notice = page.inner_text("#banner")
+        assert "COUNCIL_RESPONDER=echo" in notice and "ollama serve" in notice
+        assert page.is_disabled("#send") and page.is_disabled("#mic")
+        assert page.evaluate("getComputedStyle(document.getElementById('banner')).position") == "sticky"
+        # A long message is counted, not cut: over the limit it stays in the box.
+        page.fill("#text", "word " * 900)
+        assert page.inner_text("#counter") == "4499 / 4000" and page.is_visible("#counter")
+        assert not errors, errors

@@ -95,3 +95,27 @@ def test_with_no_llm_the_turn_fails_saying_what_to_do(settings, closed_port=9):
     assert done["status"] == "failed" and done["error"]["code"] == "llm_unavailable"
     assert f"127.0.0.1:{closed_port}" in done["error"]["message"]
     assert not [f for f in frames if f["type"] == "audio"]
+
+
+def test_with_no_llm_server_a_turn_is_refused_at_once_saying_what_to_do(settings, chat_path):
+    """The default council, and nothing listening where its Ollama should be: one clear notice
+    (start the model, or COUNCIL_RESPONDER=echo), not a drop-out per member; /health says degraded."""
+    import dataclasses
+    import socket
+
+    from council import CouncilSettings
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
+    council_settings = dataclasses.replace(CouncilSettings(), ollama_base_url=nowhere)
+    with TestClient(create_app(AppSettings(queues=settings, council=council_settings))) as client:
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and "COUNCIL_RESPONDER=echo" in health["reason"]
+        with client.websocket_connect(chat_path()) as ws:
+            assert ws.receive_json()["llm"][0]["ready"] is False
+            ws.send_json({"type": "text", "text": "What should we do about the budget?"})
+            frames = frames_until(ws, "turn_done")
+    assert [f["type"] for f in frames] == ["turn_started", "turn_done"]
+    error = frames[-1]["payload"]["error"]
+    assert error["code"] == "llm_unavailable" and "COUNCIL_RESPONDER=echo" in error["message"]

@@ -209,9 +209,11 @@
       case "member_started":
         memberBubble(turn(frame.job_id), p.member);
         break;
-      case "member_dropped":
-        note(`${p.member} dropped out: ${p.reason}`);
+      case "member_dropped": {
+        const el = memberBubble(turn(frame.job_id), p.member).querySelector(".text");
+        if (!el.textContent) el.textContent = `(dropped out: ${p.reason})`;
         break;
+      }
       case "critique": {
         const c = document.createElement("div");
         c.className = "critique";
@@ -297,22 +299,44 @@
     }
   }
 
+  // With no language model the council cannot answer: one notice that stays in view and says what
+  // to do, Send and the microphone off, and a look every 10 s until a model answers.
+  let llmPoll = null;
   function showLLM(statuses) {
-    const down = (statuses || []).filter((s) => !s.ready);
+    const down = (statuses || []).length > 0 && statuses.every((s) => !s.ready);
     const banner = $("banner");
-    banner.hidden = !down.length;
-    banner.textContent = down.length
-      ? "The council's language model is not reachable, so questions cannot be answered yet: " + down.map((s) => s.detail).join(" ")
+    banner.hidden = !down;
+    banner.textContent = down
+      ? "The council has no language model to answer with: " + statuses.map((s) => s.detail).join(" ") +
+        " Start it (Ollama: ollama serve, then ollama pull llama3.2), or run Council with COUNCIL_RESPONDER=echo" +
+        " to try the voice path without one."
       : "";
+    for (const el of [$("send"), micButton]) {
+      if (!("title" in el.dataset)) el.dataset.title = el.title;
+      el.disabled = down;
+      el.title = down ? "No language model answers yet (see the notice above)" : el.dataset.title;
+    }
+    clearInterval(llmPoll);
+    if (down) {
+      llmPoll = setInterval(async () => {
+        const response = await Council.fetch("/health").catch(() => null);
+        if (response && response.ok) showLLM((await response.json()).llm);
+      }, 10000);
+    }
   }
 
   function fillVoices(voices) {
     const names = Object.keys(voices || {});
     const chosen = localStorage.getItem("council.voice") || voiceSelect.value || "joe";
     voiceSelect.replaceChildren(...names.map((name) => new Option(`${name}`, name, false, name === chosen)));
-    voiceSelect.title = voices[voiceSelect.value] || "";
+    voiceNames = voices || {};
+    voiceSelect.title = voiceNames[voiceSelect.value] || "";
   }
-  voiceSelect.addEventListener("change", () => localStorage.setItem("council.voice", voiceSelect.value));
+  let voiceNames = {};
+  voiceSelect.addEventListener("change", () => {
+    localStorage.setItem("council.voice", voiceSelect.value);
+    voiceSelect.title = voiceNames[voiceSelect.value] || "";
+  });
 
   // ---- the connection -------------------------------------------------------------------------
   function setStatus(online, label) {
@@ -363,13 +387,30 @@
   }
 
   // ---- typing ---------------------------------------------------------------------------------
+  const MAX_TEXT = 4000;  // what one turn may be (PROTOCOL.md): counted as it is typed, never cut
+  function countText() {
+    const n = text.value.trim().length;
+    const counter = $("counter");
+    counter.hidden = n < MAX_TEXT * 0.8;
+    counter.textContent = `${n} / ${MAX_TEXT}`;
+    counter.classList.toggle("over", n > MAX_TEXT);
+    $("send").classList.toggle("blocked", n > MAX_TEXT);
+  }
+  text.addEventListener("input", countText);
   $("composer").addEventListener("submit", (e) => {
     e.preventDefault();
     const words = text.value.trim();
     if (!words) return;
+    if (words.length > MAX_TEXT) {
+      note(`That is ${words.length} characters; a message may have ${MAX_TEXT}. Shorten it or send it in parts: it is still in the box.`, "error");
+      return;
+    }
     player.unlock();
     if (player.busy || activeTurn) stopAnswer("new-turn");
-    if (send({ type: "text", text: words, voice: voiceSelect.value || undefined, hear_members: hearMembers() })) text.value = "";
+    if (send({ type: "text", text: words, voice: voiceSelect.value || undefined, hear_members: hearMembers() })) {
+      text.value = "";
+      countText();
+    }
   });
   text.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); }
