@@ -25,6 +25,8 @@ import redis.asyncio
 from queues import AsyncBlobStore, EventHub, JobClient, QueueSettings
 from shared_schemas import EventType, PingJob, TranscriptionJob
 
+from .page import bench_page
+from .stream import bench_stream
 from .turns import bench_turns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,12 +216,15 @@ async def run(args: argparse.Namespace, url: str) -> None:
     settings = QueueSettings.from_env(env)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench-worker.log"
     worker = [args.worker_python, "-m", "voice_worker", "--log-level", "WARNING"]
-    with process(worker, env, ready="worker ready", log=log):
+    with process(worker, env, ready="worker ready", log=log) as worker_proc:
         rq_samples, rate = await bench_rq(settings, args.n, args.warmup)
         stt_samples, clip_s, text = await bench_stt(settings, args.stt_runs)
         question = (Path(os.environ.get("TMPDIR", "/tmp")) / "bench-3s.wav").read_bytes()
         espeak = await bench_turns(settings, ("espeak", "piper"), args.turns, question)  # the default
         piper = await bench_turns(settings, ("piper", "espeak"), args.turns, question)
+        with tempfile.TemporaryDirectory(prefix="council-bench-") as folder:
+            streamed = await bench_stream(settings, args.worker_python, worker_proc.pid, args.turns, Path(folder))
+            page = await asyncio.to_thread(bench_page, settings, args.worker_python, Path(folder))
     from .scaling import bench_scaling  # starts workers of its own, pinned to one core each
 
     scaling = await bench_scaling(settings, files=40)
@@ -245,6 +250,34 @@ async def run(args: argparse.Namespace, url: str) -> None:
     print(f"{'chair voice':40} {'ttfa ms':>10} {'voice turn ms':>14}")
     for name, r in (("max (espeak-ng, the default)", espeak), ("joe (Piper)", piper)):
         print(f"{name:40} {r['ttfa_ms']:10.1f} {r['voice_turn_ms']:14.1f}")
+    solo, cpu = streamed["solo"], streamed["cpu"]
+    print(f"\nstreamed voice, hands-free, {solo['turns']} turns (a client streaming 20 ms frames in real time):")
+    print(
+        f"  last voiced frame sent -> first answer audio received: p50 {solo['voice_response_ms']:.0f} ms, "
+        f"p90 {solo['voice_response_p90_ms']:.0f} ms"
+    )
+    print(
+        f"    of which: speech end -> turn decided {solo['endpoint_ms']:.0f} ms; turn decided -> final transcript "
+        f"{solo['stt_final_ms']:.0f} ms; turn decided -> first audio {solo['first_audio_after_turn_ms']:.0f} ms"
+    )
+    for n, r in streamed["together"].items():
+        print(
+            f"  {n} people speaking at once: p50 {r['voice_response_ms']:.0f} ms, "
+            f"p90 {r['voice_response_p90_ms']:.0f} ms"
+        )
+    print(
+        f"  a silent open microphone costs the worker {cpu['per_silent_mic_pct']:.2f} % of a core "
+        f"(idle worker: {cpu['idle_pct']:.2f} %)"
+    )
+    print(f"  heard: {streamed['heard'][:4]}")
+    if "skipped" in page:
+        print(f"\nin the page: skipped ({page['skipped']})")
+    else:
+        print(
+            f"\nin the page (Chromium, fake microphone): end of speech -> first answer sound p50 "
+            f"{statistics.median(page['first_sound_ms']):.0f} ms over {len(page['first_sound_ms'])} turns; "
+            f"Stop -> silence p50 {statistics.median(page['stop_ms']):.1f} ms over {len(page['stop_ms'])} stops"
+        )
     print(
         f"\nbatch of 40 files on the batch queue, one core per worker: 1 worker "
         f"{scaling['batch_1w_files_per_s']:.2f} files/s, 2 workers {scaling['batch_2w_files_per_s']:.2f} files/s "
@@ -266,8 +299,21 @@ async def run(args: argparse.Namespace, url: str) -> None:
         "ttfa_piper_ms": round(piper["ttfa_ms"], 1),
         "voice_turn_piper_ms": round(piper["voice_turn_ms"], 1),
         "batch_scaling_2w": round(scaling["batch_scaling_2w"], 3),
+        "voice_response_ms": round(solo["voice_response_ms"], 1),
+        "voice_response_p90_ms": round(solo["voice_response_p90_ms"], 1),
+        "endpoint_ms": round(solo["endpoint_ms"], 1),
+        "stt_final_ms": round(solo["stt_final_ms"], 1),
+        "first_audio_after_turn_ms": round(solo["first_audio_after_turn_ms"], 1),
+        "voice_response_2_ms": round(streamed["together"][2]["voice_response_ms"], 1),
+        "voice_response_4_ms": round(streamed["together"][4]["voice_response_ms"], 1),
+        "silent_mic_cpu_pct": round(cpu["per_silent_mic_pct"], 3),
         "n": args.n,
     }
+    if "skipped" not in page:
+        result["page_voice_response_ms"] = round(statistics.median(page["first_sound_ms"]), 1)
+        result["page_voice_response_p90_ms"] = round(percentile(page["first_sound_ms"], 90), 1)
+        result["stop_to_silence_ms"] = round(statistics.median(page["stop_ms"]), 1)
+        result["stop_to_silence_p90_ms"] = round(percentile(page["stop_ms"], 90), 1)
     print(json.dumps(result))
 
 

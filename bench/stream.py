@@ -1,0 +1,243 @@
+"""Streamed voice, measured where the person is: clients stream recorded questions over the chat
+WebSocket in real time, 20 ms frames as the page sends them, hands-free, and time each turn from
+the last voiced frame they sent to the first answer audio they received (binary PCM on the
+socket), with its parts: the end of speech to the turn decided (`turn_started` received), the
+turn decided to its final transcript, the turn decided to the first audio. The app runs in this
+process (uvicorn, a scripted council that answers at once, espeak voices first); the worker and
+Redis are the benchmark's own. Also: the CPU a silent open microphone costs the worker.
+"""
+
+import asyncio
+import io
+import json
+import statistics
+import subprocess
+import threading
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import uvicorn
+import websockets
+
+from queues import QueueSettings
+from web.app import create_app
+from web.settings import AppSettings
+
+from .turns import responder_factory
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAME_S = 0.02
+FRAME_BYTES = 640
+# Short factual questions: the router sends them to one fast member, as a voice assistant would.
+QUESTIONS = (
+    "What is the capital of France?",
+    "What time does the library open on Sundays?",
+    "How far is it from Paris to Berlin?",
+    "Who wrote the novel Pride and Prejudice?",
+)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def speak(text: str, worker_python: str, folder: Path) -> bytes:
+    """16 kHz PCM16 of `text` in Piper's voice, trimmed to its voiced part."""
+    path = folder / f"q-{abs(hash(text))}.wav"
+    subprocess.run(
+        [worker_python, "-m", "voice_worker.say", text, "--out", str(path), "--rate", "16000"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    with wave.open(io.BytesIO(path.read_bytes())) as w:
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    voiced = np.nonzero(np.abs(samples) > 300)[0]
+    return samples[voiced[0] : voiced[-1] + 1].tobytes()
+
+
+@dataclass
+class Turn:
+    speech_end: float  # perf_counter() when the frame holding the last voiced sample was sent
+    decided: float | None = None
+    transcript: float | None = None
+    first_audio: float | None = None
+    text: str = ""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Speaker:
+    """One person, hands-free: streams questions and silence in real time, notes what comes back."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.turns: list[Turn] = []
+        self.stream_id: str | None = None
+        self._listening = asyncio.Event()
+        self._sent = 0
+        self._start = 0.0
+
+    async def run(self, questions: list[bytes], pause_s: float) -> list[Turn]:
+        async with websockets.connect(self.url, max_size=None) as ws:
+            json.loads(await ws.recv())  # the session
+            await ws.send(json.dumps({"type": "listen", "mode": "hands_free", "voice": "max"}))
+            reader = asyncio.create_task(self._read(ws))
+            self._start = time.perf_counter()
+            await self._send(ws, bytes(FRAME_BYTES * 10))
+            await asyncio.wait_for(self._listening.wait(), 30)
+            for question in questions:
+                turn = Turn(speech_end=0.0)
+                self.turns.append(turn)
+                await self._send(ws, bytes(FRAME_BYTES * 25) + question, mark=turn)
+                # Silence (as a page sends it) until the answer's turn is over, then a pause.
+                while not turn.done.is_set():
+                    await self._send(ws, bytes(FRAME_BYTES * 5))
+                    if time.perf_counter() - turn.speech_end > 30:
+                        raise RuntimeError("a turn took over 30 s")
+                await self._send(ws, bytes(int(FRAME_BYTES * pause_s / FRAME_S)))
+            await ws.send(json.dumps({"type": "listen_end"}))
+            reader.cancel()
+        return self.turns
+
+    async def _send(self, ws, pcm: bytes, mark: Turn | None = None) -> None:
+        """In real time: each 20 ms frame when its moment comes."""
+        for i in range(0, len(pcm), FRAME_BYTES):
+            due = self._start + self._sent * FRAME_S
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            await ws.send(pcm[i : i + FRAME_BYTES])
+            self._sent += 1
+        if mark is not None:
+            mark.speech_end = time.perf_counter()
+
+    async def _read(self, ws) -> None:
+        current: Turn | None = None
+        turn_id = None
+        async for message in ws:
+            now = time.perf_counter()
+            if isinstance(message, bytes):
+                if current is not None and current.first_audio is None:
+                    current.first_audio = now
+                continue
+            frame = json.loads(message)
+            kind, payload = frame.get("type"), frame.get("payload") or {}
+            if kind == "mic":
+                self.stream_id = frame["stream_id"]
+            elif kind == "listening":
+                self._listening.set()
+            elif kind == "turn_started" and payload.get("stream_id") == self.stream_id and self.turns:
+                current, turn_id = self.turns[-1], frame["job_id"]
+                current.decided = now
+            elif kind == "transcript" and current is not None and frame["job_id"] == f"{turn_id}-stt":
+                current.transcript, current.text = now, payload.get("text", "")
+            elif kind == "turn_done" and current is not None and frame["job_id"] == turn_id:
+                current.done.set()
+                current = None
+
+
+def serve(settings: QueueSettings) -> tuple[str, uvicorn.Server, threading.Thread]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(AppSettings(queues=settings), make_responder=responder_factory(("espeak", "piper")))
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", ws_max_size=2**20))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the app did not start")
+        time.sleep(0.05)
+    return f"ws://127.0.0.1:{port}/ws/chat?audio=pcm16", server, thread
+
+
+def figures(turns: list[Turn]) -> dict[str, float]:
+    ok = [t for t in turns if t.decided and t.transcript and t.first_audio]
+    if len(ok) < len(turns):
+        raise RuntimeError(f"{len(turns) - len(ok)} of {len(turns)} turns missed a part")
+    ms = lambda a, b: [(getattr(t, b) - getattr(t, a)) * 1000 for t in ok]  # noqa: E731
+    response = ms("speech_end", "first_audio")
+    return {
+        "voice_response_ms": statistics.median(response),
+        "voice_response_p90_ms": percentile(response, 90),
+        "endpoint_ms": statistics.median(ms("speech_end", "decided")),
+        "stt_final_ms": statistics.median(ms("decided", "transcript")),
+        "first_audio_after_turn_ms": statistics.median(ms("decided", "first_audio")),
+        "turns": len(ok),
+    }
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its children that are still running (the supervisor's worker)."""
+    total = 0.0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / 100  # utime, stime in clock ticks
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+async def silent_cpu(url: str, worker_pid: int, sessions: int, seconds: float) -> dict[str, float]:
+    """Worker CPU, in % of one core, for each silent open microphone (less the idle worker's). The
+    microphones hear a quiet room (white noise at -55 dBFS), not digital zeros, so the VAD runs."""
+    rng = np.random.default_rng(3)
+    room = (rng.standard_normal(16000 * 2) * 32768 * 10 ** (-55 / 20)).astype("<i2").tobytes()
+    before = cpu_s(worker_pid)
+    await asyncio.sleep(seconds)
+    idle = (cpu_s(worker_pid) - before) / seconds
+
+    async def silent() -> None:
+        async with websockets.connect(url) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "listen"}))
+            start, sent = time.perf_counter(), 0
+            while time.perf_counter() - start < seconds + 3:
+                await asyncio.sleep(max(0.0, start + sent * FRAME_S - time.perf_counter()))
+                at = (sent * FRAME_BYTES) % (len(room) - FRAME_BYTES)
+                await ws.send(room[at : at + FRAME_BYTES])
+                sent += 1
+            await ws.send(json.dumps({"type": "listen_end"}))
+
+    tasks = [asyncio.create_task(silent()) for _ in range(sessions)]
+    await asyncio.sleep(3)  # claimed and listening
+    before = cpu_s(worker_pid)
+    await asyncio.sleep(seconds)
+    busy = (cpu_s(worker_pid) - before) / seconds
+    await asyncio.gather(*tasks)
+    return {"idle_pct": idle * 100, "per_silent_mic_pct": max(0.0, busy - idle) / sessions * 100}
+
+
+async def bench_stream(settings: QueueSettings, worker_python: str, worker_pid: int, turns: int, folder: Path) -> dict:
+    questions = [speak(q, worker_python, folder) for q in QUESTIONS]
+    url, server, thread = serve(settings)
+    try:
+        one = Speaker(url)
+        await one.run([questions[0]], 1.0)  # warm up
+        one = Speaker(url)
+        solo = figures(await one.run([questions[i % len(questions)] for i in range(turns)], 1.0))
+        together = {}
+        for n in (2, 4):
+            speakers = [Speaker(url) for _ in range(n)]
+            per = max(3, turns // n)
+            runs = [
+                s.run([questions[(i + k) % len(questions)] for i in range(per)], 1.0) for k, s in enumerate(speakers)
+            ]
+            together[n] = figures([t for got in await asyncio.gather(*runs) for t in got])
+        cpu = await silent_cpu(url, worker_pid, sessions=4, seconds=10)
+        heard = [t.text for t in one.turns]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    return {"solo": solo, "together": together, "cpu": cpu, "heard": heard}
