@@ -26,6 +26,12 @@ class GuardedJob(Job):
 
     @property
     def func(self) -> Any:
+        if self.repeats_left:
+            # The lean worker's finish path does not schedule repeats (lean.py): say so, not drop it.
+            raise VoiceError(
+                ErrorCode.INVALID_PAYLOAD,
+                "Council's workers do not repeat jobs (RQ's Repeat): enqueue each run as its own job.",
+            )
         if self.func_name not in self.allowed or self.instance is not None:
             served = ", ".join(sorted(self.allowed))
             raise VoiceError(

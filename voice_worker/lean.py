@@ -16,6 +16,8 @@ What it gives up, on purpose:
 - job dependencies (`depends_on`): a finished job does not release dependents. Council never
   enqueues with dependencies; `JobClient` has no way to ask for them.
 - rate-limited jobs (RQ's `rate_limit`): their slot is not released. Council does not use them.
+- repeated jobs (RQ's `Repeat`): a finished job is not scheduled again (`Repeat.schedule`); the
+  guarded job class refuses a job with repeats as `invalid_payload` rather than drop them.
 - the idle heartbeat and the `rq suspend` check run every few seconds, not before every job.
 """
 

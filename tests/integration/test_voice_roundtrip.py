@@ -4,13 +4,14 @@ import asyncio
 import io
 import re
 import struct
+import time
 import uuid
 import wave
 
 import numpy as np
 import pytest
 
-from queues import AsyncBlobStore, EventHub, JobClient, ajob_status, job_status
+from queues import AsyncBlobStore, EventHub, JobClient, ajob_status, areplay, job_status
 from shared_schemas import MAX_TEXT_CHARS, EventType, PingJob, SynthesisJob, TranscriptionJob
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -191,9 +192,14 @@ def test_events_missed_while_disconnected_arrive_on_reconnect_in_order(settings,
         ids = [f"{session_id}-{i}" for i in range(1, 6)]
         for job_id in ids:
             await client.aenqueue(SynthesisJob(session_id=session_id, job_id=job_id, text="One. Two.", voice="iris"))
-        await asyncio.sleep(0.5)
+        # Until all ten are stored: then every one of them comes from the replay, none live.
+        deadline = time.monotonic() + 60
+        while len(await areplay(conn, settings, session_id, first.id)) < 10:
+            assert time.monotonic() < deadline, "the worker did not run the jobs"
+            await asyncio.sleep(0.05)
         async with hub.subscribe(session_id, after=first.id) as sub:
             got = [await sub.get(timeout=30) for _ in range(10)]
+            assert not any(sub.live(e) for e in got)
         await hub.close()
         await conn.aclose()
         return got

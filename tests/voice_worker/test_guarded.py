@@ -64,3 +64,15 @@ def test_extra_functions_come_from_the_environment():
     settings = WorkerSettings.from_env({"WORKER_EXTRA_FUNCTIONS": " os.getpid, mypkg.jobs.clean ,"})
     assert settings.extra_functions == ("os.getpid", "mypkg.jobs.clean")
     assert WorkerSettings.from_env({}).extra_functions == ()
+
+
+def test_a_job_with_repeats_is_refused_saying_so_not_silently_run_once(own_queues, connection):
+    from rq import Repeat
+
+    session = f"guard-{uuid.uuid4().hex[:8]}"
+    queue = Queue(own_queues.realtime_queue, connection=connection, serializer=JSONSerializer)
+    job = queue.enqueue("voice_worker.jobs.ping", {"session_id": session, "job_id": "x"}, repeat=Repeat(times=3),
+                        meta={"session_id": session})  # fmt: skip
+    run_burst(own_queues, connection)
+    (refused,) = [e for e in replay(connection, own_queues, session) if e.job_id == job.id]
+    assert refused.type is EventType.FAILED and "do not repeat jobs" in refused.payload["message"]
