@@ -38,12 +38,16 @@ class CouncilResponder:
         redis_client: redis.asyncio.Redis,
         mirror: Mirror | None = None,
         budgets: Budgets | None = None,
+        servers: bool = False,
     ) -> None:
+        """`servers`: the models were built from the members file's providers (`from_settings`), so
+        `check` asks their servers; models given otherwise (a scripted model) have none to ask."""
         missing = [m.name for m in council.everyone if m.name not in models]
         if missing:
             raise ConfigError(f"no chat model for {', '.join(missing)}")
         self.settings = settings
         self.council = council
+        self.servers = servers
         self.memory = Memory(redis_client, settings, mirror)
         self.signals = Signals(redis_client, settings)
         ledger = AsyncLedger(redis_client, settings.key_prefix)
@@ -64,11 +68,12 @@ class CouncilResponder:
             from .tigergraph import TigerGraphMirror
 
             mirror = TigerGraphMirror(settings)
-        return cls(settings, council, providers.build_all(council, settings), redis_client, mirror, budgets)
+        models = providers.build_all(council, settings)
+        return cls(settings, council, models, redis_client, mirror, budgets, servers=True)
 
     async def check(self) -> list[providers.ProviderStatus]:
         """Whether each configured LLM server answers, and has the members' models."""
-        return await providers.check(self.council, self.settings)
+        return await providers.check(self.council, self.settings) if self.servers else []
 
     async def answer(
         self,

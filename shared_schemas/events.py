@@ -24,6 +24,7 @@ class EventType(StrEnum):
     LISTEN_DONE = "listen_done"  # the stream is over: closed, abandoned, or its worker stopped
     # From the app, about one turn of the conversation (`job_id` is the turn id).
     TURN_STARTED = "turn_started"
+    JOINED = "joined"  # a spoken turn answers the one it interrupted too: the whole question
     ROUTED = "routed"  # the router's decision: fast single answer, or the whole council
     MEMBER_STARTED = "member_started"
     MEMBER_DONE = "member_done"

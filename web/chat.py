@@ -87,6 +87,7 @@ class ChatSession:
         self.listening: Listen | None = None
         self.streams: set[str] = set()  # the microphone streams this connection opened
         self.stopped: set[str] = set()  # turns whose sound the person stopped: no more clips go out
+        self.played: set[str] = set()  # turns the page has played some of
         self.voice = DEFAULT_VOICE
         # Whether live clips also go out as binary PCM frames (the client asked: `?audio=pcm16`).
         self.pcm = ws.query_params.get("audio") == "pcm16"
@@ -128,7 +129,11 @@ class ChatSession:
         if event.type is EventType.TURN_STARTED:
             options = self.listening
             voice, hear_members = (options.voice, options.hear_members) if options else (None, None)
-            self.start_turn(voice, hear_members, turn_id=event.job_id, streamed_after=event.id)
+            # The person went on before any of the last answer was heard (a pause taken for the
+            # end of a turn): the new turn answers both, as one question.
+            running = self.turn is not None and not self.turn.done() and self.turn_id not in self.played
+            joined = self.runner.questions.get(self.turn_id or "") if running else None
+            self.start_turn(voice, hear_members, turn_id=event.job_id, streamed_after=event.id, joined=joined)
         elif event.terminal and self.mic is not None and event.job_id == self.mic.stream_id:
             self.mic_closed()  # listen_done, or failed: the page opens a new one
 
@@ -183,6 +188,7 @@ class ChatSession:
                 self.mic_closed()
                 await mic.close()
             case Played():
+                self.played.add(frame.turn_id)
                 await self.playback.save(frame)
             case Interrupt():
                 await self.interrupt(frame.heard)

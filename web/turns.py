@@ -38,6 +38,7 @@ class TurnRunner:
         self._seqs: dict[str, int] = {}
         # perf_counter() when each turn's first sentence went to be spoken (for time to first audio).
         self.first_sentence_at: dict[str, float] = {}
+        self.questions: dict[str, str] = {}  # what each turn asked (typed, or as transcribed)
 
     async def publish(self, turn_id: str, type_: EventType, payload: dict[str, Any]) -> Event:
         seq = self._seqs.get(turn_id, 0)
@@ -54,16 +55,19 @@ class TurnRunner:
         audio_format: AudioFormat | None = None,
         hear_members: bool | None = None,
         streamed_after: str | None = None,
+        joined: str | None = None,
     ) -> None:
         """Run a turn to its end; on cancellation, cancel its queued speech and say so. The turn is
         recorded as open while it runs, so that it still ends if this process dies (open_turns.py).
 
         `streamed_after`: the turn was spoken into a streamed microphone, and a listener decided it
-        ended: its `turn_started` is that event, and its transcript follows it in the stream."""
+        ended: its `turn_started` is that event, and its transcript follows it in the stream.
+        `joined`: what the turn it interrupted asked, before any of its answer was heard: this
+        turn answers both (the person had only paused)."""
         with log_context(session_id=self.session_id, job_id=turn_id):
             await self.services.open_turns.opened(turn_id, self.session_id)
             try:
-                await self._run(turn_id, voice, text, audio, audio_format, hear_members, streamed_after)
+                await self._run(turn_id, voice, text, audio, audio_format, hear_members, streamed_after, joined)
             finally:
                 await asyncio.shield(self.services.open_turns.closed(turn_id))
 
@@ -76,6 +80,7 @@ class TurnRunner:
         audio_format: AudioFormat | None,
         hear_members: bool | None,
         streamed_after: str | None = None,
+        joined: str | None = None,
     ) -> None:
         try:
             async with self.services.hub.subscribe(self.session_id, after=streamed_after) as sub:
@@ -101,6 +106,10 @@ class TurnRunner:
                 if not text or not text.strip():
                     await self.publish(turn_id, EventType.TURN_DONE, {"status": "empty"})
                     return
+                if joined:
+                    text = f"{joined} {text}"
+                    await self.publish(turn_id, EventType.JOINED, {"text": text})
+                self.questions[turn_id] = text
                 unspoken = await self._answer(turn_id, text, voice, hear_members, sub)
                 done: dict[str, Any] = {"status": "done"}
                 if unspoken:  # answered, but some of it could not be spoken: say so, and why

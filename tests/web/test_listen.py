@@ -167,3 +167,35 @@ def test_a_client_that_vanishes_mid_stream_leaves_nothing_running(client, chat_p
     while connection.exists(stream_key) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not connection.exists(stream_key) and not connection.exists(f"{stream_key}:lease")
+
+
+def test_speaking_on_before_the_answer_is_heard_joins_the_two_into_one_question(settings, chat_path, piper_speech):
+    """A pause taken for the end of a turn: the person goes on while the council still thinks.
+    The first turn is dropped, and the next answers both parts as one question."""
+    from council import CouncilResponder, CouncilSettings
+    from council.members import load
+    from council.scripted import Scripted
+    from council.settings import DEFAULT_MEMBERS_FILE
+
+    members = load(DEFAULT_MEMBERS_FILE)
+    models = {m.name: Scripted(script=["Here is what I know."], delay=3.0) for m in members.everyone}
+    council_settings = CouncilSettings(critique=False)
+    app = create_app(
+        AppSettings(queues=settings),
+        make_responder=lambda aredis: CouncilResponder(council_settings, members, models, aredis),
+    )
+    first, second = pcm(piper_speech("What is the weather like?")), pcm(piper_speech("In Paris tomorrow?"))
+    with TestClient(app) as c, c.websocket_connect(chat_path()) as ws:
+        receive(ws)
+        ws.send_json({"type": "listen"})
+        # A pause long enough to end the turn whatever the turn model thinks (1.5 s), and short
+        # enough that the council (3 s to answer) has not been heard yet.
+        stream(ws, silence(0.3) + first + silence(1.8) + second + silence(2.0))
+        frames = until(ws, "joined", limit=60)
+        joined = frames[-1]
+        frames += until(ws, "turn_done")
+    started = [f for f in frames if f["type"] == "turn_started"]
+    assert len(started) == 2 and joined["job_id"] == started[1]["job_id"]
+    assert "weather" in joined["payload"]["text"].lower() and "tomorrow" in joined["payload"]["text"].lower()
+    cancelled = [f for f in frames if f["type"] == "turn_cancelled"]
+    assert cancelled and cancelled[0]["job_id"] == started[0]["job_id"]

@@ -234,6 +234,11 @@
         updateStop();
         break;
       }
+      case "joined": {
+        const t = turns.get(frame.job_id);
+        if (t && t.user) t.user.title = "Answered together with what you said before: " + p.text;
+        break;
+      }
       case "transcript": {
         const t = turns.get(frame.job_id.replace(/-stt$/, ""));
         if (t && t.user) {
