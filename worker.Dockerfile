@@ -38,8 +38,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3.11 -m venv /opt/venv
-# torch from the PyTorch CUDA index first; `pip install .[worker]` then keeps it (2.13.0+cu128
-# satisfies the project's torch==2.13.0). torchaudio's last release is 2.11: where it matches
+# torch from the PyTorch CUDA index first; `pip install .[worker,gpu]` then keeps it (2.13.0+cu128
+# satisfies the project's torch==2.13.0). The image resolves from pyproject.toml's specs, not from
+# requirements/*.lock: those lock the CPU build of torch for the development environments. torchaudio's last release is 2.11: where it matches
 # torch's minor version it comes from the same index as a CUDA pair; otherwise (torch 2.13) only
 # its pure-Python part is kept, which is all coqui-tts needs to import (the worker decodes audio
 # with soundfile and ffmpeg), exactly as the Makefile does for the development venv.
@@ -61,10 +62,11 @@ COPY shared_schemas shared_schemas
 COPY queues queues
 COPY voice_worker voice_worker
 # The project itself (DL3013: its pins live in pyproject.toml), non-editable: the source tree
-# stays out of the image. The worker extra already holds coqui-tts, six and nemo-toolkit[asr];
-# they are named again, pinned, so that the image says what it carries.
+# stays out of the image. The worker extra is the CPU engines; the gpu extra adds Coqui TTS and
+# NeMo (coqui-tts, six, transformers, nemo-toolkit[asr]), named again here, pinned, so that the
+# image says what it carries.
 # hadolint ignore=DL3013
-RUN pip install ".[worker]" "coqui-tts==0.28.0" "nemo-toolkit[asr]==3.0.0" \
+RUN pip install ".[worker,gpu]" "coqui-tts==0.28.0" "nemo-toolkit[asr]==3.0.0" \
  && pip check \
  && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 

