@@ -4,6 +4,7 @@
   python -m queues speak "Hello there. How are you?" --voice max --out hello.wav
   python -m queues speak "Hello." --out - | aplay     the WAV on stdout
   python -m queues voices                             the voices the running workers speak
+  python -m queues cancel BATCH_ID                    cancel a batch of /api/transcriptions (or job ids)
 
 Transcripts go to stdout as `PATH: text`, in the order the files were named; progress,
 skipped files and failures go to stderr. `speak` needs --out: it never picks a file name for
@@ -16,6 +17,7 @@ usage error, Redis unreachable).
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import sys
@@ -173,6 +175,37 @@ async def speak(settings: QueueSettings, text: str, voice: str, out: Path | None
     return 0
 
 
+def cancel(settings: QueueSettings, ids: list[str]) -> int:
+    """Cancel each batch (every file of the record web/batch.py keeps at `PREFIX:batch:ID`) or job:
+    a waiting one at once, a running transcription at the end of the piece it is on."""
+    connection = settings.connect()
+    client = JobClient(settings, connection)
+    missing = 0
+    for ident in ids:
+        raw = connection.get(f"{settings.key_prefix}:batch:{ident}")
+        if raw is not None:
+            jobs = [f["job_id"] for f in json.loads(raw)["files"] if not f.get("error")]
+        else:
+            jobs = [ident]
+        for job_id in jobs:
+            outcome = client.stop(job_id)
+            if outcome == "unknown" and raw is None:
+                missing += 1
+            print(f"{job_id}\t{_OUTCOMES[outcome]}", flush=True)
+    connection.close()
+    if missing:
+        _err(f"{missing} of the ids named no batch and no job (expired, or mistyped)")
+    return 1 if missing else 0
+
+
+_OUTCOMES = {
+    "canceled": "canceled (it was waiting: it will not run)",
+    "stopping": "stopping (running: it stops at the end of its current piece)",
+    "ended": "already ended",
+    "unknown": "unknown (no such job, or it expired)",
+}
+
+
 def _probe(settings: QueueSettings) -> redis.Redis:
     """A client that fails fast, for questions asked before any work (help, checks)."""
     return redis.Redis.from_url(
@@ -240,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=raw, add_help=False)
     parser.add_argument("-h", "--help", action=_HelpWithVoices)
     _add_timeout(parser, 600.0)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{transcribe,speak,voices}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{transcribe,speak,voices,cancel}")
     t = commands.add_parser(
         "transcribe",
         help="transcribe audio files and folders",
@@ -263,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--voice", default="max", help="a voice the workers speak (default: %(default)s)")
     s.add_argument("--out", required=True, metavar="FILE.wav", help="where to write the WAV; - for stdout")
     commands.add_parser("voices", help="list the voices the running workers speak")
+    c = commands.add_parser(
+        "cancel",
+        help="cancel batches of /api/transcriptions, or jobs",
+        description="Cancel each batch (its files) or job: a waiting one at once; a running transcription "
+        "stops at the end of the piece it is on (at most 30 s of audio) and its status says canceled.",
+    )
+    c.add_argument("ids", nargs="+", metavar="BATCH_OR_JOB_ID")
     # Here too, so that options go after the command as well; SUPPRESS keeps a value given before it.
     for sub in (t, s):
         _add_timeout(sub, argparse.SUPPRESS)
@@ -333,6 +373,9 @@ def run(args: argparse.Namespace, settings: QueueSettings) -> int:
         for name, about in voices.items():
             print(f"{name}\t{about}")
         return 0
+    if args.command == "cancel":
+        check_redis(settings)
+        return cancel(settings, args.ids)
     if args.command == "speak":
         text, voice, out = check_text(args.text), check_voice(args.voice), check_out(args.out)
         check_redis(settings)

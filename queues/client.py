@@ -2,7 +2,9 @@
 
 Without a queue named, a sentence of a turn (a synthesis job with a `turn_id`) goes to the
 `speech` queue, which workers serve first, and everything else to `realtime`. Each enqueue also
-drops a token in the wake list that idle workers block on.
+drops a token in the wake list that idle workers block on, and puts the job in its user's lane so
+that workers take users in turn (`fair.py`); a user or session with as many jobs waiting as it may
+is refused with `RateLimited` before anything is written.
 
 RQ builds every job (its hash, status, queue push) into a pipeline; the async path replays that
 pipeline on an asyncio connection, so the event loop never blocks and an enqueue costs one round
@@ -11,18 +13,19 @@ trip, while the keys written are exactly RQ's own.
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 import redis.asyncio
 from rq import Queue, Retry
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from shared_schemas import Event, JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
 
 from . import functions
+from .fair import UNLANE, FairShare, owner_of
 from .settings import QueueSettings
 
 if TYPE_CHECKING:
@@ -32,6 +35,10 @@ if TYPE_CHECKING:
 LISTEN_TIMEOUT_S = 24 * 3600
 # Tokens kept in the wake list: enough to wake every idle worker of a large pool at once.
 WAKE_TOKENS = 256
+# What `stop` did: the job will not run; it runs and stops at the end of its piece (a job not worked
+# in pieces finishes); it had already ended; there is no such job.
+StopOutcome = Literal["canceled", "stopping", "ended", "unknown"]
+_WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 class JobClient:
@@ -45,6 +52,7 @@ class JobClient:
         self.connection = connection if connection is not None else settings.connect()
         self._aconnection = aconnection
         self._queues: dict[str, Queue] = {}
+        self.fair = FairShare(settings)
 
     @property
     def aconnection(self) -> redis.asyncio.Redis:
@@ -63,6 +71,10 @@ class JobClient:
         return queue
 
     def enqueue(self, payload: JobPayload, queue: str | None = None) -> Job:
+        """Raises RateLimited (nothing enqueued) when its user or session has all the jobs waiting it may."""
+        asked = self.fair.asks([(payload, queue or self.default_queue(payload))])
+        if asked:
+            self.fair.check(asked, self.connection.mget([key for key, *_ in asked]))
         pipe = self.connection.pipeline()
         job = self._build(payload, queue, pipe)
         pipe.execute()
@@ -72,6 +84,7 @@ class JobClient:
         name = queue or self.default_queue(payload)
         if name not in self._queues:
             await asyncio.to_thread(self.queue, name)
+        await self._admit([payload], queue)
         recorded = self.connection.pipeline()
         job = self._build(payload, name, recorded)
         async with self.aconnection.pipeline() as pipe:
@@ -88,6 +101,7 @@ class JobClient:
         names = {queue or self.default_queue(p) for p in payloads}
         for name in names - set(self._queues):
             await asyncio.to_thread(self.queue, name)
+        await self._admit(payloads, queue)
         recorded = self.connection.pipeline()
         for payload in payloads:
             self._build(payload, queue, recorded)
@@ -97,6 +111,14 @@ class JobClient:
             for args, options in recorded.command_stack:
                 pipe.execute_command(*args, **options)
             await pipe.execute()
+
+    async def _admit(self, payloads: Sequence[JobPayload], queue: str | None) -> None:
+        """Raise RateLimited when a user or session would have more jobs waiting than it may. A read
+        before the enqueue (one round trip): enqueues at the same instant may each pass, and
+        overshoot the limit by a few."""
+        asked = self.fair.asks([(p, queue or self.default_queue(p)) for p in payloads])
+        if asked:
+            self.fair.check(asked, await self.aconnection.mget([key for key, *_ in asked]))
 
     def default_queue(self, payload: JobPayload) -> str:
         if isinstance(payload, ListenJob):
@@ -121,6 +143,7 @@ class JobClient:
             pipeline=pipe,
         )
         if not isinstance(payload, ListenJob):  # listeners block on their queue itself
+            self.fair.lane(pipe, target.name, job.id, *owner_of(payload))
             pipe.rpush(self.settings.wake_key, 1)
             pipe.ltrim(self.settings.wake_key, -WAKE_TOKENS, -1)
         return job
@@ -166,13 +189,40 @@ class JobClient:
             job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
         except NoSuchJobError:
             return False
+        return self._cancel_waiting(job)
+
+    def _cancel_waiting(self, job: Job) -> bool:
         if job.get_status() != "queued":
             return False
         try:
             job.cancel()
         except InvalidJobOperation:  # started or finished since we looked
             return False
+        args = self.fair.unlane_args(job.origin, job.id)
+        if args is not None:
+            self.connection.eval(UNLANE, 0, *args)
         return True
 
     async def acancel(self, job_id: str) -> bool:
         return await asyncio.to_thread(self.cancel, job_id)
+
+    def stop(self, job_id: str) -> StopOutcome:
+        """Cancel a job wherever it is. A waiting one is cancelled at once; a running one is asked
+        to stop: a transcription worked in pieces stops at the end of the piece it is on and ends
+        `canceled`, anything else finishes. What happened (see StopOutcome)."""
+        try:
+            job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return "unknown"
+        # Asked first: a worker that takes the job while we cancel it stops it at its first piece.
+        ttl = self.settings.blob_ttl_s + self.settings.transcribe_timeout_s
+        self.connection.set(self.settings.cancel_key(job_id), 1, ex=ttl)
+        if job.get_status(refresh=False) in _WAITING and self._cancel_waiting(job):
+            return "canceled"
+        if job.get_status() == JobStatus.STARTED:
+            return "stopping"
+        self.connection.delete(self.settings.cancel_key(job_id))
+        return "ended"
+
+    async def astop(self, job_id: str) -> StopOutcome:
+        return await asyncio.to_thread(self.stop, job_id)

@@ -73,6 +73,13 @@ class QueueSettings:
     transcribe_timeout_s: int = 600
     synthesize_timeout_s: int = 60
     retries: int = 2
+    # Fair share (queues/fair.py): jobs one user, or one session, may have waiting in the job queues
+    # at once (more are refused: RateLimited, HTTP 429), and running at once (more wait their turn
+    # while others' jobs run). 0: no limit.
+    max_queued_per_user: int = 1000
+    max_queued_per_session: int = 500
+    max_running_per_user: int = 0
+    max_running_per_session: int = 0
     # Prefix for every key this project owns (RQ keeps its own `rq:` keys).
     key_prefix: str = "council"
 
@@ -101,6 +108,10 @@ class QueueSettings:
 
     def check(self) -> None:
         """Raise SettingsError, naming the variable, for a Redis setting that cannot work."""
+        limits = ("max_queued_per_user", "max_queued_per_session", "max_running_per_user", "max_running_per_session")
+        for name in limits:
+            if getattr(self, name) < 0:
+                raise SettingsError(f"COUNCIL_{name.upper()} must be 0 (no limit) or more")
         url = self.redis_url
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(
@@ -208,6 +219,11 @@ class QueueSettings:
     def wake_key(self) -> str:
         """One token per job enqueued: what idle workers block on (see voice_worker/inflight.py)."""
         return f"{self.key_prefix}:wake"
+
+    def cancel_key(self, job_id: str) -> str:
+        """Set while someone asks a running job to stop: a job worked in pieces stops at the end of
+        the piece it is on (see voice_worker/transcription.py)."""
+        return f"{self.key_prefix}:cancel:{job_id}"
 
     def connect(self) -> redis.Redis:
         """A blocking client (RQ needs one that returns bytes)."""

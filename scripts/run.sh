@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# `make run`: a Redis (started if none answers), one voice worker (Python 3.11) and the app
-# (Python 3.13) on http://127.0.0.1:8000. Ctrl-C stops both.
+# `make run`: a Redis (started if none answers), a voice worker (Python 3.11), a second one that
+# serves only conversations (the speech and realtime queues: whatever batch files the first is on,
+# a turn finds a worker free; REALTIME_WORKERS=0 starts none, 2 starts two), and the app
+# (Python 3.13) on http://127.0.0.1:8000. Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export COUNCIL_REDIS_URL=${COUNCIL_REDIS_URL:-redis://127.0.0.1:6379/0}
 HOST=${COUNCIL_HOST:-127.0.0.1}
 PORT=${COUNCIL_PORT:-8000}
+REALTIME_WORKERS=${REALTIME_WORKERS:-1}
 # The app answers only the host names it knows (COUNCIL_ALLOWED_HOSTS): ask by a loopback one
 # when it listens on every interface (which it does only with a token, or COUNCIL_ALLOW_OPEN=1).
 case "$HOST" in 0.0.0.0|::|"[::]") LOCAL=127.0.0.1 ;; *) LOCAL=$HOST ;; esac
@@ -23,6 +26,10 @@ trap stop INT TERM EXIT
 
 .venv-worker/bin/python -m voice_worker &
 pids+=($!)
+for _ in $(seq "$REALTIME_WORKERS"); do
+  WORKER_QUEUES=speech,realtime .venv-worker/bin/python -m voice_worker &
+  pids+=($!)
+done
 .venv-app/bin/python -m web --host "$HOST" --port "$PORT" &
 pids+=($!)
 

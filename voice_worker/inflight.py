@@ -1,7 +1,8 @@
 """A worker's in-flight list: the jobs it has taken and not yet finished, kept in Redis.
 
-A job moves from its queue into the worker's list in one atomic command (LMOVE/BLMOVE), and
-leaves it in the same transaction that records its end (see `lean.py`). So at every instant a
+A job moves from its queue into the worker's list in one atomic command (LMOVE/BLMOVE, or for
+the job queues the fair-share claim, one Lua call: `queues.fair.CLAIM`, which takes users in turn),
+and leaves it in the same transaction that records its end (see `lean.py`). So at every instant a
 job is in a queue, in exactly one worker's list, or done: a worker that dies loses nothing.
 
 Liveness: each worker keeps a short-lived `alive` key fresh (see `heartbeat.py`). When a worker's
@@ -20,13 +21,15 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from queues import EventPublisher, QueueSettings, functions
+from queues.fair import CLAIM, DROP, FairShare
 from shared_schemas import ErrorCode, Event, EventType, JobError
 
 log = logging.getLogger(__name__)
 LISTENER_LOST = "The voice worker listening to you stopped (it crashed or was restarted). Speak again."
 
 # KEYS: my list, then the queues in priority order. Moves the first waiting job of the first
-# non-empty queue into my list.
+# non-empty queue into my list. For queues with no lanes (the listeners'); the job queues are
+# claimed with `queues.fair.CLAIM`.
 _CLAIM = """
 for i = 2, #KEYS do
   local id = redis.call('LMOVE', KEYS[i], KEYS[1], 'LEFT', 'RIGHT')
@@ -75,8 +78,18 @@ class Keys:
 class Inflight:
     """One worker's list: claim jobs into it, adopt dead workers' lists, settle adopted jobs."""
 
-    def __init__(self, settings: QueueSettings, connection: redis.Redis, worker: str, max_crashes: int = 2) -> None:
+    def __init__(
+        self,
+        settings: QueueSettings,
+        connection: redis.Redis,
+        worker: str,
+        max_crashes: int = 2,
+        served: tuple[str, ...] | None = None,
+    ) -> None:
         self.keys = Keys.of(settings)
+        self.fair = FairShare(settings)
+        # The job queues this worker takes jobs from (WORKER_QUEUES), in priority order.
+        self.served = served if served is not None else settings.queue_names
         self.connection = connection
         self.wake_key = settings.wake_key
         self.publisher = EventPublisher(settings, connection)
@@ -84,6 +97,8 @@ class Inflight:
         self.key = self.keys.inflight(worker)
         self.max_crashes = max_crashes
         self._claim = connection.register_script(_CLAIM)
+        self._fair_claim = connection.register_script(CLAIM)
+        self._drop = connection.register_script(DROP)
         self._adopt = connection.register_script(_ADOPT)
 
     def register(self, alive_ttl_s: float) -> None:
@@ -112,17 +127,38 @@ class Inflight:
         found = self._claim(keys=[self.key, *queue_keys])
         return (found[0].decode(), found[1].decode()) if found else None
 
-    def claim_more(self, queue_key: str, count: int) -> list[str]:
-        """Up to `count` more waiting jobs of one queue, without waiting (batching)."""
+    def claim_job(self, block_s: float) -> tuple[str, str] | None:
+        """The next job (queue key, job id) for this worker, users of a queue group taken in turn
+        (`queues.fair`), moved into my list. With nothing to take it waits up to `block_s` on the
+        wake list, then looks again."""
+        found = self._take_fair(self.served)
+        if found is not None or block_s <= 0:
+            return found
+        if self.connection.blpop([self.wake_key], block_s) is None:
+            return None
+        return self._take_fair(self.served)
+
+    def _take_fair(self, served: tuple[str, ...]) -> tuple[str, str] | None:
+        found = self._fair_claim(keys=[self.key], args=self.fair.claim_args(served))
+        return (found[0].decode(), found[1].decode()) if found else None
+
+    def claim_more(self, queue: str, count: int) -> list[str]:
+        """Up to `count` more waiting jobs of one queue, in fair order, without waiting (batching)."""
         if count <= 0:
             return []
+        args = self.fair.claim_args((queue,))
         with self.connection.pipeline(transaction=False) as pipe:
             for _ in range(count):
-                pipe.lmove(queue_key, self.key, "LEFT", "RIGHT")
-            return [job_id.decode() for job_id in pipe.execute() if job_id is not None]
+                self._fair_claim(keys=[self.key], args=args, client=pipe)
+            return [found[1].decode() for found in pipe.execute() if found]
 
     def drop(self, job_id: str, pipeline: redis.client.Pipeline | None = None) -> None:
-        (pipeline or self.connection).lrem(self.key, 1, job_id)
+        """Take a job off my list (it no longer runs here): in `pipeline`, the transaction that
+        records its end, as EVAL (see queues.events on scripts inside transactions)."""
+        if pipeline is not None:
+            pipeline.eval(DROP, 1, self.key, self.fair.prefix, job_id)
+        else:
+            self._drop(keys=[self.key], args=[self.fair.prefix, job_id])
 
     def adopt(self, other: str, force: bool = False) -> list[str]:
         """Move another worker's list into mine if it is dead (or `force`); the ids moved."""

@@ -4,6 +4,10 @@ Each takes the payload dict the app enqueued, runs with the context the worker b
 reports through events and returns a plain dict. Failures raise; the worker turns them into a
 `failed` event and RQ's failed status (see `worker.py`).
 
+A long transcription runs in pieces (`transcription.py`): between two, `_between` sends it back to
+its queue when work this worker serves first is waiting or its slice is over (`Paused`), or
+ends it when it was cancelled (`Cancelled`); the worker handles both (worker.py).
+
 Each transcription and synthesis job is metered: its compute time (CPU seconds of this process,
 or wall seconds on a GPU), the audio it heard or made and the characters it spoke go into the
 ledger against the job's user, member and turn, settling the hold the app took when it enqueued
@@ -13,12 +17,12 @@ the job. Budgets are checked by the app before it enqueues; here the ledger only
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.exceptions
-from rq import get_current_job
+from rq import Queue, get_current_job
 
 from queues import Charge, Ledger, Refused
 from shared_schemas import ErrorCode, EventType, PingJob, SynthesisJob, TranscriptionJob
@@ -53,6 +57,10 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
     job = TranscriptionJob.model_validate(payload)
     events = ctx.events_for(job.session_id, job.job_id)
     engines = _engines()
+    queues = ctx.settings.queues
+    pieces = transcription.PieceLog(
+        ctx.connection, f"{queues.key_prefix}:pieces:{job.job_id}", queues.blob_ttl_s, queues.cancel_key(job.job_id)
+    )
     with _metered(ctx, job, "stt", engines.stt) as used:
         ready = ctx.prefetched.pop(job.job_id, None)  # recognized in a batch with others (worker.py)
         if ready is not None:
@@ -61,7 +69,12 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
             others = ready.batch - 1
             used.notes.append(f"batched with {others} other file{'s' if others > 1 else ''}")
         else:
-            result = transcription.transcribe(job, engines, ctx.blobs, events, _save_progress)
+            try:
+                between = _between(ctx)
+                result = transcription.transcribe(job, engines, ctx.blobs, events, _save_progress, pieces, between)
+            except transcription.Cancelled:
+                pieces.clear()
+                raise
         used.audio_ms = round(result.duration_s * 1000)
     body = result.model_dump(mode="json")
     events.emit(EventType.TRANSCRIPT, body)
@@ -109,6 +122,12 @@ def _metered(ctx: WorkerContext, job: TranscriptionJob | SynthesisJob, kind: str
     cpu, wall = time.process_time(), time.perf_counter()
     try:
         yield used
+    except transcription.Paused:
+        used.notes.append("paused between pieces; goes on in another run")
+        raise
+    except transcription.Cancelled:
+        used.notes.append("cancelled")
+        raise
     except BaseException:
         used.notes.append("failed")
         raise
@@ -136,6 +155,37 @@ def _metered(ctx: WorkerContext, job: TranscriptionJob | SynthesisJob, kind: str
             ledger.settle(job.job_id, charge)
         except redis.exceptions.RedisError:  # the job's work stands; the ledger misses one entry
             log.exception("could not record job %s in the ledger", job.job_id)
+
+
+def _between(ctx: WorkerContext) -> Callable[[], None] | None:
+    """What a long transcription asks after each piece: it is cancelled (raises Cancelled), work
+    waits in a queue this worker serves before the job's own, or the run has had its slice (raise
+    Paused), or it goes on. One round trip, on RQ's lists (every waiting job is in them)."""
+    rq_job = get_current_job()
+    if rq_job is None:
+        return None
+    served = ctx.settings.queue_names
+    before = served[: served.index(rq_job.origin)] if rq_job.origin in served else ()
+    keys = [Queue.redis_queue_namespace_prefix + name for name in before]
+    slice_s = min(ctx.settings.slice_s, (rq_job.timeout or Queue.DEFAULT_TIMEOUT) / 2)
+    cancel_key = ctx.settings.queues.cancel_key(rq_job.id)
+    began = time.monotonic()
+
+    def between() -> None:
+        with ctx.connection.pipeline(transaction=False) as pipe:
+            pipe.exists(cancel_key)
+            for key in keys:
+                pipe.llen(key)
+            cancelled, *waiting = pipe.execute()
+        if cancelled:
+            raise transcription.Cancelled("cancelled while it ran")
+        if any(waiting):
+            names = [name for name, count in zip(before, waiting, strict=True) if count]
+            raise transcription.Paused(f"work waits in {', '.join(names)}")
+        if time.monotonic() - began >= slice_s:
+            raise transcription.Paused(f"this run has had its {slice_s:g} s")
+
+    return between
 
 
 def _save_progress(fraction: float) -> None:

@@ -4,9 +4,10 @@ Stock RQ sends its worker heartbeat (3 commands, one round trip each) several ti
 prepares each job in two transactions, WATCHes the job's dependents before finishing it, and
 sets the worker's state twice. Here, per job: one move of the job id from its queue into this
 worker's in-flight list (`inflight.py`; RQ's BLPOP over several queues has no such list, so a
-crash at that instant lost the job), HGETALL (the job), one transaction to start it, the job
-itself, one transaction to finish it that also takes it off the in-flight list. Keys and values
-stay exactly RQ's, so rq-dashboard, registries, results and retries work as before.
+crash at that instant lost the job; the move takes users in turn, `queues.fair`), HGETALL (the
+job), one transaction to start it, the job itself, one transaction to finish it that also takes
+it off the in-flight list. Keys and values stay exactly RQ's, so rq-dashboard, registries,
+results and retries work as before.
 
 A Redis outage does not stop the worker: it waits with backoff, logs the outage and its end once,
 and then settles whatever its own list still holds (a job whose end could not be recorded runs
@@ -42,8 +43,8 @@ from .outage import REDIS_DOWN, Outage
 class LeanSimpleWorker(SimpleWorker):
     heartbeat_interval_s: float = 5.0
     suspension_check_s: float = 1.0
-    # With several queues an idle worker waits on the wake list (a token per job our clients
-    # enqueue); a job pushed by another client (rq-dashboard's requeue) waits at most this long.
+    # An idle worker waits on the wake list (a token per job our clients enqueue); a job pushed by
+    # another client (rq-dashboard's requeue), or a token another worker took, waits at most this long.
     idle_block_s: float = 1.0
 
     def __init__(self, *args: Any, inflight: Inflight, **kwargs: Any) -> None:
@@ -59,8 +60,7 @@ class LeanSimpleWorker(SimpleWorker):
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
         self.set_state(WorkerStatus.IDLE)
-        keys = [queue.key for queue in self._ordered_queues]
-        block_s = 0.0 if timeout is None else timeout if len(keys) == 1 else min(self.idle_block_s, timeout)
+        block_s = 0.0 if timeout is None else min(self.idle_block_s, timeout)
         idle_since = time.monotonic()
         while True:
             try:
@@ -71,7 +71,7 @@ class LeanSimpleWorker(SimpleWorker):
                 self.heartbeat()
                 if self.should_run_maintenance_tasks:
                     self.run_maintenance_tasks()
-                found = self.inflight.claim(keys, block_s)
+                found = self.inflight.claim_job(block_s)
                 if found is None:
                     if timeout is None:
                         return None
@@ -88,6 +88,9 @@ class LeanSimpleWorker(SimpleWorker):
                     death_penalty_class=self.death_penalty_class,
                 )
                 if fetched is None:  # the job hash is gone (deleted or expired): nothing to run
+                    self.inflight.drop(job_id)
+                    continue
+                if fetched[0].get_status(refresh=False) == JobStatus.CANCELED:  # cancelled as we took it
                     self.inflight.drop(job_id)
                     continue
                 return fetched

@@ -47,6 +47,13 @@ class WorkerSettings:
     stall_s: float = 60.0
     # Waiting `batch` jobs a batching STT engine (Parakeet) recognizes in one forward pass.
     batch_size: int = 8
+    # The job queues this worker takes jobs from, in priority order (None: all of them). A worker on
+    # speech and realtime only keeps capacity for conversations that no batch file can take.
+    queues_served: tuple[str, ...] | None = None
+    # A long transcription is worked in pieces (VAD spans of at most 30 s). Between two pieces it goes
+    # back to its queue, its progress saved, when speech or realtime work waits, and after this many
+    # seconds of work (at most half its time limit, which then bounds one run, not the whole file).
+    slice_s: float = 30.0
     # Functions this worker runs besides Council's jobs (dotted names); any other job is refused.
     extra_functions: tuple[str, ...] = ()
     # Streamed microphones this worker listens to at once, beside its jobs (0: none), with
@@ -56,6 +63,11 @@ class WorkerSettings:
     endpoint: EndpointSettings = EndpointSettings()
     # A stream with no frame for this long is over (its app is gone).
     listen_idle_s: float = 10.0
+
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        """The job queues this worker serves, in the order it serves them."""
+        return self.queues_served if self.queues_served is not None else self.queues.queue_names
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
@@ -100,8 +112,14 @@ class WorkerSettings:
         alive_ttl_s, beat_s = number("WORKER_ALIVE_TTL", 10.0), number("WORKER_BEAT", 2.0)
         if beat_s * 2 > alive_ttl_s:
             raise SettingsError("WORKER_BEAT must be at most half of WORKER_ALIVE_TTL")
+        queues = QueueSettings.from_env(environ)
+        served = tuple(q.strip() for q in environ.get("WORKER_QUEUES", "").split(",") if q.strip())
+        if any(q not in queues.queue_names for q in served):
+            raise SettingsError(f"WORKER_QUEUES={','.join(served)!r}: name some of {', '.join(queues.queue_names)}")
         return cls(
-            queues=QueueSettings.from_env(environ),
+            queues=queues,
+            queues_served=tuple(q for q in queues.queue_names if q in served) if served else None,
+            slice_s=number("WORKER_SLICE_S", 30.0),
             name=environ.get("WORKER_NAME") or None,
             stt_engine=stt,
             tts_engines=tts,

@@ -1,13 +1,25 @@
 """Speech to text for one job: fetch the audio, decode, trim and split with the VAD, recognize.
 
+A long file is worked in pieces (the VAD's spans, at most 30 s each), and between two pieces the
+job asks `between` whether to go on. It may raise `Paused`: the worker puts the job back in its
+queue and runs the speech and realtime work that waits first (so a conversation waits for at most
+one piece of a batch file, never for the whole file), or `Cancelled`. What is done survives in a
+`PieceLog` in Redis: the next run, on this worker or another, or after a crash, starts at the first
+piece not done, without running the VAD again (the worker that paused also keeps the decoded
+audio). The job is the same RQ job throughout, and re-publishing the progress of pieces already
+done is harmless: the event script stores each (job, type, seq) once.
+
 `transcribe_together` does several short files in one forward pass, for engines that batch.
 """
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 
+import redis
+
 from queues import BlobMissing, BlobStore, JobEvents
-from shared_schemas import ErrorCode, EventType, Progress, Transcript, TranscriptionJob
+from shared_schemas import ErrorCode, EventType, Progress, Segment, Transcript, TranscriptionJob
 
 from .audio import Audio, decode
 from .engines import Engines
@@ -28,28 +40,111 @@ def fetch_audio(blobs: BlobStore, session_id: str, key: str) -> bytes:
         ) from None
 
 
+class Paused(Exception):
+    """Raised between two pieces: the job goes back to the front of its queue, its progress kept
+    in its PieceLog, and runs on from there once the work that waits has run."""
+
+
+class Cancelled(Exception):
+    """Raised between two pieces (or as a run starts) when someone cancelled the running job."""
+
+
+class PieceLog:
+    """The pieces a long transcription has done, in a Redis hash: its spans, and each finished
+    piece's segments. It lives as long as the uploaded audio; the job deletes it when it ends."""
+
+    def __init__(self, connection: redis.Redis, key: str, ttl_s: int, cancel_key: str | None = None) -> None:
+        self.connection = connection
+        self.key = key
+        self.ttl_s = ttl_s
+        self.cancel_key = cancel_key
+
+    def load(self) -> tuple[list[tuple[float, float]] | None, dict[int, list[Segment]]]:
+        """The spans (None: not split yet) and the segments of each piece done, by index. Raises
+        Cancelled when the job was cancelled before this run began."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.key)
+            if self.cancel_key is not None:
+                pipe.exists(self.cancel_key)
+            saved, *cancelled = pipe.execute()
+        if any(cancelled):
+            raise Cancelled("cancelled before this run began")
+        if b"spans" not in saved:
+            return None, {}
+        spans = [(float(a), float(b)) for a, b in json.loads(saved[b"spans"])]
+        done = {
+            int(field[6:]): [Segment.model_validate(s) for s in json.loads(value)]
+            for field, value in saved.items()
+            if field.startswith(b"piece:")
+        }
+        return spans, done
+
+    def start(self, spans: Sequence[tuple[float, float]]) -> None:
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, "spans", json.dumps([list(span) for span in spans]))
+            pipe.expire(self.key, self.ttl_s)
+            pipe.execute()
+
+    def piece(self, index: int, segments: Sequence[Segment]) -> None:
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, f"piece:{index}", json.dumps([s.model_dump(mode="json") for s in segments]))
+            pipe.expire(self.key, self.ttl_s)
+            pipe.execute()
+
+    def clear(self) -> None:
+        self.connection.delete(self.key)
+
+
+# The decoded audio of the file this worker paused last, by job id: resuming it here decodes nothing.
+_paused_audio: dict[str, Audio] = {}
+
+
 def transcribe(
     job: TranscriptionJob,
     engines: Engines,
     blobs: BlobStore,
     events: JobEvents,
     on_progress: Callable[[float], None] = lambda fraction: None,
+    log: PieceLog | None = None,
+    between: Callable[[], None] | None = None,
 ) -> Transcript:
-    audio = decode(fetch_audio(blobs, job.session_id, job.audio_key), job.format)
-    spans = [(0.0, audio.duration_s)]
-    if job.vad and engines.vad is not None:
-        spans = split_spans(engines.vad.speech_spans(audio), total_s=audio.duration_s)
-    if job.turn_id is not None and spans and spans[-1][1] - spans[0][0] <= LIVE_TURN_S:
-        return _turn(job, engines, audio, spans[0][0], spans[-1][1])
-    segments = []
-    for start, end in spans:
-        piece = Audio(audio.samples[int(start * audio.sample_rate) : int(end * audio.sample_rate)], audio.sample_rate)
-        part = engines.stt.transcribe(piece, job.language, offset_s=start)
-        segments.extend(part.segments)
-        if len(spans) > 1:
+    """The job's transcript. With `log`, a file of several pieces keeps its progress there; with
+    `between`, called after each piece but the last, the job may be paused or cancelled there."""
+    spans, done = log.load() if log is not None else (None, {})
+    audio = _paused_audio.pop(job.job_id, None) or decode(fetch_audio(blobs, job.session_id, job.audio_key), job.format)
+    if spans is None:
+        spans = [(0.0, audio.duration_s)]
+        if job.vad and engines.vad is not None:
+            spans = split_spans(engines.vad.speech_spans(audio), total_s=audio.duration_s)
+        if job.turn_id is not None and spans and spans[-1][1] - spans[0][0] <= LIVE_TURN_S:
+            return _turn(job, engines, audio, spans[0][0], spans[-1][1])
+        if log is not None and len(spans) > 1:
+            log.start(spans)
+    segments: list[Segment] = []
+    for index, (start, end) in enumerate(spans):
+        if index in done:
+            part_segments = done[index]
+        else:
+            rate = audio.sample_rate
+            piece = Audio(audio.samples[int(start * rate) : int(end * rate)], rate)
+            part_segments = engines.stt.transcribe(piece, job.language, offset_s=start).segments
+            if log is not None and len(spans) > 1:
+                log.piece(index, part_segments)
+        segments.extend(part_segments)
+        if len(spans) > 1:  # for a piece done in an earlier run, the same event: stored once
             progress = Progress(done=end, total=audio.duration_s)
             events.emit(EventType.PROGRESS, progress.model_dump(mode="json"))
-            on_progress(progress.fraction)
+            if index not in done:
+                on_progress(progress.fraction)
+        if between is not None and index + 1 < len(spans) and index not in done:
+            try:
+                between()
+            except Paused:
+                _paused_audio.clear()
+                _paused_audio[job.job_id] = audio
+                raise
+    if log is not None:
+        log.clear()
     return Transcript(
         text=" ".join(s.text.strip() for s in segments if s.text.strip()),
         language=job.language,

@@ -10,12 +10,15 @@ import redis
 from pydantic import ValidationError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.registry import CanceledJobRegistry
 from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
 
 from queues import announce_voices, functions
+from queues.fair import FairShare
 from queues.logs import log_context
-from shared_schemas import EventType, TranscriptionJob
+from shared_schemas import ErrorCode, EventType, TranscriptionJob
 
 from . import transcription
 from .context import Prefetched, WorkerContext, install
@@ -32,13 +35,22 @@ from .settings import WorkerSettings
 log = logging.getLogger(__name__)
 
 
+CANCELLED = "The transcription was cancelled; what was heard before it stopped is not kept."
+
+
 class VoiceWorker(LeanSimpleWorker):
-    """Serves `realtime` before `batch` with engines loaded once, in this process.
+    """Serves `speech` and `realtime` before `batch` with engines loaded once, in this process.
 
     A failed job comes back to its session as a `failed` event carrying a `JobError`, once: when
-    it will not be retried. Errors caused by the input (bad audio, unknown voice) are not retried.
-    Jobs go through this worker's in-flight list and a heartbeat thread watches the other workers
-    (see `inflight.py`); `adopt` names a dead predecessor whose list this worker takes over.
+    it will not be retried. Errors caused by the input (bad audio, unknown voice) are not retried,
+    nor timeouts (the same work would take as long again). Jobs go through this worker's in-flight
+    list and a heartbeat thread watches the other workers (see `inflight.py`); `adopt` names a
+    dead predecessor whose list this worker takes over.
+
+    A long transcription that pauses between two pieces (`transcription.Paused`) goes back to the
+    front of its queue and of its user's lane, in the transaction that ends this run, status
+    `queued` again: the same RQ job, run on from its saved pieces. One that was cancelled ends
+    `canceled` (RQ's status and registry) with a `failed` event whose code is `canceled`.
     """
 
     def __init__(
@@ -51,9 +63,9 @@ class VoiceWorker(LeanSimpleWorker):
         **kwargs: Any,
     ) -> None:
         connection = connection if connection is not None else settings.queues.connect()
-        queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in settings.queues.queue_names]
+        queues = [Queue(name, connection=connection, serializer=JSONSerializer) for name in settings.queue_names]
         name = settings.name or uuid.uuid4().hex
-        inflight = Inflight(settings.queues, connection, name, settings.max_crashes)
+        inflight = Inflight(settings.queues, connection, name, settings.max_crashes, settings.queue_names)
         super().__init__(
             queues,
             connection=connection,
@@ -67,6 +79,8 @@ class VoiceWorker(LeanSimpleWorker):
         self.heartbeat_thread = Heartbeat(settings, name, report_fd)
         self.adopt_from = adopt
         self._taken: list[tuple[Job, Queue]] = []  # batch jobs taken with the one running now
+        self._interrupted: dict[str, BaseException] = {}  # a job's run that paused or was cancelled
+        self.fair = FairShare(settings.queues)
         # Streamed microphones, beside the jobs: with a VAD and a turn model, unless WORKER_LISTENERS=0.
         listens = engines is not None and engines.vad is not None and engines.turn is not None
         self.listeners = Listeners(settings, engines, name) if listens and settings.listeners else None
@@ -95,7 +109,7 @@ class VoiceWorker(LeanSimpleWorker):
     def _take_batch(self, first: Job, queue: Queue) -> None:
         """Take the other waiting batch jobs (up to batch_size in all) and recognize them with the
         first in one forward pass; each still runs as its own RQ job, with its transcript ready."""
-        more = self.inflight.claim_more(queue.key, self.context.settings.batch_size - 1)
+        more = self.inflight.claim_more(queue.name, self.context.settings.batch_size - 1)
         jobs = [first]
         for job_id in more:
             try:
@@ -145,7 +159,21 @@ class VoiceWorker(LeanSimpleWorker):
             # Not the job's failure: Redis went away under it. The job stays on this worker's
             # in-flight list and runs again once Redis is back (see lean.py).
             raise exc_info[1]
+        if isinstance(exc_info[1], transcription.Paused | transcription.Cancelled):
+            self._interrupted[job.id] = exc_info[1]  # not a failure: see handle_job_failure
+            log.info("job %s: %s", job.id, exc_info[1])
+            return
         error = job_error(exc_info[1])
+        if isinstance(exc_info[1], JobTimeoutException):
+            # Deterministic work that ran past its limit would run past it again: not retried.
+            limit = f" {job.timeout} s" if job.timeout else ""
+            error = error.model_copy(
+                update={
+                    "message": f"The job ran past its{limit} time limit, and would again, so it was not "
+                    "tried again. Try shorter audio or text, or ask the operator to raise the limit.",
+                    "retryable": False,
+                }
+            )
         if not error.retryable:
             job.retries_left = 0
         job.meta["error"] = error.model_dump(mode="json")
@@ -156,9 +184,44 @@ class VoiceWorker(LeanSimpleWorker):
         events = self.context.current_events
         if events is not None and events.job_id == job.id:
             events.ending = None  # a result made before the failure does not go out
+        interrupted = self._interrupted.pop(job.id, None)
+        if isinstance(interrupted, transcription.Paused):
+            return self._requeue(job, queue, kwargs.get("execution"))
+        if isinstance(interrupted, transcription.Cancelled):
+            return self._cancelled(job, kwargs.get("execution"))
         if not job.should_retry:
             self._tell_failure(job)  # held, and published with RQ's record of the failure
         super().handle_job_failure(job, queue, *args, **kwargs)
+
+    def _requeue(self, job: Job, queue: Queue, execution: Any) -> None:
+        """A paused run's end: the job is back at the front of its queue and its user's lane. Its
+        next run numbers its events from 0 again, as any worker's would: what it publishes again
+        (the progress of the pieces done) is stored once."""
+        self.context.current_events = None
+        payload = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+        user, session = payload.get("user") or "anonymous", str(job.meta.get("session_id") or "")
+        with self.connection.pipeline() as pipe:
+            job.set_status(JobStatus.QUEUED, pipeline=pipe)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.lpush(queue.key, job.id)
+            self.fair.lane(pipe, queue.name, job.id, user, session, front=True)
+            pipe.rpush(self.context.settings.queues.wake_key, 1)
+            pipe.execute()
+
+    def _cancelled(self, job: Job, execution: Any) -> None:
+        """A cancelled run's end: RQ's `canceled`, and the job's session told, together."""
+        session_id = job.meta.get("session_id")
+        if isinstance(session_id, str):
+            # `canceled` is the code the REST API already gives a cancelled file (web/batch.py).
+            ending = {"code": ErrorCode.CANCELED, "message": CANCELLED, "retryable": False}
+            self.context.events_for(session_id, job.id).emit(EventType.FAILED, ending)
+        registry = CanceledJobRegistry(job.origin, connection=self.connection, serializer=JSONSerializer)
+        with self.connection.pipeline() as pipe:
+            job.set_status(JobStatus.CANCELED, pipeline=pipe)
+            registry.add(job, pipeline=pipe)
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)  # the ending goes out here
+            pipe.delete(self.context.settings.queues.cancel_key(job.id))
+            pipe.execute()
 
     def _tell_failure(self, job: Job) -> None:
         session_id = job.meta.get("session_id")

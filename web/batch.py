@@ -2,7 +2,10 @@
 
 `POST /api/transcriptions` stores each file in the blob store and enqueues one transcription job
 per file on the batch queue; `GET /api/transcriptions/{batch_id}` says where each file stands;
-`GET /api/transcriptions/{batch_id}/{job_id}?format=srt` gives one transcript as a file.
+`GET /api/transcriptions/{batch_id}/{job_id}?format=srt` gives one transcript as a file;
+`DELETE` on either cancels the batch's files, or one: a waiting file at once, a running one at the
+end of the piece it is on (its state then says failed, code `canceled`). A user with as many jobs
+waiting as it may gets 429 `rate_limited` with Retry-After, and nothing is enqueued.
 
 Only cheap checks happen here (a file at all, its size, emptiness); whether it decodes is the
 worker's call, and comes back as that file's `failed` state with the worker's error.
@@ -125,19 +128,21 @@ async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[byt
 async def read_form(request: Request, max_file: int) -> FormData:
     """The multipart form, reading no more than the limits allow; errors become ApiErrors."""
     if request.headers.get("content-type", "").partition(";")[0].strip().lower() != "multipart/form-data":
-        raise ApiError(400, "invalid_request", "Send the files as multipart/form-data, in a field named 'files'.")
+        raise ApiError(
+            400, ErrorCode.INVALID_REQUEST, "Send the files as multipart/form-data, in a field named 'files'."
+        )
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_BATCH_BYTES:
-        raise ApiError(413, "too_large", f"The request is over {MAX_BATCH_BYTES // 2**20} MiB; split it.")
+        raise ApiError(413, ErrorCode.TOO_LARGE, f"The request is over {MAX_BATCH_BYTES // 2**20} MiB; split it.")
     try:
         async with contextlib.aclosing(request.stream()) as stream:
             return await _BoundedParser(request, _capped(stream, MAX_BATCH_BYTES), max_file).parse()
     except _TooLarge as exc:
         raise ApiError(413, ErrorCode.AUDIO_TOO_LARGE, exc.message) from None
     except _TooMany as exc:
-        raise ApiError(400, "too_many_files", exc.message) from None
+        raise ApiError(400, ErrorCode.TOO_MANY_FILES, exc.message) from None
     except MultiPartException as exc:
-        raise ApiError(400, "invalid_request", f"The multipart body is malformed: {exc.message}") from None
+        raise ApiError(400, ErrorCode.INVALID_REQUEST, f"The multipart body is malformed: {exc.message}") from None
 
 
 async def create_batch(request: Request) -> JSONResponse:
@@ -147,7 +152,7 @@ async def create_batch(request: Request) -> JSONResponse:
     try:
         uploads = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
         if not uploads:
-            raise ApiError(400, "no_files", "Send one or more audio files in the multipart field 'files'.")
+            raise ApiError(400, ErrorCode.NO_FILES, "Send one or more audio files in the multipart field 'files'.")
         if all(upload.size == 0 for upload in uploads):
             raise ApiError(400, ErrorCode.EMPTY_AUDIO, "Every file sent is empty: there is nothing to transcribe.")
         record = BatchRecord(batch_id=uuid.uuid4().hex, created_at=datetime.now(UTC), files=[], owner=user_of(request))
@@ -210,16 +215,20 @@ async def load_record(s: Services, batch_id: str, user: str) -> BatchRecord:
     raw = await s.aredis.get(record_key(s.settings.queues, batch_id)) if BATCH_ID.match(batch_id) else None
     record = BatchRecord.model_validate_json(raw) if raw is not None else None
     if record is None or record.owner != user:
-        raise ApiError(404, "not_found", "No such batch: its id is wrong, it has expired, or it is another user's.")
+        raise ApiError(
+            404, ErrorCode.NOT_FOUND, "No such batch: its id is wrong, it has expired, or it is another user's."
+        )
     return record
 
 
 # RQ's states, as the four a client needs; the odd ones carry an error saying what happened.
 _STATES: Final = {"queued": "queued", "deferred": "queued", "scheduled": "queued", "started": "started"}
 _ODD_FAILURES: Final = {
-    "canceled": FileError(code="canceled", message="The transcription was cancelled."),
-    "stopped": FileError(code="canceled", message="The transcription was stopped."),
-    "unknown": FileError(code="expired", message="This job and its result have expired. Upload the file again."),
+    "canceled": FileError(code=ErrorCode.CANCELED, message="The transcription was cancelled."),
+    "stopped": FileError(code=ErrorCode.CANCELED, message="The transcription was stopped."),
+    "unknown": FileError(
+        code=ErrorCode.EXPIRED, message="This job and its result have expired. Upload the file again."
+    ),
     "failed": FileError(code=ErrorCode.WORKER_LOST, message="The transcription failed without a reason. Try again."),
     "finished": FileError(code=ErrorCode.ENGINE_FAILED, message="The transcription finished without a transcript."),
 }
@@ -276,29 +285,64 @@ async def job_status(s: Services, entry: BatchFile) -> JobStatus | None:
 async def transcript(request: Request) -> Response:
     fmt = request.query_params.get("format", "json")
     if fmt not in FORMATS:
-        raise ApiError(400, "unknown_format", f"Unknown format {fmt!r}; ask for one of: {', '.join(FORMATS)}.")
+        raise ApiError(400, ErrorCode.UNKNOWN_FORMAT, f"Unknown format {fmt!r}; ask for one of: {', '.join(FORMATS)}.")
     s = services(request)
     record = await load_record(s, request.path_params["batch_id"], user_of(request))
     entry = next((f for f in record.files if f.job_id == request.path_params["job_id"]), None)
     if entry is None:
-        raise ApiError(404, "not_found", "No such file in this batch.")
+        raise ApiError(404, ErrorCode.NOT_FOUND, "No such file in this batch.")
     status = await job_status(s, entry)
     view = file_view(record.batch_id, entry, status)
     if view["state"] == "failed":
         error = FileError.model_validate(view["error"])
-        if error.code == "expired":
-            raise ApiError(404, "not_found", error.message)
+        if error.code == ErrorCode.EXPIRED:
+            raise ApiError(404, ErrorCode.NOT_FOUND, error.message)
         raise ApiError(422, error.code, error.message)
     if view["state"] != "finished":
-        raise ApiError(409, "not_ready", f"{entry.filename} is {view['state']}; ask again when it is finished.")
+        raise ApiError(409, ErrorCode.NOT_READY, f"{entry.filename} is {view['state']}; ask again when it is finished.")
     assert status is not None and status.result is not None
     body, media_type = render(status.result, fmt)
     headers = {"Content-Disposition": content_disposition(entry.filename, fmt)}
     return Response(body, media_type=media_type, headers=headers)
 
 
+async def cancel_batch(request: Request) -> JSONResponse:
+    """Cancel every file of a batch; what happened to each (see `cancel_file`)."""
+    s = services(request)
+    record = await load_record(s, request.path_params["batch_id"], user_of(request))
+    return _cancelled(record, [await _cancel(s, entry) for entry in record.files])
+
+
+async def cancel_file(request: Request) -> JSONResponse:
+    """Cancel one file: `canceled` (it was waiting and will not run), `stopping` (it is being
+    transcribed and stops at the end of its current piece), or `ended` (it had ended already)."""
+    s = services(request)
+    record = await load_record(s, request.path_params["batch_id"], user_of(request))
+    entry = next((f for f in record.files if f.job_id == request.path_params["job_id"]), None)
+    if entry is None:
+        raise ApiError(404, ErrorCode.NOT_FOUND, "No such file in this batch.")
+    return _cancelled(record, [await _cancel(s, entry)])
+
+
+async def _cancel(s: Services, entry: BatchFile) -> dict[str, str]:
+    outcome = "ended" if entry.error else await s.jobs.astop(entry.job_id)
+    if outcome == "canceled":
+        await s.meter.release(entry.job_id)  # it will not run: its hold goes back
+    return {"job_id": entry.job_id, "filename": entry.filename, "cancel": outcome}
+
+
+def _cancelled(record: BatchRecord, files: list[dict[str, str]]) -> JSONResponse:
+    """202 while a file is still stopping, else 200; the batch's status says when it has."""
+    stopping = any(f["cancel"] == "stopping" for f in files)
+    url = f"/api/transcriptions/{record.batch_id}"
+    body = {"batch_id": record.batch_id, "status_url": url, "files": files}
+    return JSONResponse(body, status_code=202 if stopping else 200)
+
+
 routes = [
     Route("/api/transcriptions", create_batch, methods=["POST"]),
     Route("/api/transcriptions/{batch_id}", batch_status, methods=["GET"]),
+    Route("/api/transcriptions/{batch_id}", cancel_batch, methods=["DELETE"]),
     Route("/api/transcriptions/{batch_id}/{job_id}", transcript, methods=["GET"]),
+    Route("/api/transcriptions/{batch_id}/{job_id}", cancel_file, methods=["DELETE"]),
 ]
