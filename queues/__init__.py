@@ -8,7 +8,8 @@ from .blobs import AsyncBlobStore, BlobMissing, BlobStore, BlobTooLarge
 from .charges import Charge, Limits, Refused
 from .client import JobClient
 from .events import AsyncEventPublisher, EventPublisher, JobEvents, areplay, atrimmed, replay
-from .hub import EventHub, Subscription
+from .fair import RateLimited
+from .hub import REDIS_DOWN, EventHub, Subscription
 from .ledger import AsyncLedger, Ledger
 from .mic import MicKeys, MicReader, MicWriter
 from .settings import BATCH, LISTEN, REALTIME, SPEECH, QueueSettings, SettingsError
@@ -18,6 +19,7 @@ from .voices import announce_voices, voices_key
 __all__ = [
     "BATCH",
     "LISTEN",
+    "REDIS_DOWN",
     "REALTIME",
     "SPEECH",
     "AsyncBlobStore",
@@ -38,6 +40,7 @@ __all__ = [
     "MicReader",
     "MicWriter",
     "QueueSettings",
+    "RateLimited",
     "Refused",
     "SettingsError",
     "Subscription",

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from council import Responder
 
-from . import audio, batch, chat, health, metrics, openapi, speech, usage
+from . import audio, batch, chat, health, metrics, openapi, speech, usage, v1
 from .auth import TokenAuth
 from .errors import handlers
 from .services import Services, services
@@ -72,6 +72,7 @@ def create_app(
             *batch.routes,
             *speech.routes,
             *usage.routes,
+            *v1.routes,
             *openapi.routes,
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
