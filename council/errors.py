@@ -4,11 +4,13 @@ Each error carries a `code` and whether trying again may help (`retryable`), so 
 can turn any of them into its one error shape without knowing the council's internals.
 """
 
+from shared_schemas import ErrorCode
+
 
 class CouncilError(Exception):
     """Base of the council's errors; the message says what to do about it."""
 
-    code = "council_failed"
+    code = ErrorCode.COUNCIL_FAILED
     retryable = False
 
     def __init__(self, message: str) -> None:
@@ -19,20 +21,20 @@ class CouncilError(Exception):
 class ConfigError(CouncilError, ValueError):
     """A setting or the members file is missing or malformed; the message names it."""
 
-    code = "council_config"
+    code = ErrorCode.COUNCIL_CONFIG
 
 
 class LLMUnavailable(CouncilError):
     """No language model answers: the server is down, unreachable, or its package is missing."""
 
-    code = "llm_unavailable"
+    code = ErrorCode.LLM_UNAVAILABLE
     retryable = True
 
 
 class CouncilFailed(CouncilError):
     """The turn could not be answered: every member failed, or the chair did."""
 
-    code = "council_failed"
+    code = ErrorCode.COUNCIL_FAILED
     retryable = True
 
 
@@ -40,4 +42,4 @@ class BudgetExceeded(CouncilError):
     """A budget does not allow this turn (or this call): the message says which one and when it
     resets, or that an operator froze it."""
 
-    code = "budget_exceeded"
+    code = ErrorCode.BUDGET_EXCEEDED

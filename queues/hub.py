@@ -21,8 +21,10 @@ from .events import areplay, channel_key, parse_message, stream_id, stream_key
 from .settings import QueueSettings
 
 log = logging.getLogger(__name__)
-# What a lost or restarting Redis raises (BusyLoadingError, while it reads its AOF, is a ConnectionError).
-UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# What a lost or restarting Redis raises (BusyLoadingError, while it reads its AOF, is a
+# ConnectionError): the one definition, which the app and the workers use too.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+UNAVAILABLE = REDIS_DOWN
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
 CONFIRM_TIMEOUT_S = 10.0

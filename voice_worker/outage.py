@@ -3,11 +3,11 @@
 import logging
 import time
 
-import redis
+import queues
 
 log = logging.getLogger(__name__)
 
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+REDIS_DOWN = queues.REDIS_DOWN  # (defined once, in queues)
 
 
 class Outage:

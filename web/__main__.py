@@ -31,6 +31,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from queues import SettingsError
 from queues.logs import configure_logging
+from shared_schemas import ErrorCode
 
 from .app import create_app
 from .errors import error_body
@@ -46,7 +47,7 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
     """uvicorn's h11 protocol with a time limit on each request head and a cap on connections."""
 
     busy = (
-        "too_many_connections",
+        ErrorCode.TOO_MANY_CONNECTIONS,
         f"The server has {limits.max_connections} connections open, its limit (COUNCIL_MAX_CONNECTIONS). "
         "Try again in a few seconds.",
     )
@@ -59,7 +60,7 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
         await send({"type": "http.response.body", "body": body})
 
     too_large = (
-        "headers_too_large",
+        ErrorCode.HEADERS_TOO_LARGE,
         f"The request's headers are over {limits.max_header_bytes} bytes (COUNCIL_MAX_HEADER_BYTES): send fewer "
         "or shorter ones.",
     )
@@ -111,7 +112,9 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
             # h11 refused the head: over its limit (h11_max_incomplete_event_size), or malformed.
             if len(self.conn.trailing_data[0]) > limits.max_header_bytes:
                 return self._answer(431, *too_large)
-            self._answer(400, "bad_request", "The request is not valid HTTP/1.1: send a request line and headers.")
+            self._answer(
+                400, ErrorCode.BAD_REQUEST, "The request is not valid HTTP/1.1: send a request line and headers."
+            )
 
         def _head_too_large(self, data: bytes) -> bool:
             # Run once a head passes the limit in bytes received: a read may also hold a body.

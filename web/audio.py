@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queues import BlobMissing
-from shared_schemas import Event
+from shared_schemas import ErrorCode, Event
 
 from .auth import user_of
 from .errors import ApiError
@@ -58,14 +58,14 @@ def pcm_frame(event: Event, wav: bytes) -> bytes:
 async def audio(request: Request) -> Response:
     session_id, name = request.path_params["session_id"], request.path_params["name"]
     if not SESSION_ID.match(session_id) or not NAME.match(name):
-        raise ApiError(404, "not_found", NOT_FOUND)
+        raise ApiError(404, ErrorCode.NOT_FOUND, NOT_FOUND)
     s = services(request)
     if await Sessions(s.settings.queues, s.aredis).owner(session_id) != user_of(request):
-        raise ApiError(404, "not_found", NOT_FOUND)
+        raise ApiError(404, ErrorCode.NOT_FOUND, NOT_FOUND)
     try:
         data = await s.blobs.get(s.blobs.key(session_id, name))
     except BlobMissing:
-        raise ApiError(404, "not_found", NOT_FOUND) from None
+        raise ApiError(404, ErrorCode.NOT_FOUND, NOT_FOUND) from None
     return Response(data, media_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"})
 
 

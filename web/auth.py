@@ -16,6 +16,8 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared_schemas import ErrorCode
+
 from .errors import error_body
 from .settings import ANONYMOUS
 
@@ -48,12 +50,16 @@ class TokenAuth:
             # Accept, say why, close with an application code the browser can read.
             await receive()
             await send({"type": "websocket.accept"})
-            frame = {"id": None, "type": "error", **error_body("unauthorized", "A valid API token is required.")}
+            frame = {
+                "id": None,
+                "type": "error",
+                **error_body(ErrorCode.UNAUTHORIZED, "A valid API token is required."),
+            }
             await send({"type": "websocket.send", "text": json.dumps(frame)})
             await send({"type": "websocket.close", "code": 4401})
             return
         body = json.dumps(
-            error_body("unauthorized", "A valid API token is required: send 'Authorization: Bearer <token>'.")
+            error_body(ErrorCode.UNAUTHORIZED, "A valid API token is required: send 'Authorization: Bearer <token>'.")
         ).encode()
         await send(
             {

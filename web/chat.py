@@ -28,9 +28,9 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from council import BudgetExceeded
-from queues import BlobMissing, Subscription, atrimmed
+from queues import BlobMissing, RateLimited, Subscription, atrimmed
 from queues.logs import log_context
-from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, Event, EventType, JobError
+from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, ErrorCode, Event, EventType, JobError
 
 from . import metrics
 from .audio import audio_url, pcm_frame
@@ -151,39 +151,43 @@ class ChatSession:
 
     async def on_text(self, text: str) -> None:
         if len(text) > MAX_TEXT_FRAME:
-            return await self.reject("frame_too_large", f"Text frames are limited to {MAX_TEXT_FRAME} bytes.")
+            return await self.reject(ErrorCode.FRAME_TOO_LARGE, f"Text frames are limited to {MAX_TEXT_FRAME} bytes.")
         try:
             frame = client_frame.validate_json(text)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "frame"
             return await self.reject(
-                "bad_frame", f"Could not read that frame ({where}: {first['msg']}). See PROTOCOL.md."
+                ErrorCode.BAD_FRAME, f"Could not read that frame ({where}: {first['msg']}). See PROTOCOL.md."
             )
         match frame:
             case Ping():
                 await self.send({"id": None, "type": "pong"})
             case TextTurn():
                 if self.state is State.RECORDING:
-                    return await self.reject("bad_state", "Finish the recording (audio_end) before sending text.")
+                    return await self.reject(
+                        ErrorCode.BAD_STATE, "Finish the recording (audio_end) before sending text."
+                    )
                 self.start_turn(frame.voice, frame.hear_members, text=frame.text)
             case AudioStart():
                 if self.state is not State.IDLE:
-                    return await self.reject("bad_state", f"Close the {self.state.value} first; one at a time.")
+                    return await self.reject(ErrorCode.BAD_STATE, f"Close the {self.state.value} first; one at a time.")
                 self.state, self.recording, self.audio = State.RECORDING, frame, bytearray()
             case AudioEnd():
                 if self.state is not State.RECORDING or self.recording is None:
-                    return await self.reject("bad_state", "There is no open recording; send audio_start first.")
+                    return await self.reject(ErrorCode.BAD_STATE, "There is no open recording; send audio_start first.")
                 start, audio = self.recording, bytes(self.audio)
                 self.drop_recording()
                 if not audio:
-                    return await self.reject("empty_audio", "The recording was empty. Hold the button while you speak.")
+                    return await self.reject(
+                        ErrorCode.EMPTY_AUDIO, "The recording was empty. Hold the button while you speak."
+                    )
                 self.start_turn(start.voice, start.hear_members, audio=audio, audio_format=start.format)
             case Listen():
                 await self.open_mic(frame)
             case ListenEnd():
                 if self.state is not State.LISTENING or self.mic is None:
-                    return await self.reject("bad_state", "The microphone is not open; send listen first.")
+                    return await self.reject(ErrorCode.BAD_STATE, "The microphone is not open; send listen first.")
                 mic, self.mic = self.mic, None
                 self.mic_closed()
                 await mic.close()
@@ -197,7 +201,7 @@ class ChatSession:
         if self.state is State.LISTENING and self.mic is not None:
             if len(data) % 2 or len(data) > MAX_MIC_FRAME_BYTES:
                 return await self.reject(
-                    "bad_frame",
+                    ErrorCode.BAD_FRAME,
                     f"Microphone frames are PCM16 (an even number of bytes), at most {MAX_MIC_FRAME_BYTES} bytes.",
                 )
             if (failure := await self.mic.feed(data)) is not None:
@@ -209,14 +213,17 @@ class ChatSession:
                     return None  # still on their way after the stream ended: said once
                 self._refused_late = True
             return await self.reject(
-                "bad_state", "Binary frames are audio: send audio_start (a recording) or listen (a microphone) first."
+                ErrorCode.BAD_STATE,
+                "Binary frames are audio: send audio_start (a recording) or listen (a microphone) first.",
             )
         if len(self.audio) + len(data) > MAX_AUDIO_BYTES:
             self.drop_recording()
-            return await self.reject("audio_too_large", f"A spoken turn is limited to {MAX_AUDIO_BYTES // 2**20} MiB.")
+            return await self.reject(
+                ErrorCode.AUDIO_TOO_LARGE, f"A spoken turn is limited to {MAX_AUDIO_BYTES // 2**20} MiB."
+            )
         if not self.services.recordings.take(len(data)):
             self.drop_recording()
-            return await self.reject("server_busy", BUSY)
+            return await self.reject(ErrorCode.SERVER_BUSY, BUSY)
         self.audio.extend(data)
 
     def drop_recording(self) -> None:
@@ -228,11 +235,11 @@ class ChatSession:
 
     async def open_mic(self, frame: Listen) -> None:
         if self.state is not State.IDLE:
-            return await self.reject("bad_state", f"Close the {self.state.value} first; one at a time.")
+            return await self.reject(ErrorCode.BAD_STATE, f"Close the {self.state.value} first; one at a time.")
         mic = Mic(self.services, self.session_id, self.runner.user, frame.mode)
         try:
             await mic.open()
-        except BudgetExceeded as exc:
+        except (BudgetExceeded, RateLimited) as exc:
             return await self.reject(exc.code, exc.message)
         self.streams.add(mic.stream_id)
         self.state, self.mic, self.listening = State.LISTENING, mic, frame
@@ -348,10 +355,12 @@ async def chat(ws: WebSocket) -> None:
     last_event_id = ws.query_params.get("last_event_id")
     await ws.accept()
     if session_id is not None and not SESSION_ID.match(session_id):
-        await ws.send_json(error_frame("bad_session", "session_id must be 8-64 letters, digits, - or _."))
+        await ws.send_json(error_frame(ErrorCode.BAD_SESSION, "session_id must be 8-64 letters, digits, - or _."))
         return await ws.close(code=1008)
     if last_event_id is not None and not EVENT_ID.match(last_event_id):
-        await ws.send_json(error_frame("bad_event_id", "last_event_id must be an event id like 1700000000000-0."))
+        await ws.send_json(
+            error_frame(ErrorCode.BAD_EVENT_ID, "last_event_id must be an event id like 1700000000000-0.")
+        )
         return await ws.close(code=1008)
     s = services(ws)
     sessions, user = Sessions(s.settings.queues, s.aredis), user_of(ws)
@@ -361,7 +370,7 @@ async def chat(ws: WebSocket) -> None:
         session_id, secret = new.session_id, new.resume
     elif not await sessions.resume(session_id, resume, user):
         log.warning("session %s refused to user %s", session_id, user)
-        await ws.send_json(error_frame("forbidden_session", FORBIDDEN))
+        await ws.send_json(error_frame(ErrorCode.FORBIDDEN_SESSION, FORBIDDEN))
         return await ws.close(code=1008)
     with log_context(session_id=session_id):
         await serve(ChatSession(ws, s, session_id), last_event_id, secret)

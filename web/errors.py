@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketState
 
 from council import BudgetExceeded
+from queues import REDIS_DOWN, RateLimited
+from shared_schemas import ErrorCode
 
 from .meter import QuotaExceeded
 from .protocol import error_frame
@@ -30,7 +32,7 @@ class ApiError(Exception):
 
 
 # Redis gone or restarting (BusyLoadingError, while it reads its AOF, is a ConnectionError).
-REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+REDIS_UNAVAILABLE = REDIS_DOWN  # (defined once, in queues)
 RETRY_AFTER_S = 5
 
 
@@ -43,19 +45,19 @@ def storage_full(exc: BaseException) -> bool:
 
 def translate(exc: BaseException) -> ApiError | None:
     """The ApiError a lower library's exception stands for; None for one that is a bug (500)."""
-    if isinstance(exc, BudgetExceeded | QuotaExceeded):
+    if isinstance(exc, BudgetExceeded | QuotaExceeded | RateLimited):
         return ApiError(429, exc.code, exc.message)
     if storage_full(exc):
         return ApiError(
             503,
-            "storage_full",
+            ErrorCode.STORAGE_FULL,
             "The server's store for audio and jobs is full right now, so nothing was stored or queued. "
             "Try again in a minute, or with less audio; an operator can raise Redis's maxmemory.",
         )
     if isinstance(exc, REDIS_UNAVAILABLE):
         return ApiError(
             503,
-            "queue_unavailable",
+            ErrorCode.QUEUE_UNAVAILABLE,
             "The job queue (Redis) cannot be reached right now, so nothing was queued or read. "
             f"Try again in {RETRY_AFTER_S} seconds.",
         )
@@ -73,7 +75,9 @@ async def api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
+    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.TOO_LARGE}.get(
+        exc.status_code, ErrorCode.HTTP_ERROR
+    )
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
@@ -104,12 +108,14 @@ async def refused(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
         await conn.close(code=1013)
         return None
     headers = {"Retry-After": str(RETRY_AFTER_S * 12)} if error.status == 503 else {}
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return JSONResponse(error_body(error.code, error.message), status_code=error.status, headers=headers)
 
 
 async def server_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(error_body("internal", "Something went wrong on our side. Try again."), status_code=500)
+    return JSONResponse(error_body(ErrorCode.INTERNAL, "Something went wrong on our side. Try again."), status_code=500)
 
 
 handlers = {
@@ -117,6 +123,7 @@ handlers = {
     HTTPException: http_error,
     BudgetExceeded: refused,
     QuotaExceeded: refused,
+    RateLimited: refused,
     redis.exceptions.ResponseError: refused,
     **dict.fromkeys(REDIS_UNAVAILABLE, unavailable),
     Exception: server_error,

@@ -17,13 +17,13 @@ from typing import Any
 
 from council import Budgets, Payer
 from queues import AsyncBlobStore, JobClient
-from shared_schemas import JobPayload, ListenJob, SynthesisJob, TranscriptionJob
+from shared_schemas import ErrorCode, JobPayload, ListenJob, SynthesisJob, TranscriptionJob
 
 
 class QuotaExceeded(Exception):
     """A user's stored audio would pass their quota: the message says how much and for how long."""
 
-    code = "audio_quota"
+    code = ErrorCode.AUDIO_QUOTA
     retryable = True
 
     def __init__(self, message: str) -> None:

@@ -17,14 +17,14 @@ import uuid
 import redis.asyncio
 
 from queues import AsyncEventPublisher, QueueSettings
-from shared_schemas import Event, EventType
+from shared_schemas import ErrorCode, Event, EventType
 
 log = logging.getLogger(__name__)
 
 ALIVE_TTL_S = 15.0
 BEAT_S = 5.0
 INTERRUPTED = {
-    "code": "interrupted",
+    "code": ErrorCode.INTERRUPTED,
     "message": "The server restarted while it was answering, so this answer stopped. Ask again.",
     "retryable": True,
 }

@@ -26,6 +26,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from shared_schemas import ErrorCode
+
 from .errors import error_body
 from .settings import normal_origin
 
@@ -83,7 +85,7 @@ class SiteCheck:
             shown = host[:100] or "(none)"
             return (
                 400,
-                "bad_host",
+                ErrorCode.BAD_HOST,
                 f"This server does not answer to the host {shown!r}. Open it by an address it answers to, "
                 "or add the name to COUNCIL_ALLOWED_HOSTS.",
             )
@@ -100,7 +102,7 @@ class SiteCheck:
         shown = origin[:200] if origin is not None else "another site"
         return (
             403,
-            "forbidden_origin",
+            ErrorCode.FORBIDDEN_ORIGIN,
             f"Requests from pages of {shown!r} are not allowed here. Open the app from its own address, "
             "or add that origin to COUNCIL_ALLOWED_ORIGINS.",
         )

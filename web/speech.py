@@ -40,12 +40,14 @@ async def parse_request(request: Request) -> SpeechRequest:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "too_large", f"The request body is over {MAX_BODY_BYTES // 1024} KiB.")
+            raise ApiError(413, ErrorCode.TOO_LARGE, f"The request body is over {MAX_BODY_BYTES // 1024} KiB.")
     try:
         speech = SpeechRequest.model_validate_json(body)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise ApiError(400, "invalid_request", f'Send JSON {{"text": ..., "voice": ...}}: {problems}.') from None
+        raise ApiError(
+            400, ErrorCode.INVALID_REQUEST, f'Send JSON {{"text": ..., "voice": ...}}: {problems}.'
+        ) from None
     # Answered as the worker would, without a round trip (the worker checks again).
     text = speech.text.strip()
     if not text:

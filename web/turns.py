@@ -14,8 +14,9 @@ from typing import Any
 import redis.exceptions
 
 from council import CouncilError, LLMUnavailable, Responder, Step
+from queues import RateLimited
 from queues.logs import log_context
-from shared_schemas import AudioFormat, Event, EventType, SynthesisJob, TranscriptionJob
+from shared_schemas import AudioFormat, ErrorCode, Event, EventType, SynthesisJob, TranscriptionJob
 from shared_schemas.text import SentenceBuffer
 
 from . import metrics
@@ -120,7 +121,7 @@ class TurnRunner:
             raise
         except TurnFailed as failed:
             await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": failed.error})
-        except (CouncilError, QuotaExceeded) as exc:
+        except (CouncilError, QuotaExceeded, RateLimited) as exc:
             log.warning("turn %s not answered: %s", turn_id, exc.message)
             error = {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
             await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": error})
@@ -148,7 +149,7 @@ class TurnRunner:
             async with asyncio.timeout(STREAMED_TRANSCRIPT_S):
                 event = await self._until_done(sub, {f"{turn_id}-stt"})
         except TimeoutError:
-            raise TurnFailed({"code": "worker_lost", "message": TRANSCRIPT_LOST, "retryable": True}) from None
+            raise TurnFailed({"code": ErrorCode.WORKER_LOST, "message": TRANSCRIPT_LOST, "retryable": True}) from None
         if event.type is EventType.FAILED:
             raise TurnFailed(event.payload)
         return str(event.payload["text"])

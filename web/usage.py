@@ -21,6 +21,7 @@ from starlette.routing import Route
 from council import Budgets
 from queues import AsyncLedger, Charge
 from queues.charges import COLUMNS, Cost
+from shared_schemas import ErrorCode
 
 from . import metrics
 from .auth import user_of
@@ -68,7 +69,7 @@ def _day(request: Request) -> str:
             raise ValueError(day)
         datetime.strptime(day, "%Y-%m-%d")
     except ValueError:
-        raise ApiError(400, "bad_day", f"day must be a date like 2026-11-24 (UTC), got {day!r}.") from None
+        raise ApiError(400, ErrorCode.BAD_DAY, f"day must be a date like 2026-11-24 (UTC), got {day!r}.") from None
     return day
 
 
@@ -82,7 +83,7 @@ def _whose(request: Request, s: Services, wanted: str | None, everyone: bool = F
     if wanted in (None, "", caller):
         return caller
     if not operator:
-        raise ApiError(403, "forbidden", "You can read your own usage only; operators read everyone's.")
+        raise ApiError(403, ErrorCode.FORBIDDEN, "You can read your own usage only; operators read everyone's.")
     return None if wanted == "*" else wanted
 
 
@@ -114,7 +115,7 @@ async def ledger_endpoint(request: Request) -> Response:
     user = _whose(request, s, request.query_params.get("user"), everyone=True)
     fmt = request.query_params.get("format", "json")
     if fmt not in ("json", "csv"):
-        raise ApiError(400, "bad_format", f"format must be json or csv, got {fmt!r}.")
+        raise ApiError(400, ErrorCode.BAD_FORMAT, f"format must be json or csv, got {fmt!r}.")
     entries = await _ledger(s).entries(day, user)
     if fmt == "json":
         return JSONResponse({"day": day, "user": user, "entries": entries})

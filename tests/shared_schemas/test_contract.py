@@ -50,6 +50,7 @@ def test_public_names_are_pinned():
         [
             "BATCH",
             "LISTEN",
+            "REDIS_DOWN",
             "REALTIME",
             "SPEECH",
             "AsyncBlobStore",
@@ -70,6 +71,7 @@ def test_public_names_are_pinned():
             "MicReader",
             "MicWriter",
             "QueueSettings",
+            "RateLimited",
             "Refused",
             "SettingsError",
             "Subscription",
