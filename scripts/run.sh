@@ -34,9 +34,13 @@ done
 pids+=($!)
 
 for _ in $(seq 300); do
-  if curl -fsS "http://$LOCAL:$PORT/health" >/dev/null 2>&1; then
+  if health=$(curl -fsS "http://$LOCAL:$PORT/health" 2>/dev/null); then
     echo
     echo "Council is running: open http://$LOCAL:$PORT  (Ctrl-C to stop)"
+    # No language model answers: say so here too, with what to do (the page and /health say it).
+    reason=$(printf '%s' "$health" | .venv-app/bin/python -c \
+      'import json, sys; h = json.load(sys.stdin); print(h.get("reason", "") if h.get("status") == "degraded" else "")')
+    [[ -n $reason ]] && echo "WARNING: $reason" >&2
     echo "From a terminal:    .venv-app/bin/python -m queues transcribe FILE.wav"
     break
   fi

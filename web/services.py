@@ -81,8 +81,8 @@ class Services:
             return None
         details = " ".join(str(status["detail"]) for status in statuses)
         return (
-            f"The council has no language model to answer with: {details} Start it (Ollama: `ollama serve`, then "
-            "`ollama pull llama3.2`), or run Council with COUNCIL_RESPONDER=echo to try the voice path without one."
+            f"The council has no language model to answer with: {details} Or run Council with "
+            "COUNCIL_RESPONDER=echo to try the voice path without one."
         )
 
     async def voices(self) -> dict[str, str]:

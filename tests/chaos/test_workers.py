@@ -21,6 +21,9 @@ from rq.serializers import JSONSerializer
 from queues import BlobStore, JobClient, QueueSettings, replay
 from shared_schemas import ErrorCode, EventType, PingJob, TranscriptionJob
 
+# Each starts and kills real workers (up to minutes): slow, and still run by `make test`.
+pytestmark = pytest.mark.slow
+
 SENTENCE = "The council will meet again tomorrow morning"
 
 

@@ -313,8 +313,7 @@
     banner.hidden = !down;
     banner.textContent = down
       ? "The council has no language model to answer with: " + statuses.map((s) => s.detail).join(" ") +
-        " Start it (Ollama: ollama serve, then ollama pull llama3.2), or run Council with COUNCIL_RESPONDER=echo" +
-        " to try the voice path without one."
+        " Or run Council with COUNCIL_RESPONDER=echo to try the voice path without one."
       : "";
     for (const el of [$("send"), micButton]) {
       if (!("title" in el.dataset)) el.dataset.title = el.title;
