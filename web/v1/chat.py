@@ -37,21 +37,21 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from council import CouncilError, Reply, Step
-from shared_schemas import ErrorCode
 
 from ..auth import user_of
 from ..chat import DEFAULT_VOICE
 from ..errors import REDIS_UNAVAILABLE, translate
 from ..services import Services, services
 from . import sse
+from .bodies import json_body
 from .deliberation import Deliberation
-from .errors import OpenAIError, answered, from_api_error, from_council, invalid
+from .errors import answered, from_api_error, from_council, invalid
 from .models import CHAT, unknown_model
 
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -140,17 +140,7 @@ class ChatRequest(BaseModel):
 
 
 async def parse(request: Request) -> ChatRequest:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise OpenAIError(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.", code=ErrorCode.TOO_LARGE)
-    try:
-        chat = ChatRequest.model_validate_json(body)
-    except ValidationError as exc:
-        field = ".".join(map(str, exc.errors()[0]["loc"])) or None
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise invalid(f'Send JSON {{"model", "messages", ...}}: {problems}.', field) from None
+    chat = await json_body(request, ChatRequest, MAX_BODY_BYTES, '{"model", "messages", ...}')
     chat.refuse_unknown()
     return chat
 

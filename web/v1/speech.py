@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -45,6 +45,7 @@ from shared_schemas.text import split_sentences
 from ..auth import user_of
 from ..services import Services, services
 from . import jobs
+from .bodies import json_body
 from .encoder import MEDIA_TYPES, Encoder, EncoderFailed
 from .errors import OpenAIError, answered, invalid
 from .models import speech_models, unknown_model
@@ -70,18 +71,7 @@ class SpeechRequest(BaseModel):
 
 
 async def parse(request: Request) -> SpeechRequest:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise OpenAIError(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.", code=ErrorCode.TOO_LARGE)
-    try:
-        speech = SpeechRequest.model_validate_json(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(map(str, first["loc"])) or None
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise invalid(f'Send JSON {{"model", "input", "voice", ...}}: {problems}.', field) from None
+    speech = await json_body(request, SpeechRequest, MAX_BODY_BYTES, '{"model", "input", "voice", ...}')
     text = speech.input.strip()
     if not text:
         raise invalid("There is no input to speak.", "input", ErrorCode.EMPTY_TEXT)
