@@ -173,7 +173,8 @@ def check_times(transcript: Transcript, offset_s: float, duration_s: float) -> N
 def test_restores_the_nemo_file(parakeet: ParakeetSTT, nemo_file: Path):
     started = time.perf_counter()
     again = ParakeetSTT(nemo_file, device="auto")
-    assert time.perf_counter() - started < 5
+    print(f"\nrestored the tiny .nemo in {time.perf_counter() - started:.2f} s")
+    assert time.perf_counter() - started < 30  # 0.1 s measured; generous for a busy machine
     assert again.device in ("cpu", "cuda") and parakeet.device == "cpu"
     assert parakeet.name == "parakeet" and parakeet.capabilities.word_timestamps
     assert parakeet.capabilities.languages == ("en",)
