@@ -369,3 +369,14 @@ def test_compose_and_kubernetes_pass_the_apps_host_origin_and_limit_settings():
     assert set(SITE_SETTINGS) <= set(config["data"])
     served = ServerSettings.from_env({**config["data"], "COUNCIL_HOST": "0.0.0.0"})
     assert served.hosts == (*LOOPBACK_HOSTS, "council.example.com", "council-app")  # the probes use 127.0.0.1
+
+
+def test_compose_redis_refuses_writes_when_full_rather_than_evicting():
+    """A full Redis must never drop queued jobs or conversations silently (#13)."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    command = compose["services"]["redis"]["command"]
+    assert "--maxmemory-policy noeviction" in command and "--maxmemory " in command
+    run = (ROOT / "scripts" / "ensure-redis.sh").read_text()
+    assert "--maxmemory-policy noeviction" in run
