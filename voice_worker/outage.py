@@ -1,13 +1,20 @@
-"""Redis outages, seen from a worker: wait with backoff, say so once, say when it is over."""
+"""Redis outages, seen from a worker: wait with backoff, say so once, say when it is over.
+
+A Redis at its memory cap (`maxmemory`, policy `noeviction`: it refuses writes rather than drop
+queued jobs) counts as one too: the worker keeps its job and waits for room, where it used to
+crash on the first refused write.
+"""
 
 import logging
 import time
+
+import redis
 
 import queues
 
 log = logging.getLogger(__name__)
 
-REDIS_DOWN = queues.REDIS_DOWN  # (defined once, in queues)
+REDIS_DOWN = (*queues.REDIS_DOWN, redis.exceptions.OutOfMemoryError)  # away (defined in queues), or full
 
 
 class Outage:
