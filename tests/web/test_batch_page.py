@@ -77,9 +77,11 @@ def test_same_names_a_failure_the_order_and_download_names(page, flite, tmp_path
     # In the order chosen; the second memo.wav told apart from the first.
     assert [c["name"] for c in cards] == ["memo.wav", "memo.wav (2)", "memo.mp3", "broken.mp3"], cards
     assert [c["state"] for c in cards] == ["finished", "finished", "finished", "failed"], cards
-    # Each transcript on its own card (the API gave both memo.wav their own job).
-    assert "noon" in cards[0]["text"].lower() and "report" in cards[1]["text"].lower(), cards
-    assert "report" in cards[2]["text"].lower(), cards
+    # Each transcript on its own card (the API gave both memo.wav their own job). Letters only:
+    # Whisper may write the mp3's "report" as "re-port".
+    words = ["".join(ch for ch in card["text"].lower() if ch.isalpha()) for card in cards]
+    assert "noon" in words[0] and "report" in words[1], cards
+    assert "report" in words[2], cards
     # The failure says why, and its bar is red, not the finished gradient.
     assert "decode" in cards[3]["text"].lower() or "audio" in cards[3]["text"].lower(), cards
     assert cards[3]["bar"] != cards[0]["bar"] and "gradient" not in cards[3]["bar"], cards
