@@ -9,6 +9,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shared_schemas shared_schemas
 COPY queues queues
+COPY billing billing
 COPY council council
 COPY web web
 # The project itself (DL3013: its pins live in pyproject.toml).

@@ -60,6 +60,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY shared_schemas shared_schemas
 COPY queues queues
+COPY billing billing
 COPY voice_worker voice_worker
 # The project itself (DL3013: its pins live in pyproject.toml), non-editable: the source tree
 # stays out of the image. The worker extra is the CPU engines; the gpu extra adds Coqui TTS and

@@ -3,12 +3,14 @@
 from .budgets import Budgets, Payer
 from .errors import BudgetExceeded, ConfigError, CouncilError, CouncilFailed, LLMUnavailable
 from .members import Council, Member
+from .members import load as load_members
 from .providers import ProviderStatus
 from .replies import EchoResponder, Reply, Responder, Step
 from .responder import CouncilResponder
-from .settings import CouncilSettings
+from .settings import DEFAULT_MEMBERS_FILE, CouncilSettings
 
 __all__ = [
+    "DEFAULT_MEMBERS_FILE",
     "BudgetExceeded",
     "Budgets",
     "ConfigError",
@@ -25,4 +27,5 @@ __all__ = [
     "Reply",
     "Responder",
     "Step",
+    "load_members",
 ]

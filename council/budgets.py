@@ -3,7 +3,7 @@
 Every LLM call reserves an estimate (its prompt's tokens, conservatively, plus the member's
 `max_output_tokens`) before it starts and settles what the server reports after; a tool call is
 debited before it runs; speech and transcription jobs are reserved before they are enqueued and
-settled by the worker. All of it goes through `queues.ledger`, atomically, so parallel turns
+settled by the worker. All of it goes through `billing`, atomically, so parallel turns
 cannot overspend. Before a turn deliberates, `shortfall` says whether what is left covers the
 whole council, and the graph sends the turn down the fast path, or fails it, when it does not.
 
@@ -24,8 +24,7 @@ from typing import Any, Protocol
 
 from langchain_core.messages import AIMessageChunk, BaseMessage
 
-from queues import AsyncLedger, Charge, Limits, Refused
-from queues.charges import Cost, Entry, Usage, price, resets_at
+from billing import UNITS, AsyncLedger, Charge, Cost, Entry, Limits, Refused, Usage, price, resets_at
 from shared_schemas import MAX_AUDIO_SECONDS, SynthesisJob, TranscriptionJob
 
 from .errors import BudgetExceeded, ConfigError
@@ -34,7 +33,6 @@ from .prices import Prices
 from .settings import CouncilSettings
 
 log = logging.getLogger(__name__)
-UNITS = ("tokens", "seconds", "money")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
 
-from queues import Charge
+from billing import Charge
 
 from . import chat, prompts, providers, router
 from .budgets import Budgets, Payer

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import asdict
 
-from queues import Ledger, QueueSettings, SettingsError
-from queues.charges import COLUMNS, UNITS
+from billing import COLUMNS, UNITS, Ledger
+from queues import QueueSettings, SettingsError
 
 from .errors import ConfigError
 from .settings import CouncilSettings

@@ -13,7 +13,7 @@ from typing import Self
 import redis.asyncio
 from langchain_core.language_models import BaseChatModel
 
-from queues import AsyncLedger
+from billing import AsyncLedger
 
 from . import members, prices, providers
 from .budgets import Budgets, Payer

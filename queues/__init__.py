@@ -1,22 +1,32 @@
-"""The shared layer: Redis settings, queues, enqueue by name, events, blobs, job status.
+"""The shared transport: Redis settings, queues, enqueue by name, events, blobs, job status, logs.
 
-Imports on both interpreters; depends only on shared_schemas, redis and rq.
+Imports on both interpreters; depends only on shared_schemas, redis and rq. What the council
+spends is another subject, in `billing`. Import from here, not from the modules (those whose name
+starts with `_` are private); `functions` and `mic` are public modules of names and keys.
 """
 
 from . import functions, mic
-from .blobs import AsyncBlobStore, BlobMissing, BlobStore, BlobTooLarge
-from .charges import Charge, Limits, Refused
-from .client import JobClient
-from .events import AsyncEventPublisher, EventPublisher, JobEvents, areplay, atrimmed, replay
-from .fair import RateLimited
-from .hub import REDIS_DOWN, EventHub, Subscription
-from .ledger import AsyncLedger, Ledger
+from ._audiofiles import find_audio
+from ._blobs import AsyncBlobStore, BlobMissing, BlobStore, BlobTooLarge
+from ._client import JobClient
+from ._env import FALSE_WORDS, SPLIT, TRUE_WORDS, EnvSettings, Flag, Names, SettingsError
+from ._events import AsyncEventPublisher, EventPublisher, JobEvents, areplay, atrimmed, replay, stream_key
+from ._fair import FairShare, RateLimited
+from ._hub import REDIS_DOWN, EventHub, Subscription
+from ._logs import configure_logging, log_context
+from ._status import JobStatus, ajob_status, job_status
+from ._voices import announce_voices, voices_key
+from ._wavs import join_wavs
 from .mic import MicKeys, MicReader, MicWriter
-from .settings import BATCH, LISTEN, REALTIME, SPEECH, QueueSettings, SettingsError
-from .status import JobStatus, ajob_status, job_status
-from .voices import announce_voices, voices_key
+from .settings import BATCH, LISTEN, REALTIME, SPEECH, QueueSettings
 
 __all__ = [
+    "FALSE_WORDS",
+    "SPLIT",
+    "TRUE_WORDS",
+    "EnvSettings",
+    "Flag",
+    "Names",
     "BATCH",
     "LISTEN",
     "REDIS_DOWN",
@@ -24,33 +34,34 @@ __all__ = [
     "SPEECH",
     "AsyncBlobStore",
     "AsyncEventPublisher",
-    "AsyncLedger",
     "BlobMissing",
     "BlobStore",
     "BlobTooLarge",
-    "Charge",
     "EventHub",
     "EventPublisher",
+    "FairShare",
     "JobClient",
     "JobEvents",
     "JobStatus",
-    "Ledger",
-    "Limits",
     "MicKeys",
     "MicReader",
     "MicWriter",
     "QueueSettings",
     "RateLimited",
-    "Refused",
     "SettingsError",
     "Subscription",
     "ajob_status",
     "announce_voices",
     "areplay",
     "atrimmed",
+    "configure_logging",
+    "find_audio",
     "functions",
-    "mic",
     "job_status",
+    "join_wavs",
+    "log_context",
+    "mic",
     "replay",
+    "stream_key",
     "voices_key",
 ]

@@ -32,12 +32,19 @@ from redis.retry import Retry
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
-from shared_schemas import AUDIO_FORMATS, MAX_TEXT_CHARS, EventType, SpeechClip, SynthesisJob, TranscriptionJob
-from shared_schemas.limits import VOICE_PATTERN
+from shared_schemas import (
+    AUDIO_FORMATS,
+    MAX_TEXT_CHARS,
+    VOICE_PATTERN,
+    EventType,
+    SpeechClip,
+    SynthesisJob,
+    TranscriptionJob,
+)
 
 from . import AsyncBlobStore, EventHub, JobClient, QueueSettings, SettingsError, voices_key
-from .audiofiles import find_audio
-from .wavs import join_wavs
+from ._audiofiles import find_audio
+from ._wavs import join_wavs
 
 PROG = "python -m queues"
 # Files transcribed at once: enough to keep several workers busy, few enough that the blobs of

@@ -11,6 +11,7 @@ Audio never goes through HTTP, and nothing here decodes it: both runtimes import
 """
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 import redis.asyncio
@@ -79,7 +80,11 @@ class MicReader:
 
     def read(self, block_ms: int, count: int = 200) -> list[tuple[bytes | None, str | None]]:
         """The next entries as (audio, control) pairs, waiting up to `block_ms` for the first."""
-        found = self._connection.xread({self.stream: self.last_id}, count=count, block=block_ms)
+        # Our connections speak RESP2, where XREAD answers [[stream, [(id, {field: value}), ...]]], or
+        # None when nothing came (redis-py's type is the union of every protocol's reply).
+        found = cast(
+            "list[list[Any]] | None", self._connection.xread({self.stream: self.last_id}, count=count, block=block_ms)
+        )
         entries: list[tuple[bytes | None, str | None]] = []
         for _, items in found or []:
             for entry_id, fields in items:

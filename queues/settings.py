@@ -1,10 +1,23 @@
-"""Redis and queue settings, built once per runtime from the environment and passed down."""
+"""Settings, built once per runtime from the environment and passed down.
+
+One model per runtime: the app's `web.settings.AppSettings` (its sections: `QueueSettings`,
+`council.CouncilSettings`, `web.settings.ServerSettings`) and the worker's
+`voice_worker.settings.WorkerSettings` (its section: `QueueSettings`). Each is a pydantic-settings
+model under the rules of `EnvSettings`, the same for every variable:
+
+- Built in code (`QueueSettings(redis_url=..., retries=1)`), a model reads no environment at all:
+  `from_env(environ)` is the one place that reads one, the mapping it is given.
+- A field reads `<env_prefix><FIELD>`, or the variables its `validation_alias` names, in order.
+- A variable set to the empty string is unset: the default holds (compose passes `${NAME:-}`).
+- Booleans are 1, true, yes, on or 0, false, no, off, in any case; lists are comma-separated.
+- A value that does not fit raises SettingsError, naming the variable and what it expects.
+"""
 
 import errno
+import os
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -12,8 +25,12 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio
 import redis.connection
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from ._env import EnvSettings, SettingsError
 
 SPEECH = "speech"
 REALTIME = "realtime"
@@ -33,20 +50,19 @@ def _unreachable(exc: redis.exceptions.RedisError) -> bool:
     return isinstance(cause, OSError) and cause.errno in UNREACHABLE_ERRNOS
 
 
-class SettingsError(ValueError):
-    """A setting from the environment is missing or malformed; the message names it."""
-
-
-@dataclass(frozen=True)
-class QueueSettings:
+class QueueSettings(EnvSettings):
     """Everything the shared layer needs; each field reads `COUNCIL_<FIELD>` from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="COUNCIL_")
 
     # `redis://[:password@]host:port/db`, `rediss://` for TLS, or `unix://`. The URL may carry
     # redis-py's options as query parameters (`?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required`).
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("COUNCIL_REDIS_URL", "REDIS_URL"), repr=False
+    )
     # A password kept out of the URL (a Kubernetes secret), and TLS files for `rediss://`: the CA
     # that signed the server's certificate, and a client certificate and key for `tls-auth-clients`.
-    redis_password: str | None = field(default=None, repr=False)
+    redis_password: str | None = Field(default=None, repr=False)
     redis_ssl_ca_certs: str | None = None
     redis_ssl_certfile: str | None = None
     redis_ssl_keyfile: str | None = None
@@ -76,42 +92,21 @@ class QueueSettings:
     # Fair share (queues/fair.py): jobs one user, or one session, may have waiting in the job queues
     # at once (more are refused: RateLimited, HTTP 429), and running at once (more wait their turn
     # while others' jobs run). 0: no limit.
-    max_queued_per_user: int = 1000
-    max_queued_per_session: int = 500
-    max_running_per_user: int = 0
-    max_running_per_session: int = 0
+    max_queued_per_user: int = Field(default=1000, ge=0)
+    max_queued_per_session: int = Field(default=500, ge=0)
+    max_running_per_user: int = Field(default=0, ge=0)
+    max_running_per_session: int = Field(default=0, ge=0)
     # Prefix for every key this project owns (RQ keeps its own `rq:` keys).
     key_prefix: str = "council"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Self:
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            name = f"COUNCIL_{f.name.upper()}"
-            raw = environ.get(name)
-            if raw is None and f.name == "redis_url":
-                raw = environ.get("REDIS_URL")
-            if raw is None:
-                continue
-            if f.type in (int, "int"):
-                try:
-                    values[f.name] = int(raw)
-                except ValueError:
-                    raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-            elif f.default is None:
-                values[f.name] = raw or None  # optional: set but empty means unset
-            else:
-                values[f.name] = raw
-        settings = cls(**values)
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
+        settings = super().from_env(environ)
         settings.check()
         return settings
 
     def check(self) -> None:
         """Raise SettingsError, naming the variable, for a Redis setting that cannot work."""
-        limits = ("max_queued_per_user", "max_queued_per_session", "max_running_per_user", "max_running_per_session")
-        for name in limits:
-            if getattr(self, name) < 0:
-                raise SettingsError(f"COUNCIL_{name.upper()} must be 0 (no limit) or more")
         url = self.redis_url
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(

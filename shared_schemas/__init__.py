@@ -1,12 +1,13 @@
 """The contract between the app (Python 3.13) and the voice workers (Python 3.11).
 
-Pydantic models only; they cross as JSON. Import from here, not from the modules.
+Pydantic models (they cross as JSON), the limits both sides check, and the sentence cutting both
+sides share. Import from here, not from the modules: they are private (`_jobs`, `_events`, ...).
 """
 
-from .errors import ErrorCode, JobError
-from .events import Event, EventType
-from .jobs import JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
-from .limits import (
+from ._errors import ErrorCode, JobError
+from ._events import Event, EventType
+from ._jobs import JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
+from ._limits import (
     AUDIO_FORMATS,
     MAX_AUDIO_BYTES,
     MAX_AUDIO_SECONDS,
@@ -16,9 +17,11 @@ from .limits import (
     MIN_AUDIO_SECONDS,
     SCHEMA_VERSION,
     STT_SAMPLE_RATE,
+    VOICE_PATTERN,
     AudioFormat,
 )
-from .results import Progress, Segment, Speech, SpeechClip, Transcript, Word
+from ._results import Progress, Segment, Speech, SpeechClip, Transcript, Word
+from ._text import SentenceBuffer, split_sentences
 
 __all__ = [
     "AUDIO_FORMATS",
@@ -30,6 +33,7 @@ __all__ = [
     "MIN_AUDIO_SECONDS",
     "SCHEMA_VERSION",
     "STT_SAMPLE_RATE",
+    "VOICE_PATTERN",
     "AudioFormat",
     "ErrorCode",
     "Event",
@@ -40,10 +44,12 @@ __all__ = [
     "PingJob",
     "Progress",
     "Segment",
+    "SentenceBuffer",
     "Speech",
     "SpeechClip",
     "SynthesisJob",
     "Transcript",
     "TranscriptionJob",
     "Word",
+    "split_sentences",
 ]

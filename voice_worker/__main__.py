@@ -9,8 +9,7 @@ import argparse
 import os
 import sys
 
-from queues import SettingsError
-from queues.logs import configure_logging
+from queues import SettingsError, configure_logging
 
 from .engines import load_engines
 from .errors import EngineLoadError

@@ -1,7 +1,7 @@
 """A worker's in-flight list: the jobs it has taken and not yet finished, kept in Redis.
 
 A job moves from its queue into the worker's list in one atomic command (LMOVE/BLMOVE, or for
-the job queues the fair-share claim, one Lua call: `queues.fair.CLAIM`, which takes users in turn),
+the job queues the fair-share claim, one Lua call: `FairShare.CLAIM`, which takes users in turn),
 and leaves it in the same transaction that records its end (see `lean.py`). So at every instant a
 job is in a queue, in exactly one worker's list, or done: a worker that dies loses nothing.
 
@@ -20,8 +20,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from queues import EventPublisher, QueueSettings, functions
-from queues.fair import CLAIM, DROP, FairShare
+from queues import EventPublisher, FairShare, QueueSettings, functions
 from shared_schemas import ErrorCode, Event, EventType, JobError
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,7 @@ LISTENER_LOST = "The voice worker listening to you stopped (it crashed or was re
 
 # KEYS: my list, then the queues in priority order. Moves the first waiting job of the first
 # non-empty queue into my list. For queues with no lanes (the listeners'); the job queues are
-# claimed with `queues.fair.CLAIM`.
+# claimed with `FairShare.CLAIM`.
 _CLAIM = """
 for i = 2, #KEYS do
   local id = redis.call('LMOVE', KEYS[i], KEYS[1], 'LEFT', 'RIGHT')
@@ -97,8 +96,8 @@ class Inflight:
         self.key = self.keys.inflight(worker)
         self.max_crashes = max_crashes
         self._claim = connection.register_script(_CLAIM)
-        self._fair_claim = connection.register_script(CLAIM)
-        self._drop = connection.register_script(DROP)
+        self._fair_claim = connection.register_script(FairShare.CLAIM)
+        self._drop = connection.register_script(FairShare.DROP)
         self._adopt = connection.register_script(_ADOPT)
 
     def register(self, alive_ttl_s: float) -> None:
@@ -129,7 +128,7 @@ class Inflight:
 
     def claim_job(self, block_s: float) -> tuple[str, str] | None:
         """The next job (queue key, job id) for this worker, users of a queue group taken in turn
-        (`queues.fair`), moved into my list. With nothing to take it waits up to `block_s` on the
+        (`queues.FairShare`), moved into my list. With nothing to take it waits up to `block_s` on the
         wake list, then looks again."""
         found = self._take_fair(self.served)
         if found is not None or block_s <= 0:
@@ -154,9 +153,9 @@ class Inflight:
 
     def drop(self, job_id: str, pipeline: redis.client.Pipeline | None = None) -> None:
         """Take a job off my list (it no longer runs here): in `pipeline`, the transaction that
-        records its end, as EVAL (see queues.events on scripts inside transactions)."""
+        records its end, as EVAL (see queues/_events.py on scripts inside transactions)."""
         if pipeline is not None:
-            pipeline.eval(DROP, 1, self.key, self.fair.prefix, job_id)
+            pipeline.eval(FairShare.DROP, 1, self.key, self.fair.prefix, job_id)
         else:
             self._drop(keys=[self.key], args=[self.fair.prefix, job_id])
 

@@ -24,7 +24,7 @@ from typing import Any
 import redis.exceptions
 from rq import Queue, get_current_job
 
-from queues import Charge, Ledger, Refused
+from billing import Charge, Ledger, Refused
 from shared_schemas import ErrorCode, EventType, PingJob, SynthesisJob, TranscriptionJob
 
 from . import synthesis, transcription

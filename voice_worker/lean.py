@@ -4,14 +4,14 @@ Stock RQ sends its worker heartbeat (3 commands, one round trip each) several ti
 prepares each job in two transactions, WATCHes the job's dependents before finishing it, and
 sets the worker's state twice. Here, per job: one move of the job id from its queue into this
 worker's in-flight list (`inflight.py`; RQ's BLPOP over several queues has no such list, so a
-crash at that instant lost the job; the move takes users in turn, `queues.fair`), HGETALL (the
+crash at that instant lost the job; the move takes users in turn, `queues.FairShare`), HGETALL (the
 job), one transaction to start it, the job itself, one transaction to finish it that also takes
 it off the in-flight list. Keys and values stay exactly RQ's, so rq-dashboard, registries,
 results and retries work as before.
 
 A Redis outage does not stop the worker: it waits with backoff, logs the outage and its end once,
 and then settles whatever its own list still holds (a job whose end could not be recorded runs
-again; its events are de-duplicated by `queues.events`).
+again; its events are de-duplicated by `queues.JobEvents`).
 
 What it gives up, on purpose:
 - job dependencies (`depends_on`): a finished job does not release dependents. Council never

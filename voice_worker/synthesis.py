@@ -12,8 +12,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from queues import BlobStore, JobEvents
-from shared_schemas import MAX_TEXT_CHARS, ErrorCode, EventType, Speech, SpeechClip, SynthesisJob
-from shared_schemas.text import split_sentences
+from shared_schemas import MAX_TEXT_CHARS, ErrorCode, EventType, Speech, SpeechClip, SynthesisJob, split_sentences
 
 from .audio import Audio, encode_wav
 from .engines import Engines

@@ -15,9 +15,7 @@ from rq.registry import CanceledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from queues import announce_voices, functions
-from queues.fair import FairShare
-from queues.logs import log_context
+from queues import FairShare, announce_voices, functions, log_context
 from shared_schemas import ErrorCode, EventType, TranscriptionJob
 
 from . import transcription

@@ -1,4 +1,4 @@
-"""`python -m web`: serve the app with uvicorn, logging JSON lines (see `queues.logs`).
+"""`python -m web`: serve the app with uvicorn, logging JSON lines (see `queues.configure_logging`).
 
 The server bounds what one client can hold, which uvicorn's defaults do not (measured: a 128 MB
 request head cost 20 s of CPU; 40 connections that never finished their heads stayed open 75 s):
@@ -29,8 +29,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from queues import SettingsError
-from queues.logs import configure_logging
+from queues import SettingsError, configure_logging
 from shared_schemas import ErrorCode
 
 from .app import create_app

@@ -28,8 +28,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from council import BudgetExceeded
-from queues import BlobMissing, RateLimited, Subscription, atrimmed
-from queues.logs import log_context
+from queues import BlobMissing, RateLimited, Subscription, atrimmed, log_context
 from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, ErrorCode, Event, EventType, JobError
 
 from . import metrics

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from queues import Ledger
+from billing import Ledger
 from shared_schemas import JobPayload
 
 from .auth import user_of

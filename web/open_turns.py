@@ -21,8 +21,6 @@ from shared_schemas import ErrorCode, Event, EventType
 
 log = logging.getLogger(__name__)
 
-ALIVE_TTL_S = 15.0
-BEAT_S = 5.0
 INTERRUPTED = {
     "code": ErrorCode.INTERRUPTED,
     "message": "The server restarted while it was answering, so this answer stopped. Ask again.",
@@ -31,8 +29,20 @@ INTERRUPTED = {
 
 
 class OpenTurns:
-    def __init__(self, settings: QueueSettings, aredis: redis.asyncio.Redis, publisher: AsyncEventPublisher) -> None:
+    def __init__(
+        self,
+        settings: QueueSettings,
+        aredis: redis.asyncio.Redis,
+        publisher: AsyncEventPublisher,
+        *,
+        alive_ttl_s: float,
+        beat_s: float,
+    ) -> None:
+        """`alive_ttl_s`, `beat_s`: this process's alive key, and how often it is renewed (the app's
+        COUNCIL_APP_ALIVE_TTL_S, COUNCIL_APP_BEAT_S)."""
         self.app = uuid.uuid4().hex[:12]
+        self.alive_ttl_s = alive_ttl_s
+        self.beat_s = beat_s
         self.key = f"{settings.key_prefix}:turns:open"
         self._alive_prefix = f"{settings.key_prefix}:app:"
         self.aredis = aredis
@@ -59,11 +69,11 @@ class OpenTurns:
     async def _beat(self) -> None:
         while True:
             try:
-                await self.aredis.set(self._alive_prefix + self.app, "1", px=int(ALIVE_TTL_S * 1000))
+                await self.aredis.set(self._alive_prefix + self.app, "1", px=int(self.alive_ttl_s * 1000))
                 await self.sweep()
             except redis.exceptions.RedisError as exc:
                 log.debug("open turns: %s", exc)  # the hub reports Redis outages
-            await asyncio.sleep(BEAT_S)
+            await asyncio.sleep(self.beat_s)
 
     async def sweep(self) -> int:
         """End the turns of app processes that are gone; how many were ended."""

@@ -10,16 +10,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from starlette.requests import HTTPConnection
 
+from billing import AsyncLedger
 from council import Budgets, CouncilResponder, EchoResponder
-from queues import AsyncBlobStore, AsyncEventPublisher, AsyncLedger, EventHub, JobClient, QueueSettings, voices_key
+from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, voices_key
 
 from .meter import Meter
 from .open_turns import OpenTurns
 from .settings import AppSettings
-
-# Redis connections of one app process (commands are short: a few ms each even under load).
-POOL_SIZE = 100
-POOL_WAIT_S = 10.0
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,7 +66,7 @@ class Services:
         if check is None:
             return None
         now = time.monotonic()
-        if self._llm_checked is None or now - self._llm_checked[0] > 10:
+        if self._llm_checked is None or now - self._llm_checked[0] > self.settings.llm_status_ttl_s:
             self._llm_checked = (now, [status.as_dict() for status in await check()])
         return self._llm_checked[1]
 
@@ -95,7 +92,7 @@ class Services:
         """Open the clients. The responder: `make_responder(redis)` when given (tests, benchmarks),
         else the one the settings name."""
         q = settings.queues
-        sync, aconn = q.connect(), _async_client(q)
+        sync, aconn = q.connect(), _async_client(settings)
         budgets = Budgets.from_settings(settings.council, AsyncLedger(aconn, q.key_prefix))
         if make_responder is not None:
             responder = make_responder(aconn)
@@ -115,7 +112,7 @@ class Services:
             publisher=publisher,
             responder=responder,
             meter=Meter(budgets, jobs, blobs, settings.blob_quota_bytes),
-            open_turns=OpenTurns(q, aconn, publisher),
+            open_turns=OpenTurns(q, aconn, publisher, alive_ttl_s=settings.app_alive_ttl_s, beat_s=settings.app_beat_s),
             recordings=Recordings(settings.max_recording_bytes),
         )
         await services.hub.start()
@@ -129,16 +126,17 @@ class Services:
         self.redis.close()
 
 
-def _async_client(q: QueueSettings) -> redis.asyncio.Redis:
-    """The app's asyncio client (as `q.connect_async()`: the URL, password and TLS files), shared by
-    every session. Its pool waits up to POOL_WAIT_S for a free connection rather than failing with
-    "Too many connections" when a burst of sessions wants more than it holds, as redis-py's default
-    pool does past 100."""
+def _async_client(settings: AppSettings) -> redis.asyncio.Redis:
+    """The app's asyncio client (as `queues.connect_async()`: the URL, password and TLS files), shared
+    by every session. Its pool of COUNCIL_REDIS_POOL_SIZE connections waits up to
+    COUNCIL_REDIS_POOL_WAIT_S for a free one rather than failing with "Too many connections" when a
+    burst of sessions wants more than it holds, as redis-py's default pool does past 100."""
+    q = settings.queues
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         q.redis_url,
         **q.redis_options(),
-        max_connections=POOL_SIZE,
-        timeout=POOL_WAIT_S,
+        max_connections=settings.redis_pool_size,
+        timeout=settings.redis_pool_wait_s,
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=1), retries=3),
     )
     return redis.asyncio.Redis.from_pool(pool)

@@ -1,15 +1,18 @@
-"""The app's settings, read once from the environment at start."""
+"""The app's settings, read once from the environment at start: one model, `AppSettings`, holding
+the queues', the council's and the server's sections (the rules: `queues.settings.EnvSettings`)."""
 
 import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
 from council import CouncilSettings
-from queues import QueueSettings, SettingsError
+from queues import EnvSettings, Flag, Names, QueueSettings, SettingsError
 
 # Who calls when no token is configured; the user of COUNCIL_API_TOKEN.
 ANONYMOUS = "anonymous"
@@ -21,8 +24,15 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 EVERY_INTERFACE = ("0.0.0.0", "::", "")
 
 
-@dataclass(frozen=True)
-class ServerSettings:
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _users(value: Any) -> Any:
+    return parse_users(value) if isinstance(value, str) else value
+
+
+class ServerSettings(EnvSettings):
     """How `python -m web` serves the app, and whom it answers.
 
     The Host and Origin checks defeat DNS rebinding and cross-site requests (see `web.sitecheck`);
@@ -30,39 +40,44 @@ class ServerSettings:
     connections open at once.
     """
 
-    host: str = "127.0.0.1"
-    port: int = 8000
+    model_config = SettingsConfigDict(env_prefix="COUNCIL_")
+
+    host: Annotated[str, BeforeValidator(_stripped)] = "127.0.0.1"
+    port: int = Field(default=8000, gt=0)
     # Host names the app answers to, besides loopback and the host it binds. "*" answers any:
     # the default of an app built in code (tests, whose clients say `testserver`); `from_env`,
     # which `python -m web` uses, defaults to loopback only.
-    allowed_hosts: tuple[str, ...] = ("*",)
+    allowed_hosts: Names = ("*",)
     # Origins (scheme://host[:port]) besides the app's own whose pages may open the chat
     # WebSocket and send POST, PUT, PATCH and DELETE requests.
-    allowed_origins: tuple[str, ...] = ()
+    allowed_origins: Names = ()
     # Serve a host other than loopback with no API token: anyone who reaches it is the operator.
-    allow_open: bool = False
-    max_header_bytes: int = 64 * 1024
-    header_timeout_s: float = 10.0
-    max_connections: int = 1000
+    allow_open: Flag = False
+    max_header_bytes: int = Field(default=64 * 1024, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=1000, gt=0)
 
-    def __post_init__(self) -> None:
-        for name in ("port", "max_header_bytes", "max_connections"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"COUNCIL_{name.upper()} must be a positive integer, got {getattr(self, name)}.")
-        if not self.header_timeout_s > 0:
-            raise SettingsError(f"COUNCIL_HEADER_TIMEOUT_S must be a positive number, got {self.header_timeout_s}.")
-        for host in self.allowed_hosts:
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
             if host != "*" and not _HOST_NAME.match(host.removeprefix("*.")):
                 raise SettingsError(
                     f"COUNCIL_ALLOWED_HOSTS: {host!r} is not a host name (write council.example.com,10.0.0.5, "
                     "with no scheme or port; *.example.com for its subdomains, * for any)."
                 )
-        for origin in self.allowed_origins:
+        return hosts
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
             if normal_origin(origin) is None:
                 raise SettingsError(
                     f"COUNCIL_ALLOWED_ORIGINS: {origin!r} is not an origin (write https://council.example.com "
                     "or http://10.0.0.5:8000: a scheme, a host and a port if not the default, no path)."
                 )
+        return origins
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -90,35 +105,13 @@ class ServerSettings:
             return False  # a name: it may resolve to any interface
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Self:
-        def number(name: str, default: float) -> float:
-            raw = environ.get(name, "").strip()
-            try:
-                return type(default)(raw) if raw else default
-            except ValueError:
-                what = "an integer" if isinstance(default, int) else "a number"
-                raise SettingsError(f"{name} must be {what}, got {raw!r}.") from None
-
-        allow_open = environ.get("COUNCIL_ALLOW_OPEN", "").strip().lower()
-        if allow_open not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
-            raise SettingsError(f"COUNCIL_ALLOW_OPEN must be 1 or 0, got {allow_open!r}.")
-        return cls(
-            host=environ.get("COUNCIL_HOST", "").strip() or cls.host,
-            port=int(number("COUNCIL_PORT", cls.port)),
-            allowed_hosts=_names(environ.get("COUNCIL_ALLOWED_HOSTS")) or LOOPBACK_HOSTS,
-            allowed_origins=_names(environ.get("COUNCIL_ALLOWED_ORIGINS")),
-            allow_open=allow_open in ("1", "true", "yes", "on"),
-            max_header_bytes=int(number("COUNCIL_MAX_HEADER_BYTES", cls.max_header_bytes)),
-            header_timeout_s=number("COUNCIL_HEADER_TIMEOUT_S", cls.header_timeout_s),
-            max_connections=int(number("COUNCIL_MAX_CONNECTIONS", cls.max_connections)),
-        )
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
+        values = cls.env_values(environ)
+        values.setdefault("allowed_hosts", LOOPBACK_HOSTS)  # not any host, as in code
+        return cls(**values)
 
 
 _HOST_NAME = re.compile(r"^(\[?[0-9A-Fa-f:.]+\]?|[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?)$")
-
-
-def _names(raw: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
 
 
 def normal_origin(origin: str) -> str | None:
@@ -138,26 +131,44 @@ def normal_origin(origin: str) -> str | None:
     return f"{parts.scheme}://{host}:{port}"
 
 
-@dataclass(frozen=True)
-class AppSettings:
+class AppSettings(EnvSettings):
+    """The app's one settings model: its sections, and what is the app's own."""
+
+    model_config = SettingsConfigDict(env_prefix="COUNCIL_")
+
     queues: QueueSettings
-    council: CouncilSettings = field(default_factory=CouncilSettings)
+    council: CouncilSettings = Field(default_factory=CouncilSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     # Who answers a turn: the council (LLMs configured in the members file), or `echo`, which
     # speaks the user's words back, for running the voice path with no LLM at all.
     responder: Literal["council", "echo"] = "council"
     # When set, every API and WebSocket call must carry this token; its user is "default".
-    api_token: str | None = field(default=None, repr=False)
+    api_token: str | None = Field(default=None, repr=False)
     # More tokens, each naming its user (user -> token). Sessions, audio and batches belong to the
     # user who made them. With no token at all, everyone is the one user "anonymous".
-    api_users: Mapping[str, str] = field(default_factory=dict, repr=False)
-    server: ServerSettings = field(default_factory=ServerSettings)
+    api_users: Annotated[Mapping[str, str], BeforeValidator(_users)] = Field(
+        default_factory=dict, validation_alias="COUNCIL_API_TOKENS", repr=False
+    )
     # Recordings uploaded whole (`audio_start` ... `audio_end`) are held in this process until they
     # end: at most this many bytes of them, all sockets together (each one at most MAX_AUDIO_BYTES).
-    max_recording_bytes: int = 256 * 2**20
+    max_recording_bytes: int = Field(default=256 * 2**20, gt=0)
     # Audio a user may have stored for the workers (uploads, recordings) within a blob's lifetime.
-    blob_quota_bytes: int = 1024 * 2**20
+    blob_quota_bytes: int = Field(default=1024 * 2**20, gt=0)
+    # Redis connections of this process (commands are short: a few ms each even under load), and
+    # how long a command waits for a free one when a burst of sessions wants more (see services.py).
+    redis_pool_size: int = Field(default=100, gt=0)
+    redis_pool_wait_s: float = Field(default=10.0, gt=0)
+    # Turns under way (open_turns.py): this process keeps a key alive this long, renewed every beat;
+    # the turns of a process whose key is gone are ended, so within about ttl + beat of its death.
+    app_alive_ttl_s: float = Field(default=15.0, gt=0)
+    app_beat_s: float = Field(default=5.0, gt=0)
+    # How long the app trusts its last look at the council's LLM servers (/health, the pages).
+    llm_status_ttl_s: float = Field(default=10.0, ge=0)
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.app_beat_s * 2 > self.app_alive_ttl_s:
+            raise SettingsError("COUNCIL_APP_BEAT_S must be at most half of COUNCIL_APP_ALIVE_TTL_S")
         users = self.users
         if DEFAULT_USER in self.api_users:
             # Even with no COUNCIL_API_TOKEN: "default" is an operator unless COUNCIL_OPERATORS
@@ -183,6 +194,7 @@ class AppSettings:
                 "COUNCIL_ALLOW_OPEN=1 serves it open anyway (dangerous: anyone may use the council and "
                 "read everyone's usage)."
             )
+        return self
 
     @property
     def users(self) -> dict[str, str]:
@@ -193,31 +205,6 @@ class AppSettings:
     def token_users(self) -> dict[str, str]:
         """Token -> user, for every token the app accepts; empty when it needs none."""
         return {token: user for user, token in self.users.items()}
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
-        responder = environ.get("COUNCIL_RESPONDER", "council")
-        if responder not in ("council", "echo"):
-            raise SettingsError(f"COUNCIL_RESPONDER must be council or echo, got {responder!r}")
-        return cls(
-            queues=QueueSettings.from_env(environ),
-            council=CouncilSettings.from_env(environ),
-            responder="echo" if responder == "echo" else "council",
-            api_token=environ.get("COUNCIL_API_TOKEN") or None,
-            api_users=parse_users(environ.get("COUNCIL_API_TOKENS", "")),
-            server=ServerSettings.from_env(environ),
-            max_recording_bytes=_bytes(environ, "COUNCIL_MAX_RECORDING_BYTES", 256 * 2**20),
-            blob_quota_bytes=_bytes(environ, "COUNCIL_BLOB_QUOTA_BYTES", 1024 * 2**20),
-        )
-
-
-def _bytes(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise SettingsError(f"{name} must be a positive number of bytes, got {raw!r}.")
-    return int(raw)
 
 
 def parse_users(raw: str) -> dict[str, str]:

@@ -15,10 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from queues import BlobMissing
-from queues.wavs import join_wavs
-from shared_schemas import MAX_TEXT_CHARS, ErrorCode, EventType, SpeechClip, SynthesisJob
-from shared_schemas.limits import VOICE_PATTERN
+from queues import BlobMissing, join_wavs
+from shared_schemas import MAX_TEXT_CHARS, VOICE_PATTERN, ErrorCode, EventType, SpeechClip, SynthesisJob
 
 from .auth import user_of
 from .errors import ApiError

@@ -14,10 +14,8 @@ from typing import Any
 import redis.exceptions
 
 from council import CouncilError, LLMUnavailable, Responder, Step
-from queues import RateLimited
-from queues.logs import log_context
-from shared_schemas import AudioFormat, ErrorCode, Event, EventType, SynthesisJob, TranscriptionJob
-from shared_schemas.text import SentenceBuffer
+from queues import RateLimited, log_context
+from shared_schemas import AudioFormat, ErrorCode, Event, EventType, SentenceBuffer, SynthesisJob, TranscriptionJob
 
 from . import metrics
 from .meter import QuotaExceeded

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from queues.audiofiles import find_audio
+from queues import find_audio
 from shared_schemas import AUDIO_FORMATS, MAX_AUDIO_BYTES
 
 from .transcripts import FORMATS

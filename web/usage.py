@@ -18,9 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from billing import COLUMNS, AsyncLedger, Charge, Cost
 from council import Budgets
-from queues import AsyncLedger, Charge
-from queues.charges import COLUMNS, Cost
 from shared_schemas import ErrorCode
 
 from . import metrics

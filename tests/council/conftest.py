@@ -4,7 +4,6 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -53,7 +52,7 @@ def responder(redis_url: str, council: Council, council_settings: CouncilSetting
     async def make(models: dict[str, BaseChatModel], **settings: Any) -> AsyncIterator[CouncilResponder]:
         client = redis.asyncio.Redis.from_url(redis_url)
         try:
-            yield CouncilResponder(replace(council_settings, **settings), council, models, client)
+            yield CouncilResponder(council_settings.model_copy(update=settings), council, models, client)
         finally:
             await client.aclose()
 

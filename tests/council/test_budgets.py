@@ -4,7 +4,6 @@ clear refusals, and parallel turns that cannot overspend."""
 
 import asyncio
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -147,7 +146,7 @@ def test_a_member_over_its_own_budget_is_dropped_and_the_turn_goes_on(
     async def scenario():
         client = redis.asyncio.Redis.from_url(redis_url)
         try:
-            r = CouncilResponder(replace(council_settings, **fresh), small, chosen, client)
+            r = CouncilResponder(council_settings.model_copy(update=fresh), small, chosen, client)
             return await turn(r, session_id, DELIBERATE, user="gina")
         finally:
             await client.aclose()
@@ -171,7 +170,7 @@ def test_parallel_turns_cannot_overspend(redis_url, council, council_settings, s
     small = Council(members=council.members, chair=chair, fast=chair)
     answer = " ".join(["word"] * 100)
     chosen = {m.name: scripted(script=[answer], delay=0.2) for m in small.everyone}
-    settings = replace(council_settings, budget_daily=("1000 tokens",), **fresh)
+    settings = council_settings.model_copy(update={"budget_daily": ("1000 tokens",), **fresh})
 
     async def one(r: CouncilResponder, i: int) -> str:
         try:

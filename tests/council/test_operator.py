@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from billing import Charge, Ledger, Limits, Refused
 from council.operator import main
-from queues import Charge, Ledger, Limits, Refused
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -124,7 +123,7 @@ def test_check_reports_a_ready_server_and_missing_models(council, ollama_server)
     [status] = asyncio.run(check(council, settings))
     assert status.ready and status.detail == "ok"
     handler.models = ["qwen2.5:7b"]
-    [status] = asyncio.run(check(council, replace(settings)))
+    [status] = asyncio.run(check(council, settings.model_copy()))
     assert status.reachable and not status.ready
     assert status.missing_models == ("llama3.2",)
     assert status.detail == "models not on the server: llama3.2"

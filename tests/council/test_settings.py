@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio
 
-from council import ConfigError, CouncilResponder, CouncilSettings
+from council import CouncilResponder, CouncilSettings
 from council.memory import Turn
 from council.settings import DEFAULT_MEMBERS_FILE
 from council.tigergraph import upsert
+from queues import SettingsError
 
 
 def test_defaults_need_no_environment():
@@ -51,10 +52,12 @@ def test_values_from_the_environment():
         ("COUNCIL_HISTORY_TOKENS", "lots", "COUNCIL_HISTORY_TOKENS must be an integer, got 'lots'"),
         ("COUNCIL_CHAIR_TIMEOUT_S", "soon", "COUNCIL_CHAIR_TIMEOUT_S must be a number, got 'soon'"),
         ("COUNCIL_CRITIQUE", "maybe", "COUNCIL_CRITIQUE must be true or false, got 'maybe'"),
+        ("COUNCIL_TOOLS_HTTP", "enabled", "COUNCIL_TOOLS_HTTP must be true or false, got 'enabled'"),
     ],
 )
 def test_a_malformed_value_names_its_variable(name, value, message):
-    with pytest.raises(ConfigError, match=message):
+    """A SettingsError, as every runtime's settings raise: `python -m web` says it and stops."""
+    with pytest.raises(SettingsError, match=message):
         CouncilSettings.from_env({name: value})
 
 
@@ -80,3 +83,9 @@ def test_a_turn_as_a_tigergraph_upsert():
     }
     assert doc["edges"]["Session"]["s1"] == {"HAS_TURN": {"Turn": {"s1/t1": {}}}}
     assert doc["edges"]["Turn"]["s1/t1"] == {"MENTIONS": {"Topic": {"lisbon": {}}}}
+
+
+def test_operators_none_means_nobody_and_empty_means_the_default():
+    assert CouncilSettings.from_env({"COUNCIL_OPERATORS": "none"}).operators == ()
+    assert CouncilSettings.from_env({"COUNCIL_OPERATORS": ""}).operators == ("anonymous", "default")
+    assert CouncilSettings.from_env({"COUNCIL_OPERATORS": "alice, bob"}).operators == ("alice", "bob")

@@ -1,10 +1,13 @@
-"""The council's public surface, pinned: the web app depends on these names only."""
+"""The council's public surface, pinned: the web app, and the tests and benchmarks that build a
+council from the default members file, depend on these names only (`council.scripted`, the
+scripted chat model, is the one module they reach besides: tests/test_imports.py)."""
 
 import council
 
 
 def test_public_names():
     assert council.__all__ == [
+        "DEFAULT_MEMBERS_FILE",
         "BudgetExceeded",
         "Budgets",
         "ConfigError",
@@ -21,6 +24,7 @@ def test_public_names():
         "Reply",
         "Responder",
         "Step",
+        "load_members",
     ]
     assert all(hasattr(council, name) for name in council.__all__)
 

@@ -7,7 +7,6 @@ import contextlib
 import http.server
 import threading
 import uuid
-from dataclasses import replace
 
 import pytest
 import redis.asyncio
@@ -37,7 +36,7 @@ def run_turn(redis_url, council, council_settings, session_id, fresh):
             client = redis.asyncio.Redis.from_url(redis_url)
             try:
                 r = CouncilResponder(
-                    replace(council_settings, **fresh, **settings), council_ or council, models, client
+                    council_settings.model_copy(update={**fresh, **settings}), council_ or council, models, client
                 )
                 turn_id = f"turn-{uuid.uuid4().hex[:8]}"
                 items = [i async for i in r.answer(session or session_id, turn_id, text, "leon")]

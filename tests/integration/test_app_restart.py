@@ -9,8 +9,7 @@ from urllib.parse import urlencode
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from queues import JobClient, replay
-from queues.events import stream_key
+from queues import JobClient, replay, stream_key
 from shared_schemas import SynthesisJob
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.usefixtures("worker")]

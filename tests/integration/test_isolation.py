@@ -49,14 +49,19 @@ def walk(python: str, packages: str) -> tuple[list[str], set[str]]:
 
 
 def test_every_module_of_the_app_side_loads_neither_the_worker_nor_torch():
-    walked, loaded = walk(sys.executable, "web,council,queues,shared_schemas")
+    walked, loaded = walk(sys.executable, "web,council,queues,billing,shared_schemas")
     assert sys.version_info[:2] == (3, 13)
-    assert {"web.chat", "web.mic", "web.batch", "council.graph", "queues.mic"} <= set(walked)
+    assert {"web.chat", "web.mic", "web.batch", "council.graph", "queues.mic", "billing._ledger"} <= set(walked)
     assert len(walked) > 60, walked
     assert not loaded & WORKER_ONLY, sorted(loaded & WORKER_ONLY)
 
 
 def test_every_module_of_the_worker_side_never_imports_the_app_or_the_council(worker_python):
-    walked, loaded = walk(worker_python, "voice_worker,queues,shared_schemas")
-    assert {"voice_worker.listening.listener", "voice_worker.stt.parakeet", "voice_worker.tts.coqui"} <= set(walked)
+    walked, loaded = walk(worker_python, "voice_worker,queues,billing,shared_schemas")
+    assert {
+        "voice_worker.listening.listener",
+        "voice_worker.stt.parakeet",
+        "voice_worker.tts.coqui",
+        "billing._ledger",
+    } <= set(walked)
     assert not loaded & APP_ONLY, sorted(loaded & APP_ONLY)

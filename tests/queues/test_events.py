@@ -3,7 +3,7 @@ import asyncio
 import pytest
 
 from queues import EventHub, EventPublisher, JobEvents, QueueSettings, replay
-from queues.events import channel_key, parse_message, stream_key
+from queues._events import channel_key, parse_message, stream_key
 from shared_schemas import EventType
 
 

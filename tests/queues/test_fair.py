@@ -3,7 +3,6 @@
 
 import asyncio
 import uuid
-from dataclasses import replace
 
 import pytest
 
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.timeout(30)
 def own(settings: QueueSettings) -> QueueSettings:
     tag = uuid.uuid4().hex[:8]
     names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
-    return replace(settings, **names, key_prefix=f"council-{tag}")
+    return settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
 
 
 def say(user: str, n: int, session: str = "s1") -> SynthesisJob:
@@ -25,7 +24,7 @@ def say(user: str, n: int, session: str = "s1") -> SynthesisJob:
 
 
 def test_a_user_with_all_the_jobs_it_may_have_waiting_is_refused_and_nothing_is_written(own, connection):
-    client = JobClient(replace(own, max_queued_per_user=3), connection)
+    client = JobClient(own.model_copy(update={"max_queued_per_user": 3}), connection)
     for n in range(3):
         client.enqueue(say("ann", n, session=f"s{n}"))
     with pytest.raises(RateLimited) as refused:
@@ -40,7 +39,7 @@ def test_a_user_with_all_the_jobs_it_may_have_waiting_is_refused_and_nothing_is_
 
 
 def test_a_session_has_a_limit_of_its_own(own, connection):
-    client = JobClient(replace(own, max_queued_per_user=100, max_queued_per_session=2), connection)
+    client = JobClient(own.model_copy(update={"max_queued_per_user": 100, "max_queued_per_session": 2}), connection)
     client.enqueue(say("cat", 0))
     client.enqueue(say("cat", 1))
     with pytest.raises(RateLimited) as refused:
@@ -50,7 +49,7 @@ def test_a_session_has_a_limit_of_its_own(own, connection):
 
 
 def test_a_batch_over_the_limit_is_refused_whole(own, connection):
-    limited = replace(own, max_queued_per_user=3)
+    limited = own.model_copy(update={"max_queued_per_user": 3})
     jobs = [TranscriptionJob(session_id="b1", job_id=f"file-{n}", audio_key="k", user="dee") for n in range(4)]
 
     async def enqueue_all() -> None:
@@ -67,7 +66,7 @@ def test_a_batch_over_the_limit_is_refused_whole(own, connection):
 
 
 def test_zero_means_no_limit(own, connection):
-    client = JobClient(replace(own, max_queued_per_user=0, max_queued_per_session=0), connection)
+    client = JobClient(own.model_copy(update={"max_queued_per_user": 0, "max_queued_per_session": 0}), connection)
     for n in range(30):
         client.enqueue(say("eli", n))
     assert connection.llen(f"rq:queue:{own.realtime_queue}") == 30

@@ -2,7 +2,8 @@ import io
 import json
 import logging
 
-from queues.logs import JsonFormatter, log_context
+from queues import log_context
+from queues._logs import JsonFormatter
 
 
 def test_json_lines_carry_session_and_job_ids():

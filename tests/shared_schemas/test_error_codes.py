@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 
 from shared_schemas import ErrorCode
-from shared_schemas.errors import MEANING
+from shared_schemas._errors import MEANING
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("web", "council", "queues", "voice_worker", "shared_schemas")
+PACKAGES = ("web", "council", "queues", "billing", "voice_worker", "shared_schemas")
 # Calls that take a code, and where: the positional place (or only the `code=` keyword).
 CALLS = {
     "ApiError": 1,

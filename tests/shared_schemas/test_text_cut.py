@@ -9,8 +9,7 @@ import hypothesis
 from hypothesis import configuration, given
 from hypothesis import strategies as st
 
-from shared_schemas import MAX_TEXT_CHARS
-from shared_schemas.text import SentenceBuffer, split_sentences
+from shared_schemas import MAX_TEXT_CHARS, SentenceBuffer, split_sentences
 
 configuration.set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "council-hypothesis")
 PROPERTY = hypothesis.settings(derandomize=True, database=None, deadline=timedelta(seconds=10), max_examples=300)

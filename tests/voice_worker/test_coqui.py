@@ -26,8 +26,7 @@ from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer  # noqa: E402
 from TTS.tts.models.vits import Vits  # noqa: E402
 from TTS.tts.models.xtts import Xtts, XttsArgs  # noqa: E402
 
-from queues import BlobStore, EventPublisher, JobEvents, replay  # noqa: E402
-from queues.wavs import join_wavs  # noqa: E402
+from queues import BlobStore, EventPublisher, JobEvents, join_wavs, replay  # noqa: E402
 from shared_schemas import ErrorCode, EventType, Speech, SynthesisJob  # noqa: E402
 from voice_worker.engines import Engines  # noqa: E402
 from voice_worker.errors import EngineLoadError, VoiceError  # noqa: E402

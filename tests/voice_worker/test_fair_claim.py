@@ -6,7 +6,6 @@ the app enqueues them (`JobClient`), others pushed as RQ itself does.
 """
 
 import uuid
-from dataclasses import replace
 
 import pytest
 from rq import Queue
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.timeout(60)
 def own(settings: QueueSettings) -> QueueSettings:
     tag = uuid.uuid4().hex[:8]
     names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
-    return replace(settings, **names, key_prefix=f"council-{tag}")
+    return settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
 
 
 @pytest.fixture
@@ -93,7 +92,7 @@ def test_batch_files_of_two_users_take_turns_after_the_conversations(own, connec
 
 
 def test_a_cancelled_job_is_skipped_and_its_user_may_queue_again(own, connection, claimers):
-    own = replace(own, max_queued_per_user=2)
+    own = own.model_copy(update={"max_queued_per_user": 2})
     client = JobClient(own, connection)
     client.enqueue(say("dan", 0))
     client.enqueue(say("dan", 1))
@@ -122,7 +121,7 @@ def test_a_job_put_back_at_the_front_goes_first(own, connection, claimers):
 
 
 def test_a_user_at_its_running_cap_waits_while_others_run(own, connection, claimers):
-    own = replace(own, max_running_per_user=1)
+    own = own.model_copy(update={"max_running_per_user": 1})
     client = JobClient(own, connection)
     for n in range(3):
         client.enqueue(say("gus", n))
@@ -139,7 +138,7 @@ def test_a_user_at_its_running_cap_waits_while_others_run(own, connection, claim
 
 
 def test_a_session_at_its_running_cap_waits(own, connection, claimers):
-    own = replace(own, max_running_per_session=1)
+    own = own.model_copy(update={"max_running_per_session": 1})
     client = JobClient(own, connection)
     client.enqueue(say("ivy", 0, session="one"))
     client.enqueue(say("ivy", 1, session="one"))

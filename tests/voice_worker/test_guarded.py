@@ -1,7 +1,6 @@
 """A voice worker runs Council's job functions and the ones its operator adds, nothing else."""
 
 import uuid
-from dataclasses import replace
 
 import pytest
 from rq import Callback, Queue
@@ -19,7 +18,7 @@ from voice_worker.worker import VoiceWorker
 def own_queues(settings: QueueSettings) -> QueueSettings:
     tag = uuid.uuid4().hex[:8]
     names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
-    return replace(settings, **names, key_prefix=f"council-{tag}")
+    return settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
 
 
 def run_burst(queues: QueueSettings, connection, extra: tuple[str, ...] = ()) -> None:

@@ -1,7 +1,6 @@
 """A worker's listeners take listen jobs off RQ's listen queue, several at once, and record each
 one's end in RQ with its last event."""
 
-import dataclasses
 import json
 import time
 import uuid
@@ -32,7 +31,7 @@ def engines(whisper, silero, espeak) -> Engines:
 def settings(settings):
     """A listen queue of these tests' own: a worker process other tests started listens on the
     default one."""
-    return dataclasses.replace(settings, listen_queue=f"listen-{uuid.uuid4().hex[:8]}")
+    return settings.model_copy(update={"listen_queue": f"listen-{uuid.uuid4().hex[:8]}"})
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import pytest
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from queues import BlobStore, JobClient, Ledger, QueueSettings, replay
+from billing import Ledger
+from queues import BlobStore, JobClient, QueueSettings, replay
 from shared_schemas import ErrorCode, EventType, Transcript, TranscriptionJob
 from voice_worker import context, jobs
 from voice_worker.audio import Audio, decode, encode_wav
@@ -404,7 +404,7 @@ def test_the_worker_recognizes_waiting_batch_files_in_one_forward_pass(
     and each still ends as its own job with its own transcript and event."""
     tag = uuid.uuid4().hex[:8]
     names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
-    queues = replace(settings, **names, key_prefix=f"council-{tag}")
+    queues = settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
     worker_settings = WorkerSettings(queues=queues, stt_engine="parakeet", device="cpu", batch_size=8)
     engines = Engines(stt=parakeet, tts=[EspeakTTS()], vad=None)
     blobs, client = BlobStore(queues, connection), JobClient(queues, connection)

@@ -7,14 +7,14 @@ the worker in this process (burst mode) on queues of each test's own.
 import re
 import subprocess
 import uuid
-from dataclasses import replace
 
 import pytest
 from rq.job import Job
 from rq.registry import CanceledJobRegistry
 from rq.serializers import JSONSerializer
 
-from queues import BlobStore, EventPublisher, JobClient, JobEvents, Ledger, QueueSettings, replay
+from billing import Ledger
+from queues import BlobStore, EventPublisher, JobClient, JobEvents, QueueSettings, replay
 from shared_schemas import ErrorCode, EventType, TranscriptionJob
 from voice_worker import context, transcription
 from voice_worker.engines import Engines
@@ -50,7 +50,7 @@ def meeting(tmp_path_factory) -> bytes:
 def own(settings: QueueSettings) -> QueueSettings:
     tag = uuid.uuid4().hex[:8]
     names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
-    return replace(settings, **names, key_prefix=f"council-{tag}")
+    return settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def test_a_cancelled_file_stops_and_says_so(own, connection, meeting, engines):
 
 
 def test_a_file_past_its_time_limit_is_not_tried_again(own, connection, meeting, engines):
-    limited = replace(own, transcribe_timeout_s=1, retries=2)
+    limited = own.model_copy(update={"transcribe_timeout_s": 1, "retries": 2})
     job = enqueue(limited, connection, meeting)
     run_burst(WorkerSettings(queues=limited), engines, connection)
 

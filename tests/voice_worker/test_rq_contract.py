@@ -86,6 +86,6 @@ def test_the_private_attributes_we_read_and_write_exist(connection):
 
 
 def test_redis_pipelines_still_keep_their_command_stack():
-    """queues/client.py records RQ's enqueue commands on a blocking pipeline and replays them on
+    """queues/_client.py records RQ's enqueue commands on a blocking pipeline and replays them on
     the app's asyncio connection: it reads `Pipeline.command_stack`."""
     assert "command_stack" in inspect.getsource(Pipeline.__init__)

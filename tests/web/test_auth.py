@@ -5,7 +5,6 @@ this file) refuses a missing or wrong token; only the routes listed in PUBLIC lo
 Sessions, audio clips and batches belong to the user who made them.
 """
 
-import dataclasses
 import io
 import re
 import wave
@@ -36,7 +35,7 @@ TOKENS = {"alice": {"Authorization": f"Bearer {USERS['alice']}"}, "bob": {"Autho
 @pytest.fixture
 def app(settings):
     # Batch jobs stay queued: these tests read who may see a batch, not what it says.
-    queues = dataclasses.replace(settings, batch_queue="nobody-serves-this")
+    queues = settings.model_copy(update={"batch_queue": "nobody-serves-this"})
     return create_app(AppSettings(queues=queues, responder="echo", api_token="token-of-default", api_users=USERS))
 
 

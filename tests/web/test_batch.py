@@ -3,7 +3,6 @@
 Tests that need jobs to stay queued use a batch queue no worker listens to.
 """
 
-import dataclasses
 import json
 import re
 import time
@@ -34,7 +33,7 @@ def client(settings):
 @pytest.fixture
 def idle(settings):
     """An app whose batch jobs stay queued: no worker serves its batch queue."""
-    with app_client(dataclasses.replace(settings, batch_queue="nobody-serves-this")) as c:
+    with app_client(settings.model_copy(update={"batch_queue": "nobody-serves-this"})) as c:
         yield c
 
 
@@ -158,7 +157,7 @@ def test_too_many_files_is_400(idle, assert_error):
 
 
 def test_a_file_over_the_limit_is_413(settings, assert_error):
-    with app_client(dataclasses.replace(settings, blob_max_bytes=4096)) as small:
+    with app_client(settings.model_copy(update={"blob_max_bytes": 4096})) as small:
         error = assert_error(post(small, ("ok.wav", b"x" * 100), ("big.wav", b"x" * 5000)), 413, "audio_too_large")
     assert "big.wav" in error["message"]
 

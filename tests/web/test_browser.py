@@ -174,7 +174,6 @@ def test_a_sentence_spoken_in_chunks_plays_gaplessly_in_order_and_replays_whole(
 def test_with_no_llm_the_page_says_what_to_do_and_waits(settings, serve, browser):
     """The first hour without a language model: one notice, in view however far the log scrolls,
     naming the two ways out, and Send and the microphone off until a model answers."""
-    import dataclasses
     import socket
 
     from council import CouncilSettings
@@ -182,7 +181,7 @@ def test_with_no_llm_the_page_says_what_to_do_and_waits(settings, serve, browser
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
-    council_settings = dataclasses.replace(CouncilSettings(), ollama_base_url=nowhere)
+    council_settings = CouncilSettings(ollama_base_url=nowhere)
     with serve(create_app(AppSettings(queues=settings, council=council_settings))) as url:
         page = browser.new_page()
         errors: list[str] = []

@@ -207,12 +207,11 @@ def test_a_turn_whose_speech_fails_says_so_when_it_is_done(client, chat_path):
 def test_resuming_from_before_what_the_stream_kept_says_so(settings, chat_path):
     """A long conversation outgrows the stream's cap: a client that resumes from before it is
     told where the history it gets begins, not silently given less."""
-    import dataclasses
 
     from queues import EventPublisher
     from shared_schemas import Event, EventType
 
-    small = dataclasses.replace(settings, stream_maxlen=100)
+    small = settings.model_copy(update={"stream_maxlen": 100})
     with TestClient(create_app(AppSettings(queues=small, responder="echo"))) as c:
         with c.websocket_connect(chat_path()) as ws:
             hello = ws.receive_json()

@@ -4,10 +4,8 @@ real voice worker: transcript, deliberation, tokens and each member's speech, in
 import pytest
 from starlette.testclient import TestClient
 
-from council import CouncilResponder, CouncilSettings
-from council.members import load
+from council import DEFAULT_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
 from council.scripted import Scripted
-from council.settings import DEFAULT_MEMBERS_FILE
 from web.app import create_app
 from web.settings import AppSettings
 
@@ -15,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 def make_client(settings, models=None, **council_options):
-    council = load(DEFAULT_MEMBERS_FILE)
+    council = load_members(DEFAULT_MEMBERS_FILE)
     if models is None:
         models = {m.name: Scripted(script=[f"{m.name} weighs it. It depends on cost."]) for m in council.members}
         models[council.chair.name] = Scripted(script=["We agree: wait a year. Then buy the house."])
@@ -100,7 +98,6 @@ def test_with_no_llm_the_turn_fails_saying_what_to_do(settings, closed_port=9):
 def test_with_no_llm_server_a_turn_is_refused_at_once_saying_what_to_do(settings, chat_path):
     """The default council, and nothing listening where its Ollama should be: one clear notice
     (start the model, or COUNCIL_RESPONDER=echo), not a drop-out per member; /health says degraded."""
-    import dataclasses
     import socket
 
     from council import CouncilSettings
@@ -108,7 +105,7 @@ def test_with_no_llm_server_a_turn_is_refused_at_once_saying_what_to_do(settings
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
-    council_settings = dataclasses.replace(CouncilSettings(), ollama_base_url=nowhere)
+    council_settings = CouncilSettings(ollama_base_url=nowhere)
     with TestClient(create_app(AppSettings(queues=settings, council=council_settings))) as client:
         health = client.get("/health").json()
         assert health["status"] == "degraded" and "COUNCIL_RESPONDER=echo" in health["reason"]

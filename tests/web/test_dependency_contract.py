@@ -6,7 +6,7 @@ first, naming what moved. Each is pinned exactly in pyproject.toml.
 - uvicorn and h11: web/__main__.py subclasses uvicorn's `H11Protocol` to time-limit request heads
   and cap connections (h11 has neither), using its `conn`, `transport`, `connections`, `app`,
   `loop` and the h11 connection's `their_state` and `trailing_data`.
-- redis-py: queues/client.py replays the commands RQ records on a pipeline (`command_stack`).
+- redis-py: queues/_client.py replays the commands RQ records on a pipeline (`command_stack`).
 """
 
 import inspect

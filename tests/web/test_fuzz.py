@@ -5,7 +5,6 @@ One app per test function (hypothesis runs its examples inside), a real Redis an
 Turns started by fuzzed frames queue their jobs where no worker listens, and are interrupted.
 """
 
-import dataclasses
 import json
 import string
 import tempfile
@@ -66,7 +65,7 @@ def assert_answered_well(response) -> None:
 @pytest.fixture
 def quiet(settings):
     """Queues no worker serves: fuzzed uploads and turns wait there instead of occupying the worker."""
-    return dataclasses.replace(settings, realtime_queue="fuzz-realtime", batch_queue="fuzz-batch")
+    return settings.model_copy(update={"realtime_queue": "fuzz-realtime", "batch_queue": "fuzz-batch"})
 
 
 # --- REST ------------------------------------------------------------------------------------------
@@ -146,7 +145,7 @@ def rest_requests(draw: st.DrawFn, table: dict[str, list[str]], segments: st.Sea
 
 def test_rest_requests_to_every_route(settings):
     """Random methods, path segments, query strings, bodies and content types on every route."""
-    app = create_app(AppSettings(queues=dataclasses.replace(settings, batch_queue="fuzz-batch"), responder="echo"))
+    app = create_app(AppSettings(queues=settings.model_copy(update={"batch_queue": "fuzz-batch"}), responder="echo"))
     table = routes(app)
     assert {"/api/transcriptions/{batch_id}/{job_id}", "/api/speech", "/api/audio/{session_id}/{name}"} <= set(table)
     with TestClient(app, raise_server_exceptions=False) as client:

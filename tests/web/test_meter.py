@@ -9,7 +9,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from starlette.testclient import TestClient
 
-from queues import Ledger
+from billing import Ledger
 from web.app import create_app
 from web.settings import AppSettings
 

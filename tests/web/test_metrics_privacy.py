@@ -15,8 +15,9 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from billing import Charge, Ledger
 from council import CouncilSettings
-from queues import Charge, JobClient, Ledger
+from queues import JobClient
 from shared_schemas import PingJob, SynthesisJob, TranscriptionJob
 from web.app import create_app
 from web.settings import AppSettings

@@ -1,6 +1,5 @@
 """`POST /api/speech` against a real Redis and, where something must be spoken, a real worker."""
 
-import dataclasses
 import io
 import threading
 import time
@@ -77,7 +76,7 @@ def test_clips_are_joined_in_sentence_and_chunk_order_whatever_order_they_come_i
             publisher.publish(event)
 
     worker = threading.Thread(target=speak_for_the_worker)
-    with TestClient(create_app(AppSettings(queues=dataclasses.replace(settings, realtime_queue=queue)))) as client:
+    with TestClient(create_app(AppSettings(queues=settings.model_copy(update={"realtime_queue": queue})))) as client:
         worker.start()
         response = client.post("/api/speech", json={"text": "Sentence zero. Sentence one.", "voice": "max"})
     worker.join()
@@ -123,7 +122,7 @@ def test_a_body_too_large_is_413(client, assert_error):
 
 
 def test_no_worker_in_time_is_504_and_the_job_is_cancelled(settings, connection, assert_error):
-    quiet = dataclasses.replace(settings, realtime_queue="nobody-speaks-here", synthesize_timeout_s=1)
+    quiet = settings.model_copy(update={"realtime_queue": "nobody-speaks-here", "synthesize_timeout_s": 1})
     with TestClient(create_app(AppSettings(queues=quiet))) as client:
         error = assert_error(client.post("/api/speech", json={"text": "Hello.", "voice": "max"}), 504, "timeout")
     assert "1 s" in error["message"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from queues.audiofiles import find_audio
+from queues import find_audio
 from web import upload
 from web.app import create_app
 from web.settings import AppSettings

@@ -14,7 +14,7 @@ import pytest
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from queues import Ledger
+from billing import Ledger
 from shared_schemas import SpeechClip
 from web.app import create_app
 from web.settings import AppSettings

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import redis
 
-from queues import Charge, EventPublisher, JobEvents, Ledger, MicReader, mic
+from billing import Charge, Ledger
+from queues import EventPublisher, JobEvents, MicReader, mic
 from shared_schemas import STT_SAMPLE_RATE, Event, EventType, ListenJob, Transcript
 
 from ..audio import Audio

@@ -38,9 +38,15 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from queues import BlobMissing
-from shared_schemas import MAX_TEXT_CHARS, ErrorCode, EventType, SpeechClip, SynthesisJob
-from shared_schemas.limits import VOICE_PATTERN
-from shared_schemas.text import split_sentences
+from shared_schemas import (
+    MAX_TEXT_CHARS,
+    VOICE_PATTERN,
+    ErrorCode,
+    EventType,
+    SpeechClip,
+    SynthesisJob,
+    split_sentences,
+)
 
 from ..auth import user_of
 from ..services import Services, services

@@ -1,4 +1,4 @@
--- The ledger's one script: check the budgets of a charge and record it, atomically (queues/ledger.py).
+-- The ledger's one script: check the budgets of a charge and record it, atomically (billing/_ledger.py).
 -- KEYS: 1 user day, 2 member day, 3 turn, 4 user budget, 5 member budget, 6 ledger stream,
 --       7 holds, 8 holds by expiry, 9 users of the day, 10 members of the day, 11 prices
 -- ARGV: 1 mode, 2 hold id, 3 now, 4 day ttl, 5 turn ttl, 6 hold ttl, 7 has member, 8 has turn,

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.typing import StreamEntry
 
 from shared_schemas import Event, EventType
 
@@ -60,9 +61,10 @@ def parse_message(data: bytes | str) -> Event:
     return Event.model_validate_json(body).model_copy(update={"id": event_id})
 
 
-def parse_entries(entries: Iterable[tuple[Any, dict[Any, Any]]]) -> Iterator[Event]:
-    for event_id, fields in entries:
-        body = fields.get(b"e", fields.get("e"))
+def parse_entries(entries: Iterable[StreamEntry] | None) -> Iterator[Event]:
+    """A session stream's entries (XRANGE's reply) as Events carrying their ids."""
+    for event_id, fields in entries or ():
+        body = (fields or {}).get(b"e", (fields or {}).get("e", ""))
         ident = event_id.decode() if isinstance(event_id, bytes) else event_id
         yield Event.model_validate_json(body).model_copy(update={"id": ident})
 

@@ -11,13 +11,14 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio
 import redis.exceptions
 
 from shared_schemas import Event
 
-from .events import areplay, channel_key, parse_message, stream_id, stream_key
+from ._events import areplay, channel_key, parse_message, stream_id, stream_key
 from .settings import QueueSettings
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,8 @@ class EventHub:
             # "From now on": the stream's newest id, read before listening, so that nothing
             # published from here on is lost, even across a dropped connection (see _recover).
             newest = await self._connection.xrevrange(stream_key(self.settings, session_id), count=1)
-            after = newest[0][0].decode() if newest else "0"
+            newest_id = newest[0][0] if newest else None
+            after = _text(newest_id) if newest_id is not None else "0"
         if not self._connected.is_set():
             raise redis.exceptions.ConnectionError("Redis is unavailable: the event hub is reconnecting")
         sub = Subscription(session_id, after)
@@ -229,7 +231,7 @@ class EventHub:
             for sub in list(subs):
                 sub._replayed(await areplay(self._connection, self.settings, sub.session_id, sub.last_id))
 
-    def _dispatch(self, message: dict) -> None:
+    def _dispatch(self, message: dict[str, Any]) -> None:
         channel = _text(message["channel"])
         kind = message["type"]
         if kind == "subscribe":

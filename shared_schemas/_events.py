@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .limits import SCHEMA_VERSION
+from ._limits import SCHEMA_VERSION
 
 
 class EventType(StrEnum):

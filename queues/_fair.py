@@ -29,7 +29,7 @@ other way (cancelled by RQ itself) is skipped when the claim meets it, and stops
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from shared_schemas import ErrorCode, JobPayload, ListenJob, PingJob
 
@@ -269,6 +269,10 @@ def owner_of(payload: JobPayload) -> tuple[str, str]:
 
 class FairShare:
     """The fair-share keys of one deployment: what clients write at enqueue, what workers claim with."""
+
+    # The workers' scripts: the claim (ARGV from `claim_args`) and the drop of a job they finished.
+    CLAIM: ClassVar[str] = CLAIM
+    DROP: ClassVar[str] = DROP
 
     def __init__(self, settings: QueueSettings) -> None:
         self.settings = settings

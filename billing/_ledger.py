@@ -14,22 +14,22 @@ Every change is one Lua call, atomic in Redis:
 Counters are per UTC day, so budgets reset at midnight UTC; an operator can freeze a user or a
 member, top up today's budget, or set a limit that overrides the configured one.
 
-Amounts are in tokens, seconds and money (see `charges.py`); money comes from the price table the
+Amounts are in tokens, seconds and money (see `_charges.py`); money comes from the price table the
 app publishes into Redis: the script prices each charge, so a worker needs no price file.
 """
 
 import json
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
 
-from .charges import (
+from ._charges import (
     QUANTITIES,
     STORED,
     Charge,
@@ -50,18 +50,20 @@ HOLD_TTL_S = 600  # a hold nobody settles is released after this long
 STREAM_MAXLEN = 200_000  # ledger entries kept per day
 
 # The one Lua script (its KEYS and ARGV are documented at its top).
-_SPEND = (resources.files(__package__) / "spend.lua").read_text()
+_SPEND = (resources.files("billing") / "spend.lua").read_text()
 
 # A generator of Redis requests: ("script", keys, args), ("pipeline", transaction, [requests]) or
-# (command, *args); the shells send them.
+# (command, *args), sent Redis's reply to each; the shells send them. It returns a T.
+T = TypeVar("T")
 Request = tuple[Any, ...]
-Flow = Generator[Request, Any, Any]
+Flow = Generator[Request, Any, T]
+Clock = Callable[[], float]
 
 
 class _Flows:
     """The ledger's logic as generators of Redis requests; `Ledger` and `AsyncLedger` send them."""
 
-    def __init__(self, prefix: str = "council", clock: Any = time.time) -> None:
+    def __init__(self, prefix: str = "council", clock: Clock = time.time) -> None:
         self.prefix = prefix
         self.clock = clock
 
@@ -91,7 +93,7 @@ class _Flows:
 
     # Spending.
 
-    def _spend(self, mode: str, charge: Charge | None, limits: Limits | None, rid: str = "") -> Flow:
+    def _spend(self, mode: str, charge: Charge | None, limits: Limits | None, rid: str = "") -> Flow[list[Any]]:
         now = self.clock()
         day = day_of(now)
         charge = charge or Charge(kind="-", item="-", user="-")
@@ -122,7 +124,7 @@ class _Flows:
             json.dumps(charge.body()),
             STREAM_MAXLEN,
         )
-        result = yield ("script", keys, args)
+        result: list[Any] = yield ("script", keys, args)
         if int(result[0]) == 1:
             return result
         scope, name, unit, spent, cap, need = (v.decode() if isinstance(v, bytes) else v for v in result[1:])
@@ -131,36 +133,36 @@ class _Flows:
         amounts = (to_public(unit, float(v)) for v in (spent, cap, need))
         raise Refused(scope, name, unit_of(unit), *amounts, day=day)
 
-    def debit(self, charge: Charge, limits: Limits | None = None) -> Flow:
+    def debit(self, charge: Charge, limits: Limits | None = None) -> Flow[Entry]:
         result = yield from self._spend("debit", charge, limits)
         return _entry(result)
 
-    def settle(self, rid: str, charge: Charge) -> Flow:
+    def settle(self, rid: str, charge: Charge) -> Flow[Entry]:
         result = yield from self._spend("settle", charge, None, rid)
         return _entry(result)
 
-    def reserve(self, rid: str, charge: Charge, limits: Limits | None = None) -> Flow:
+    def reserve(self, rid: str, charge: Charge, limits: Limits | None = None) -> Flow[Cost]:
         result = yield from self._spend("reserve", charge, limits, rid)
         return cost_of({"tokens": int(result[1]), "ms": int(result[2]), "micros": int(result[3])})
 
-    def release(self, rid: str) -> Flow:
+    def release(self, rid: str) -> Flow[bool]:
         result = yield from self._spend("release", None, None, rid)
         return bool(int(result[1]))
 
     def check(
         self, user: str, member: str | None = None, turn_id: str | None = None, limits: Limits | None = None
-    ) -> Flow:
+    ) -> Flow[None]:
         charge = Charge(kind="-", item="-", user=user, member=member, turn_id=turn_id)
         yield from self._spend("check", charge, limits)
 
     # Reading.
 
-    def usage(self, scope: str, name: str, day: str | None = None) -> Flow:
+    def usage(self, scope: str, name: str, day: str | None = None) -> Flow[Usage]:
         """A user's or a member's day; scope "turn" reads a turn (no day)."""
         found = yield from self.usages([(scope, name)], day)
         return found[0]
 
-    def usages(self, wanted: list[tuple[str, str]], day: str | None = None) -> Flow:
+    def usages(self, wanted: list[tuple[str, str]], day: str | None = None) -> Flow[list[Usage]]:
         """Several (scope, name) at once, in one round trip."""
         day = day or self.today()
         reads: list[Request] = []
@@ -171,12 +173,12 @@ class _Flows:
         raw = yield ("pipeline", False, reads)
         return [_usage(_decode(raw[i]), _decode(raw[i + 1])) for i in range(0, len(raw), 2)]
 
-    def names(self, scope: str, day: str | None = None) -> Flow:
+    def names(self, scope: str, day: str | None = None) -> Flow[list[str]]:
         """Users (scope "user") or members who spent anything on `day`."""
         raw = yield ("smembers", self._k("usage", day or self.today(), f"{scope}s"))
         return sorted(v.decode() if isinstance(v, bytes) else v for v in raw)
 
-    def entries(self, day: str | None = None, user: str | None = None) -> Flow:
+    def entries(self, day: str | None = None, user: str | None = None) -> Flow[list[dict[str, Any]]]:
         """The day's ledger, oldest first, optionally one user's."""
         raw = yield ("xrange", self.stream_key(day or self.today()))
         out = []
@@ -189,11 +191,11 @@ class _Flows:
 
     # An operator's levers.
 
-    def freeze(self, scope: str, name: str, frozen: bool = True) -> Flow:
+    def freeze(self, scope: str, name: str, frozen: bool = True) -> Flow[None]:
         key = self.budget_key(scope, name)
         yield ("hset", key, "frozen", "1") if frozen else ("hdel", key, "frozen")
 
-    def set_limit(self, scope: str, name: str, unit: str, value: float | None) -> Flow:
+    def set_limit(self, scope: str, name: str, unit: str, value: float | None) -> Flow[None]:
         """An operator's daily limit for one user or member, over the configured one; None removes
         it, a negative value lifts the limit."""
         stored, per = STORED[unit]
@@ -203,7 +205,7 @@ class _Flows:
         else:
             yield ("hset", key, f"limit:{stored}", int(round(value * per)) if value >= 0 else -1)
 
-    def top_up(self, scope: str, name: str, unit: str, amount: float, day: str | None = None) -> Flow:
+    def top_up(self, scope: str, name: str, unit: str, amount: float, day: str | None = None) -> Flow[float]:
         """Raise today's limit of a user or a member by `amount` (it resets with the day)."""
         stored, per = STORED[unit]
         key = self.day_key(day or self.today(), scope, name)
@@ -211,7 +213,7 @@ class _Flows:
         yield ("expire", key, RETENTION_S)
         return to_public(stored, int(total))
 
-    def publish_prices(self, prices: Mapping[str, float]) -> Flow:
+    def publish_prices(self, prices: Mapping[str, float]) -> Flow[None]:
         """The price table (`kind:item|quantity` -> micro-units of money per unit), replacing the
         one in Redis; the script prices every charge with it."""
         table = {k: repr(float(v)) for k, v in prices.items()}
@@ -221,7 +223,7 @@ class _Flows:
             [("delete", self.prices_key), *([("hset", self.prices_key, None, None, table)] * bool(table))],
         )
 
-    def prices(self) -> Flow:
+    def prices(self) -> Flow[dict[str, float]]:
         raw = yield ("hgetall", self.prices_key)
         return {k: float(v) for k, v in _decode(raw).items()}
 
@@ -270,18 +272,19 @@ def _public_entry(entry_id: str, body: dict[str, Any]) -> dict[str, Any]:
 class Ledger:
     """The ledger on a blocking client: the workers record their jobs with it."""
 
-    def __init__(self, connection: redis.Redis, prefix: str = "council", clock: Any = time.time) -> None:
+    def __init__(self, connection: redis.Redis, prefix: str = "council", clock: Clock = time.time) -> None:
         self.flows = _Flows(prefix, clock)
         self.connection = connection
         self._script = connection.register_script(_SPEND)
 
-    def _run(self, flow: Flow) -> Any:
+    def _run(self, flow: Flow[T]) -> T:
         try:
             request = next(flow)
             while True:
                 request = flow.send(self._send(request))
         except StopIteration as done:
-            return done.value
+            value: T = done.value  # what the flow returned
+            return value
 
     def _send(self, request: Request) -> Any:
         name, *args = request
@@ -342,18 +345,19 @@ class Ledger:
 class AsyncLedger:
     """The ledger on an asyncio client: the app's turns, tools and usage pages."""
 
-    def __init__(self, connection: redis.asyncio.Redis, prefix: str = "council", clock: Any = time.time) -> None:
+    def __init__(self, connection: redis.asyncio.Redis, prefix: str = "council", clock: Clock = time.time) -> None:
         self.flows = _Flows(prefix, clock)
         self.connection = connection
         self._script = connection.register_script(_SPEND)
 
-    async def _run(self, flow: Flow) -> Any:
+    async def _run(self, flow: Flow[T]) -> T:
         try:
             request = next(flow)
             while True:
                 request = flow.send(await self._send(request))
         except StopIteration as done:
-            return done.value
+            value: T = done.value  # what the flow returned
+            return value
 
     async def _send(self, request: Request) -> Any:
         name, *args = request

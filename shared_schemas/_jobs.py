@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .limits import ID_PATTERN, MAX_TEXT_CHARS, MIC_SAMPLE_RATE, SCHEMA_VERSION, VOICE_PATTERN, AudioFormat
+from ._limits import ID_PATTERN, MAX_TEXT_CHARS, MIC_SAMPLE_RATE, SCHEMA_VERSION, VOICE_PATTERN, AudioFormat
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 VoiceName = Annotated[str, StringConstraints(pattern=VOICE_PATTERN)]

@@ -12,7 +12,7 @@ trip, while the keys written are exactly RQ's own.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import redis
@@ -25,11 +25,11 @@ from rq.serializers import JSONSerializer
 from shared_schemas import Event, JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
 
 from . import functions
-from .fair import UNLANE, FairShare, owner_of
+from ._fair import UNLANE, FairShare, owner_of
 from .settings import QueueSettings
 
 if TYPE_CHECKING:
-    from .hub import EventHub
+    from ._hub import EventHub
 
 # A listen job runs as long as its microphone stays open; its listener ends idle streams itself.
 LISTEN_TIMEOUT_S = 24 * 3600
@@ -169,7 +169,7 @@ class JobClient:
         queue: str | None = None,
         timeout: float = 120.0,
         enqueue: Callable[[JobPayload, str | None], Awaitable[object]] | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Enqueue and yield the job's events as they come, up to and including its last one.
         `enqueue(payload, queue)`: how to enqueue it (the app's meter); by default, at once."""
         async with hub.subscribe(payload.session_id) as sub:

@@ -57,10 +57,7 @@ class BlobStore(_Blobs):
         return key
 
     def get(self, key: str) -> bytes:
-        data = self.connection.get(key)
-        if data is None:
-            raise BlobMissing(key)
-        return data
+        return _blob(key, self.connection.get(key))
 
     def delete(self, key: str) -> None:
         self.connection.delete(key)
@@ -80,10 +77,15 @@ class AsyncBlobStore(_Blobs):
         return key
 
     async def get(self, key: str) -> bytes:
-        data = await self.connection.get(key)
-        if data is None:
-            raise BlobMissing(key)
-        return data
+        return _blob(key, await self.connection.get(key))
 
     async def delete(self, key: str) -> None:
         await self.connection.delete(key)
+
+
+def _blob(key: str, data: bytes | str | None) -> bytes:
+    if data is None:
+        raise BlobMissing(key)
+    if not isinstance(data, bytes):  # audio never decodes: a client with decode_responses cannot carry it
+        raise TypeError("the blob store needs a Redis client without decode_responses")
+    return data

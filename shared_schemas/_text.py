@@ -7,7 +7,7 @@ was asked to be spoken is spoken, however it is punctuated.
 
 import re
 
-from .limits import MAX_TEXT_CHARS
+from ._limits import MAX_TEXT_CHARS
 
 # Words after which a period does not end a sentence.
 _ABBREVIATIONS = frozenset(

@@ -7,9 +7,7 @@ import uuid
 
 import pytest
 
-from queues import AsyncLedger, Charge, Ledger, Limits, Refused
-from queues.charges import COLUMNS, day_of, price, resets_at
-from queues.ledger import HOLD_TTL_S
+from billing import COLUMNS, HOLD_TTL_S, AsyncLedger, Charge, Ledger, Limits, Refused, day_of, price, resets_at
 
 DAY = 1_795_000_000.0  # 2026-11-18 08:26:40 UTC
 

@@ -12,4 +12,5 @@ def voices_key(settings: QueueSettings) -> str:
 def announce_voices(connection: redis.Redis, settings: QueueSettings, voices: dict[str, str]) -> None:
     """Add `voices` (name -> description) to the set the app offers to users."""
     if voices:
-        connection.hset(voices_key(settings), mapping=voices)
+        # Built here, so that its type is redis-py's (a dict's key type is invariant).
+        connection.hset(voices_key(settings), mapping={name: text for name, text in voices.items()})
