@@ -68,6 +68,27 @@ def settings(redis_url: str) -> QueueSettings:
 
 
 @pytest.fixture
+def own(settings: QueueSettings) -> QueueSettings:
+    """Settings whose queues and keys no other test uses (a fresh tag), on the test run's Redis."""
+    tag = uuid.uuid4().hex[:8]
+    names = {f"{kind}_queue": f"{kind}-{tag}" for kind in ("speech", "realtime", "batch", "listen")}
+    return settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
+
+
+@pytest.fixture
+def own_env(own: QueueSettings) -> dict[str, str]:
+    """`own` as the environment a worker or app process reads."""
+    return {
+        "COUNCIL_REDIS_URL": own.redis_url,
+        "COUNCIL_SPEECH_QUEUE": own.speech_queue,
+        "COUNCIL_REALTIME_QUEUE": own.realtime_queue,
+        "COUNCIL_BATCH_QUEUE": own.batch_queue,
+        "COUNCIL_LISTEN_QUEUE": own.listen_queue,
+        "COUNCIL_KEY_PREFIX": own.key_prefix,
+    }
+
+
+@pytest.fixture
 def connection(settings: QueueSettings) -> Iterator[redis.Redis]:
     conn = settings.connect()
     yield conn

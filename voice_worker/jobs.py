@@ -31,6 +31,7 @@ from . import synthesis, transcription
 from .context import WorkerContext, current
 from .engines import Engines
 from .errors import VoiceError
+from .outage import REDIS_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,8 @@ def _metered(ctx: WorkerContext, job: TranscriptionJob | SynthesisJob, kind: str
         )
         try:
             ledger.settle(job.job_id, charge)
+        except REDIS_DOWN as exc:  # the outage the job itself met: it is waited out where it is caught
+            log.warning("could not record job %s in the ledger: redis unavailable (%s)", job.job_id, exc)
         except redis.exceptions.RedisError:  # the job's work stands; the ledger misses one entry
             log.exception("could not record job %s in the ledger", job.job_id)
 

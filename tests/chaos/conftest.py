@@ -65,16 +65,10 @@ class Pool:
 
 
 @pytest.fixture
-def pool(redis_url: str, tmp_path: Path, workers: Any) -> Iterator[Pool]:
-    tag = uuid.uuid4().hex[:8]
+def pool(redis_url: str, own_env: dict[str, str], tmp_path: Path, workers: Any) -> Iterator[Pool]:
     env = {
         **os.environ,
-        "COUNCIL_REDIS_URL": redis_url,
-        "COUNCIL_SPEECH_QUEUE": f"speech-{tag}",
-        "COUNCIL_REALTIME_QUEUE": f"realtime-{tag}",
-        "COUNCIL_BATCH_QUEUE": f"batch-{tag}",
-        "COUNCIL_LISTEN_QUEUE": f"listen-{tag}",
-        "COUNCIL_KEY_PREFIX": f"council-{tag}",
+        **own_env,
         "WORKER_THREADS": "1",
     }
     pool = Pool(redis_url, tmp_path, env, workers)

@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,15 +81,9 @@ def meeting(tmp_path_factory) -> bytes:
 
 
 @pytest.fixture
-def stack(redis_url, tmp_path, workers):
-    tag = uuid.uuid4().hex[:8]
+def stack(own_env, tmp_path, workers):
     env = {
-        "COUNCIL_REDIS_URL": redis_url,
-        "COUNCIL_SPEECH_QUEUE": f"speech-{tag}",
-        "COUNCIL_REALTIME_QUEUE": f"realtime-{tag}",
-        "COUNCIL_BATCH_QUEUE": f"batch-{tag}",
-        "COUNCIL_LISTEN_QUEUE": f"listen-{tag}",
-        "COUNCIL_KEY_PREFIX": f"council-{tag}",
+        **own_env,
         "COUNCIL_TRANSCRIBE_TIMEOUT_S": "30",  # the 600 s, scaled down with the file
         "COUNCIL_RETRIES": "2",
         "WORKER_THREADS": "2",

@@ -13,7 +13,6 @@ import asyncio
 import random
 import statistics
 import time
-import uuid
 
 import pytest
 from starlette.testclient import TestClient
@@ -31,23 +30,17 @@ THINK = random.Random(13)
 
 
 @pytest.fixture
-def own(redis_url) -> dict[str, str]:
-    tag = uuid.uuid4().hex[:8]
+def env(own_env) -> dict[str, str]:
     return {
-        "COUNCIL_REDIS_URL": redis_url,
-        "COUNCIL_SPEECH_QUEUE": f"speech-{tag}",
-        "COUNCIL_REALTIME_QUEUE": f"realtime-{tag}",
-        "COUNCIL_BATCH_QUEUE": f"batch-{tag}",
-        "COUNCIL_LISTEN_QUEUE": f"listen-{tag}",
-        "COUNCIL_KEY_PREFIX": f"council-{tag}",
+        **own_env,
         "WORKER_THREADS": "2",
         "WORKER_LISTENERS": "0",
     }
 
 
 @pytest.fixture
-def worker(own, tmp_path, workers):
-    proc = workers.start(tmp_path / "worker.log", own)
+def worker(env, tmp_path, workers):
+    proc = workers.start(tmp_path / "worker.log", env)
     yield proc
     workers.stop(proc)
 
@@ -103,8 +96,8 @@ def flood(n: int, session: str) -> list[SynthesisJob]:
 
 
 @pytest.mark.usefixtures("worker")
-def test_another_users_flood_keeps_first_audio_and_transcript_within_2x(own, flite):
-    settings = QueueSettings.from_env(own)
+def test_another_users_flood_keeps_first_audio_and_transcript_within_2x(env, flite):
+    settings = QueueSettings.from_env(env)
     question = flite("please summarize the main risks of this plan for me")
 
     async def go():
@@ -141,9 +134,9 @@ def test_another_users_flood_keeps_first_audio_and_transcript_within_2x(own, fli
     assert median(heard_flood) <= 2 * median(heard_alone)
 
 
-def test_past_its_limit_a_user_gets_429_rate_limited_and_nothing_is_queued(own):
+def test_past_its_limit_a_user_gets_429_rate_limited_and_nothing_is_queued(env):
     # No worker serves these queues: the jobs stay queued.
-    limited = QueueSettings.from_env({**own, "COUNCIL_MAX_QUEUED_PER_USER": "2"})
+    limited = QueueSettings.from_env({**env, "COUNCIL_MAX_QUEUED_PER_USER": "2"})
     files = [("files", (f"memo-{n}.wav", b"RIFF" + b"\0" * 100, "audio/wav")) for n in range(2)]
     with TestClient(create_app(AppSettings(queues=limited))) as client:
         assert client.post("/api/transcriptions", files=files).status_code == 202

@@ -2,7 +2,6 @@
 `RateLimited` and writes nothing. A real Redis, queues no worker listens to."""
 
 import asyncio
-import uuid
 
 import pytest
 
@@ -10,13 +9,6 @@ from queues import JobClient, QueueSettings, RateLimited, SettingsError
 from shared_schemas import SynthesisJob, TranscriptionJob
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def own(settings: QueueSettings) -> QueueSettings:
-    tag = uuid.uuid4().hex[:8]
-    names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
-    return settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
 
 
 def say(user: str, n: int, session: str = "s1") -> SynthesisJob:

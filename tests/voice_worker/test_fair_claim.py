@@ -5,7 +5,6 @@ job into its in-flight list without running it), on queues of each test's own; j
 the app enqueues them (`JobClient`), others pushed as RQ itself does.
 """
 
-import uuid
 
 import pytest
 from rq import Queue
@@ -19,13 +18,6 @@ from voice_worker.settings import WorkerSettings
 from voice_worker.worker import VoiceWorker
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def own(settings: QueueSettings) -> QueueSettings:
-    tag = uuid.uuid4().hex[:8]
-    names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
-    return settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
 
 
 @pytest.fixture

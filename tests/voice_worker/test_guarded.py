@@ -2,7 +2,6 @@
 
 import uuid
 
-import pytest
 from rq import Callback, Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -14,13 +13,6 @@ from voice_worker.settings import WorkerSettings
 from voice_worker.worker import VoiceWorker
 
 
-@pytest.fixture
-def own_queues(settings: QueueSettings) -> QueueSettings:
-    tag = uuid.uuid4().hex[:8]
-    names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
-    return settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
-
-
 def run_burst(queues: QueueSettings, connection, extra: tuple[str, ...] = ()) -> None:
     worker = VoiceWorker(WorkerSettings(queues=queues, extra_functions=extra), None, connection=connection)
     try:
@@ -29,19 +21,19 @@ def run_burst(queues: QueueSettings, connection, extra: tuple[str, ...] = ()) ->
         context.install(None)  # type: ignore[arg-type]
 
 
-def test_a_job_naming_another_function_fails_as_data_and_does_not_run(own_queues, connection, tmp_path, capsys):
+def test_a_job_naming_another_function_fails_as_data_and_does_not_run(own, connection, tmp_path, capsys):
     session = f"guard-{uuid.uuid4().hex[:8]}"
-    queue = Queue(own_queues.realtime_queue, connection=connection, serializer=JSONSerializer)
+    queue = Queue(own.realtime_queue, connection=connection, serializer=JSONSerializer)
     marker = tmp_path / "pwned"
     # Its failure callback is a function too: it must not be imported either.
     hostile = queue.enqueue(
         "os.system", f"touch {marker}", meta={"session_id": session}, on_failure=Callback("builtins.print")
     )
     ping = PingJob(session_id=session, job_id=f"{session}-ping")
-    JobClient(own_queues, connection).enqueue(ping, queue=own_queues.realtime_queue)
-    run_burst(own_queues, connection)
+    JobClient(own, connection).enqueue(ping, queue=own.realtime_queue)
+    run_burst(own, connection)
     assert not marker.exists()
-    events = {e.job_id: e for e in replay(connection, own_queues, session)}
+    events = {e.job_id: e for e in replay(connection, own, session)}
     refused = events[hostile.id]
     assert refused.type is EventType.FAILED and refused.payload["code"] == ErrorCode.INVALID_PAYLOAD
     assert "'os.system'" in refused.payload["message"] and "WORKER_EXTRA_FUNCTIONS" in refused.payload["message"]
@@ -51,10 +43,10 @@ def test_a_job_naming_another_function_fails_as_data_and_does_not_run(own_queues
     assert events[ping.job_id].type is EventType.PONG  # and the worker went on
 
 
-def test_an_operator_can_allow_more_functions(own_queues, connection):
-    queue = Queue(own_queues.realtime_queue, connection=connection, serializer=JSONSerializer)
+def test_an_operator_can_allow_more_functions(own, connection):
+    queue = Queue(own.realtime_queue, connection=connection, serializer=JSONSerializer)
     job = queue.enqueue("os.getpid")
-    run_burst(own_queues, connection, extra=("os.getpid",))
+    run_burst(own, connection, extra=("os.getpid",))
     fetched = Job.fetch(job.id, connection=connection, serializer=JSONSerializer)
     assert fetched.get_status() == "finished" and isinstance(fetched.return_value(), int)
 
@@ -65,13 +57,13 @@ def test_extra_functions_come_from_the_environment():
     assert WorkerSettings.from_env({}).extra_functions == ()
 
 
-def test_a_job_with_repeats_is_refused_saying_so_not_silently_run_once(own_queues, connection):
+def test_a_job_with_repeats_is_refused_saying_so_not_silently_run_once(own, connection):
     from rq import Repeat
 
     session = f"guard-{uuid.uuid4().hex[:8]}"
-    queue = Queue(own_queues.realtime_queue, connection=connection, serializer=JSONSerializer)
+    queue = Queue(own.realtime_queue, connection=connection, serializer=JSONSerializer)
     job = queue.enqueue("voice_worker.jobs.ping", {"session_id": session, "job_id": "x"}, repeat=Repeat(times=3),
                         meta={"session_id": session})  # fmt: skip
-    run_burst(own_queues, connection)
-    (refused,) = [e for e in replay(connection, own_queues, session) if e.job_id == job.id]
+    run_burst(own, connection)
+    (refused,) = [e for e in replay(connection, own, session) if e.job_id == job.id]
     assert refused.type is EventType.FAILED and "do not repeat jobs" in refused.payload["message"]

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tarfile
 import time
-import uuid
 from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
@@ -398,13 +397,11 @@ def test_restores_and_transcribes_with_no_network(nemo_file: Path):
 
 
 def test_the_worker_recognizes_waiting_batch_files_in_one_forward_pass(
-    parakeet: ParakeetSTT, fox_wav: bytes, settings: QueueSettings, connection, encoder_calls: list[int]
+    parakeet: ParakeetSTT, fox_wav: bytes, own: QueueSettings, connection, encoder_calls: list[int]
 ):
     """Several files waiting on the batch queue: the worker takes them together, one encoder pass,
     and each still ends as its own job with its own transcript and event."""
-    tag = uuid.uuid4().hex[:8]
-    names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
-    queues = settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
+    queues = own
     worker_settings = WorkerSettings(queues=queues, stt_engine="parakeet", device="cpu", batch_size=8)
     engines = Engines(stt=parakeet, tts=[EspeakTTS()], vad=None)
     blobs, client = BlobStore(queues, connection), JobClient(queues, connection)
@@ -413,7 +410,7 @@ def test_the_worker_recognizes_waiting_batch_files_in_one_forward_pass(
     clips = [fox_wav, half, fox_wav]  # the middle one is shorter: another transcript
     payloads = []
     for n, clip in enumerate(clips):
-        session = f"batch-{tag}-{n}"
+        session = f"{queues.key_prefix}-{n}"
         key = blobs.put(session, clip, ".wav")
         payloads.append(TranscriptionJob(session_id=session, job_id=f"{session}-j", audio_key=key, vad=False))
         client.enqueue(payloads[-1], queue=queues.batch_queue)
@@ -430,7 +427,7 @@ def test_the_worker_recognizes_waiting_batch_files_in_one_forward_pass(
         assert event.payload["duration_s"] == pytest.approx(decode(clip).duration_s, abs=1e-3)
         assert Job.fetch(payload.job_id, connection=connection, serializer=JSONSerializer).get_status() == "finished"
     assert replay(connection, queues, payloads[0].session_id)[0].payload["text"] == alone
-    assert not connection.llen(f"council-{tag}:inflight:{worker.name}")
+    assert not connection.llen(f"{queues.key_prefix}:inflight:{worker.name}")
     # Each file is charged its share of the one pass, by its length: the half clip about half.
     entries = {e["ref"]: e for e in Ledger(connection, queues.key_prefix).entries()}
     charged = [entries[p.job_id] for p in payloads]

@@ -47,13 +47,6 @@ def meeting(tmp_path_factory) -> bytes:
 
 
 @pytest.fixture
-def own(settings: QueueSettings) -> QueueSettings:
-    tag = uuid.uuid4().hex[:8]
-    names = {"speech_queue": f"sp-{tag}", "realtime_queue": f"rt-{tag}", "batch_queue": f"batch-{tag}"}
-    return settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
-
-
-@pytest.fixture
 def engines(whisper, silero, espeak) -> Engines:
     return Engines(stt=whisper, tts=[espeak], vad=silero)
 
