@@ -66,7 +66,7 @@ def _load_stt(settings: WorkerSettings) -> STT:
         model = settings.parakeet_model or _one_nemo(_under_model_dir(settings, "parakeet"))
         from .stt.parakeet import ParakeetSTT
 
-        return ParakeetSTT(model, device=settings.device)
+        return ParakeetSTT(model, device=settings.device, batch_size=settings.batch_size)
     from .stt.whisper import WhisperSTT, default_model_dir
 
     return WhisperSTT(settings.whisper_model_dir or default_model_dir(), threads=settings.threads)

@@ -330,6 +330,14 @@ def test_engines_load_it_from_model_dir(nemo_file: Path, tmp_path: Path, setting
     assert isinstance(engines.stt, ParakeetSTT) and engines.stt.name == "parakeet"
 
 
+def test_the_worker_recognizes_as_many_waiting_files_in_one_pass_as_worker_batch(nemo_file: Path, settings):
+    """WORKER_BATCH files are taken together; the engine must recognize them together too (it
+    was built with its default of 8 a pass)."""
+    worker = WorkerSettings(queues=settings, stt_engine="parakeet", parakeet_model=nemo_file, tts_engines=("espeak",),
+                            vad=False, device="cpu", batch_size=64)  # fmt: skip
+    assert load_engines(worker).stt.batch_size == 64
+
+
 def test_transcription_job_through_the_engine(
     parakeet: ParakeetSTT,
     fox_wav: bytes,
