@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from voice_worker.stt import WhisperSTT, default_model_dir
-from voice_worker.tts import EspeakTTS, PiperTTS, default_model_path
+from voice_worker.stt.whisper import WhisperSTT, default_model_dir
+from voice_worker.tts import EspeakTTS
+from voice_worker.tts.piper import PiperTTS, default_model_path
 from voice_worker.vad.silero import SileroVAD
 
 FOX = "the quick brown fox jumps over the lazy dog"

@@ -12,8 +12,9 @@ from shared_schemas import ErrorCode
 from voice_worker import stt, tts, vad
 from voice_worker.audio import Audio, decode, encode_wav
 from voice_worker.errors import EngineLoadError, VoiceError
-from voice_worker.stt import WhisperSTT, default_model_dir
-from voice_worker.tts import EspeakTTS, PiperTTS, default_model_path
+from voice_worker.stt.whisper import WhisperSTT, default_model_dir
+from voice_worker.tts import EspeakTTS
+from voice_worker.tts.piper import PiperTTS, default_model_path
 from voice_worker.vad import split_spans
 
 # Piper's voice samples noise on each call, so what Whisper hears varies. With "...carefully and
@@ -60,8 +61,8 @@ def median_pitch(audio: Audio, fmin: float = 60.0, fmax: float = 400.0) -> float
 
 
 def test_public_surfaces():
-    assert sorted(stt.__all__) == ["STT", "STTCapabilities", "WhisperSTT", "default_model_dir"]
-    assert sorted(tts.__all__) == ["EspeakTTS", "PiperTTS", "TTS", "TTSCapabilities", "default_model_path"]
+    assert sorted(stt.__all__) == ["STT", "STTCapabilities"]  # the engines: voice_worker.stt.whisper, .parakeet
+    assert sorted(tts.__all__) == ["EspeakTTS", "TTS", "TTSCapabilities"]  # voice_worker.tts.piper, .coqui
     assert sorted(vad.__all__) == ["VAD", "split_spans"]  # SileroVAD: voice_worker.vad.silero (imports torch)
 
 
@@ -69,6 +70,19 @@ def test_the_tts_and_stt_packages_do_not_import_torch():
     probe = "import json, sys, voice_worker.tts, voice_worker.stt; print(json.dumps('torch' in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) is False
+
+
+def test_a_worker_imports_no_engine_it_does_not_run():
+    """A GPU worker (Parakeet, Coqui) needs neither faster-whisper nor piper-tts installed: the
+    worker's modules import an engine's package only when that engine is built."""
+    probe = "\n".join([
+        "import sys",
+        "sys.modules.update(faster_whisper=None, piper=None, ctranslate2=None)  # import fails for these",
+        "import voice_worker.worker, voice_worker.engines, voice_worker.jobs, voice_worker.listening",
+        "import voice_worker.stt, voice_worker.tts, voice_worker.say",
+    ])  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 # Whisper

@@ -15,8 +15,7 @@ import pytest
 
 from voice_worker import modelfiles
 from voice_worker.errors import EngineLoadError
-from voice_worker.stt import WhisperSTT
-from voice_worker.stt.whisper import REQUIRED_FILES, default_model_dir
+from voice_worker.stt.whisper import REQUIRED_FILES, WhisperSTT, default_model_dir
 from voice_worker.tts.piper import default_model_path as piper_model_path
 from voice_worker.turn.smart_turn import MODEL_FILE
 from voice_worker.turn.smart_turn import default_model_path as turn_model_path

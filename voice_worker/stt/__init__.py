@@ -1,6 +1,6 @@
-"""Speech to text: the interface and its engines."""
+"""Speech to text: the interface. Each engine is a module of its own (`whisper`, `parakeet`), imported
+when it is built (voice_worker/engines.py), so a worker loads only the packages of the engine it runs."""
 
 from .base import STT, STTCapabilities
-from .whisper import WhisperSTT, default_model_dir
 
-__all__ = ["STT", "STTCapabilities", "WhisperSTT", "default_model_dir"]
+__all__ = ["STT", "STTCapabilities"]

@@ -1,7 +1,8 @@
-"""Text to speech: the interface and its engines. Importing this package never imports torch."""
+"""Text to speech: the interface and espeak-ng, the engine every worker has. The others (`piper`,
+`coqui`) are modules of their own, imported when they are built (voice_worker/engines.py), so a
+worker loads only the packages of the engines it runs. Importing this package never imports torch."""
 
 from .base import TTS, TTSCapabilities
 from .espeak import EspeakTTS
-from .piper import PiperTTS, default_model_path
 
-__all__ = ["TTS", "EspeakTTS", "PiperTTS", "TTSCapabilities", "default_model_path"]
+__all__ = ["TTS", "EspeakTTS", "TTSCapabilities"]
