@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from websockets.exceptions import WebSocketException
 
 from queues import QueueSettings
 
-from .run import ROOT, percentile, private_redis, process
+from .procs import ROOT, free_port, percentile, private_redis, process
 from .scaling import pinned_worker
 
 SENTENCE = "please call me back tomorrow morning"
@@ -247,12 +246,6 @@ async def main() -> None:
     report(result)
     print(f"logs: {folder}")
     print(json.dumps({k: v for k, v in result.items() if k != "depth_series"}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def wait_healthy(url: str, timeout_s: float = 120) -> None:

@@ -15,51 +15,22 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import redis
-import redis.asyncio
 
 from queues import AsyncBlobStore, EventHub, JobClient, QueueSettings
 from shared_schemas import EventType, PingJob, TranscriptionJob
 
 from .page import bench_page
+from .procs import ROOT, percentile, private_redis, process
 from .stream import bench_stream
 from .turns import bench_turns
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def summary(samples_s: list[float]) -> dict[str, float]:
     ms = [s * 1000 for s in samples_s]
     return {"p50": percentile(ms, 50), "p95": percentile(ms, 95), "p99": percentile(ms, 99)}
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], ready: str | None = None, log: Path | None = None):
-    out = open(log, "wb") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        if ready and log:
-            deadline = time.monotonic() + 120
-            while ready.encode() not in log.read_bytes():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{args[0]} did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 async def bench_rq(settings: QueueSettings, n: int, warmup: int) -> tuple[list[float], float]:
@@ -187,28 +158,6 @@ async def main() -> None:
     args = parser.parse_args()
     with private_redis() as url:
         await run(args, url)
-
-
-@contextmanager
-def private_redis():
-    """A redis-server of the benchmark's own on a free port: it never touches anyone's data."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory(prefix="council-bench-redis-") as workdir:
-        server = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir]
-        with process(server, dict(os.environ)):
-            url = f"redis://127.0.0.1:{port}/0"
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    redis.Redis.from_url(url).ping()
-                    break
-                except redis.exceptions.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            yield url
 
 
 async def run(args: argparse.Namespace, url: str) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from queues import AsyncBlobStore, EventHub, JobClient, QueueSettings
 from shared_schemas import EventType, TranscriptionJob
 
-from .run import ROOT, private_redis, process
+from .procs import ROOT, private_redis, process
 
 SENTENCES = (
     "the meeting starts at nine",

@@ -26,6 +26,7 @@ from queues import QueueSettings
 from web.app import create_app
 from web.settings import AppSettings
 
+from .procs import percentile
 from .turns import responder_factory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,11 +39,6 @@ QUESTIONS = (
     "How far is it from Paris to Berlin?",
     "Who wrote the novel Pride and Prejudice?",
 )
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def speak(text: str, worker_python: str, folder: Path) -> bytes:

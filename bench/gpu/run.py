@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,18 +36,17 @@ import tempfile
 import time
 import uuid
 import wave
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import redis
 
 from billing import Ledger
 from queues import AsyncBlobStore, EventHub, JobClient, MicWriter, QueueSettings, mic
 from shared_schemas import EventType, ListenJob, SynthesisJob, TranscriptionJob
 
+from ..procs import percentile, private_redis, process
 from . import models
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,74 +79,6 @@ SENTENCES = [
     "We have heard your question, and here is what we think of it.",
     "That was the last sentence, and the measurement is now complete.",
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path, ready: str | None = None, wait_s: float = 600):
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + wait_s
-        while ready and ready.encode() not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{args[0]} did not start:\n{log.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@contextmanager
-def private_redis(server: str, folder: Path):
-    """A redis-server of the benchmark's own on a free port."""
-    port = free_port()
-    args = [
-        server,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(folder),
-    ]
-    env = dict(os.environ)
-    if (Path(server).parent / "lib").is_dir():  # the libraries bench/gpu/wheels.sh carries beside it
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            filter(None, [str(Path(server).parent / "lib"), env.get("LD_LIBRARY_PATH")])
-        )
-    with process(args, env, folder / "redis.log") as proc:
-        url = f"redis://127.0.0.1:{port}/0"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    said = (folder / "redis.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"{server} did not start: {said}") from None
-                time.sleep(0.05)
-        yield url
 
 
 def find_redis_server(given: str | None) -> str:
@@ -468,7 +398,7 @@ async def measure(args: argparse.Namespace, url: str, folder: Path, xtts: Path, 
     worker = [args.worker_python, "-m", "voice_worker", "--log-level", "INFO"]
     t0 = time.perf_counter()
     result: dict[str, Any] = {}
-    with process(worker, env, log, ready="worker ready", wait_s=args.timeout * 5):
+    with process(worker, env, ready="worker ready", log=log, wait_s=args.timeout * 5):
         result["worker_start_s"] = round(time.perf_counter() - t0, 1)
         aredis = settings.connect_async()
         client = JobClient(settings, aconnection=aredis)
@@ -536,7 +466,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="council-gpu-bench-") as name:
         folder = Path(name)
         xtts, nemo_file, build_s = build(folder, args.size)
-        with private_redis(server, folder) as url:
+        with private_redis(server) as url:
             figures = asyncio.run(measure(args, url, folder, xtts, nemo_file))
     cap = models.XTTS_BENCH_AUDIO_TOKENS if args.size == "published" else models.XTTS_TINY["gpt_max_audio_tokens"]
     result = {
@@ -553,8 +483,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "Parakeet: greedy TDT, max_symbols 10; a random joint emits arbitrary pieces, so decoding work may differ "
             "from the trained model's",
             "times are at the client: enqueue through Redis to the event back, the worker's own path",
-            "batch: the worker takes WORKER_BATCH waiting files together (_taken); ParakeetSTT then runs them in "
-            "forward passes of its own batch_size, which voice_worker/engines.py leaves at 8 (2026-12-02)",
+            "batch: the worker takes WORKER_BATCH waiting files together (_taken) and Parakeet recognizes them "
+            "in one forward pass (its batch_size is WORKER_BATCH)",
         ],
     }
     line = json.dumps(result)
