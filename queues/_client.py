@@ -194,6 +194,12 @@ class JobClient:
     def _cancel_waiting(self, job: Job) -> bool:
         if job.get_status() != "queued":
             return False
+        # Taken out of its queue first, in one command: a worker's claim moves the id out of the
+        # same list atomically, so exactly one of the two has it. The job still says `queued`
+        # between a worker's claim and its start; cancelling it then would report a job cancelled
+        # that the worker goes on to run.
+        if not self.connection.lrem(Queue.redis_queue_namespace_prefix + job.origin, 0, job.id):
+            return False
         try:
             job.cancel()
         except InvalidJobOperation:  # started or finished since we looked
@@ -219,7 +225,8 @@ class JobClient:
         self.connection.set(self.settings.cancel_key(job_id), 1, ex=ttl)
         if job.get_status(refresh=False) in _WAITING and self._cancel_waiting(job):
             return "canceled"
-        if job.get_status() == JobStatus.STARTED:
+        # `queued` out of its queue: a worker has taken it and is about to start it.
+        if job.get_status() in (JobStatus.STARTED, JobStatus.QUEUED):
             return "stopping"
         self.connection.delete(self.settings.cancel_key(job_id))
         return "ended"

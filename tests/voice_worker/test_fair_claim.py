@@ -97,6 +97,23 @@ def test_a_cancelled_job_is_skipped_and_its_user_may_queue_again(own, connection
     assert not list(connection.scan_iter(f"{own.key_prefix}:fair:queued:*"))  # the counts came back to 0
 
 
+def test_a_job_a_worker_has_taken_is_not_cancelled_behind_its_back(own, connection, claimers):
+    """Between the claim and the start the job still says `queued`: a cancel then must not report
+    it cancelled (the worker runs it; its audio would reach a turn that was told it would not)."""
+    client = JobClient(own, connection)
+    client.enqueue(say("gil", 0))
+    client.enqueue(say("gil", 1))
+    worker = claimers()
+    assert take(worker) == "gil-say-0"
+    assert Job.fetch("gil-say-0", connection=connection, serializer=JSONSerializer).get_status() == "queued"
+    assert client.cancel("gil-say-0") is False
+    assert Job.fetch("gil-say-0", connection=connection, serializer=JSONSerializer).get_status() == "queued"
+    # Stopped instead, it is asked to stop where it runs (a file worked in pieces stops at its first).
+    assert client.stop("gil-say-0") == "stopping" and connection.exists(own.cancel_key("gil-say-0"))
+    assert client.cancel("gil-say-1") is True  # still waiting: cancelled
+    assert take(worker) is None
+
+
 def test_a_job_put_back_at_the_front_goes_first(own, connection, claimers):
     client = JobClient(own, connection)
     client.enqueue(say("eve", 0))
