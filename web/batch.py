@@ -1,8 +1,10 @@
 """Batch transcription over REST: upload files, follow the batch, download each transcript.
 
 `POST /api/transcriptions` stores each file in the blob store and enqueues one transcription job
-per file on the batch queue; `GET /api/transcriptions/{batch_id}` says where each file stands;
-`GET /api/transcriptions/{batch_id}/{job_id}?format=srt` gives one transcript as a file;
+per file on the batch queue; `GET /api/transcriptions` lists the user's batches, newest first, a
+page at a time (what the batch page shows after a reload); `GET /api/transcriptions/{batch_id}`
+says where each file stands; `GET /api/transcriptions/{batch_id}/{job_id}?format=srt` gives one
+transcript as a file, and `.../{batch_id}/archive?format=srt` every finished one in a zip;
 `DELETE` on either cancels the batch's files, or one: a waiting file at once, a running one at the
 end of the piece it is on (its state then says failed, code `canceled`). A user with as many jobs
 waiting as it may gets 429 `rate_limited` with Retry-After, and nothing is enqueued.
@@ -13,8 +15,10 @@ worker's call, and comes back as that file's `failed` state with the worker's er
 
 import asyncio
 import contextlib
+import io
 import re
 import uuid
+import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -64,6 +68,11 @@ class BatchRecord(BaseModel):
 
 def record_key(settings: QueueSettings, batch_id: str) -> str:
     return f"{settings.key_prefix}:batch:{batch_id}"
+
+
+def index_key(settings: QueueSettings, user: str) -> str:
+    """A user's batches: a sorted set of batch ids scored by creation time (seconds)."""
+    return f"{settings.key_prefix}:batches:{user}"
 
 
 def record_ttl(settings: QueueSettings) -> int:
@@ -166,11 +175,18 @@ async def create_batch(request: Request) -> JSONResponse:
             # The record and every job in one transaction, after each job's cost is reserved:
             # a refusal, or Redis full or away, leaves no job without its batch.
             key, ttl = record_key(s.settings.queues, record.batch_id), record_ttl(s.settings.queues)
+            index = index_key(s.settings.queues, record.owner)
+
+            def also(pipe: Any) -> None:
+                pipe.set(key, record.model_dump_json(), ex=ttl)
+                pipe.zadd(index, {record.batch_id: record.created_at.timestamp()})
+                pipe.expire(index, ttl)  # the newest batch's lifetime: the index outlives none of them
+
             await s.meter.enqueue_all(
                 jobs,
                 s.settings.queues.batch_queue,
                 audio_bytes=[f.size for f in record.files if f.error is None],
-                also=lambda pipe: pipe.set(key, record.model_dump_json(), ex=ttl),
+                also=also,
             )
         except BaseException:
             sizes = {f.job_id: f.size for f in record.files}
@@ -250,7 +266,10 @@ def file_view(batch_id: str, entry: BatchFile, status: JobStatus | None) -> dict
     if status is None or error is not None:
         pass
     elif status.state == "finished" and status.result is not None:
-        view.update(state="finished", progress=1.0, text=status.result.get("text", ""))
+        text = status.result.get("text", "")
+        view.update(state="finished", progress=1.0, text=text)
+        if not text.strip():
+            view["no_speech"] = True  # the file decoded, and nobody speaks in it
     elif status.state in _STATES:
         view.update(state=_STATES[status.state], progress=status.progress or 0.0)
     else:
@@ -263,18 +282,96 @@ def file_view(batch_id: str, entry: BatchFile, status: JobStatus | None) -> dict
 async def batch_status(request: Request) -> JSONResponse:
     s = services(request)
     record = await load_record(s, request.path_params["batch_id"], user_of(request))
+    return JSONResponse(await batch_view(s, record))
+
+
+async def batch_view(s: Services, record: BatchRecord) -> dict[str, Any]:
     statuses = await asyncio.gather(*(job_status(s, f) for f in record.files))
     files = [file_view(record.batch_id, f, st) for f, st in zip(record.files, statuses, strict=True)]
     totals = {state: sum(f["state"] == state for f in files) for state in ("queued", "started", "finished", "failed")}
-    return JSONResponse(
-        {
-            "batch_id": record.batch_id,
-            "created_at": record.created_at.isoformat(),
-            "done": totals["finished"] + totals["failed"] == len(files),
-            "totals": {"files": len(files), **totals},
-            "files": files,
-        }
-    )
+    return {
+        "batch_id": record.batch_id,
+        "created_at": record.created_at.isoformat(),
+        "done": totals["finished"] + totals["failed"] == len(files),
+        "totals": {"files": len(files), **totals},
+        "files": files,
+    }
+
+
+MAX_PAGE: Final = 50
+
+
+async def list_batches(request: Request) -> JSONResponse:
+    """The user's batches, newest first: `limit` of them (default 10, at most 50) created before
+    `before` (a cursor: the `next` of the page before). Batches that expired drop out of the list."""
+    s = services(request)
+    limit, before = _page_params(request)
+    user = user_of(request)
+    index = index_key(s.settings.queues, user)
+    found = await s.aredis.zrevrangebyscore(index, f"({before}" if before else "+inf", "-inf", 0, limit + 1, True)
+    page: list[dict[str, Any]] = []
+    gone: list[str] = []
+    for raw_id, _ in found[:limit]:
+        batch_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        try:
+            record = await load_record(s, batch_id, user)
+        except ApiError:
+            gone.append(batch_id)
+            continue
+        page.append(await batch_view(s, record) | {"filenames": [f.filename for f in record.files]})
+    if gone:
+        await s.aredis.zrem(index, *gone)
+    more = len(found) > limit
+    return JSONResponse({"batches": page, "next": repr(found[limit - 1][1]) if more else None})
+
+
+def _page_params(request: Request) -> tuple[int, float | None]:
+    raw_limit, raw_before = request.query_params.get("limit", "10"), request.query_params.get("before")
+    try:
+        limit = int(raw_limit)
+        before = float(raw_before) if raw_before else None
+    except ValueError:
+        raise ApiError(
+            400, ErrorCode.INVALID_REQUEST, "limit is a whole number and before the `next` of an earlier page."
+        ) from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(400, ErrorCode.INVALID_REQUEST, f"limit goes from 1 to {MAX_PAGE}.")
+    return limit, before
+
+
+async def archive(request: Request) -> Response:
+    """Every finished transcript of a batch in one zip, as `format`, each named after its upload
+    (memo.mp3 -> memo.mp3.srt; a second memo.wav -> memo (2).wav.srt, as the page names them)."""
+    fmt = request.query_params.get("format", "srt")
+    if fmt not in FORMATS:
+        raise ApiError(400, ErrorCode.UNKNOWN_FORMAT, f"Unknown format {fmt!r}; ask for one of: {', '.join(FORMATS)}.")
+    s = services(request)
+    record = await load_record(s, request.path_params["batch_id"], user_of(request))
+    statuses = await asyncio.gather(*(job_status(s, f) for f in record.files))
+    buffer = io.BytesIO()
+    seen: dict[str, int] = {}
+    written = 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive_file:
+        for entry, status in zip(record.files, statuses, strict=True):
+            seen[entry.filename] = count = seen.get(entry.filename, 0) + 1
+            if status is None or entry.error or status.state != "finished" or status.result is None:
+                continue
+            body, _ = render(status.result, fmt)
+            archive_file.writestr(f"{numbered(entry.filename, count)}.{fmt}", body)
+            written += 1
+    if not written:
+        raise ApiError(409, ErrorCode.NOT_READY, "No file of this batch is finished yet; ask again when one is.")
+    name = f"transcripts-{record.batch_id[:8]}-{fmt}.zip"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return Response(buffer.getvalue(), media_type="application/zip", headers=headers)
+
+
+def numbered(filename: str, count: int) -> str:
+    """memo.wav, then memo (2).wav: the n-th file of one name, as browsers number copies."""
+    if count == 1:
+        return filename
+    stem, dot, suffix = filename.rpartition(".")
+    return f"{stem} ({count}).{suffix}" if dot and stem else f"{filename} ({count})"
 
 
 async def job_status(s: Services, entry: BatchFile) -> JobStatus | None:
@@ -341,6 +438,8 @@ def _cancelled(record: BatchRecord, files: list[dict[str, str]]) -> JSONResponse
 
 routes = [
     Route("/api/transcriptions", create_batch, methods=["POST"]),
+    Route("/api/transcriptions", list_batches, methods=["GET"]),
+    Route("/api/transcriptions/{batch_id}/archive", archive, methods=["GET"]),
     Route("/api/transcriptions/{batch_id}", batch_status, methods=["GET"]),
     Route("/api/transcriptions/{batch_id}", cancel_batch, methods=["DELETE"]),
     Route("/api/transcriptions/{batch_id}/{job_id}", transcript, methods=["GET"]),

@@ -41,6 +41,11 @@ def post(client, *files):
     return client.post("/api/transcriptions", files=[("files", (name, data, "audio/wav")) for name, data in files])
 
 
+def post_as(client, headers, *files):
+    files = [("files", (name, data, "audio/wav")) for name, data in files]
+    return client.post("/api/transcriptions", files=files, headers=headers)
+
+
 def wait_done(client, batch_id: str, timeout: float = 40.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -188,3 +193,81 @@ def test_openapi_describes_every_rest_route():
     assert refs <= set(spec["components"]["schemas"])
     with TestClient(Starlette(routes=openapi.routes)) as client:
         assert client.get("/openapi.json").json() == spec
+
+
+def silent_wav(seconds: float = 1.5, rate: int = 16000) -> bytes:
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x00" * int(seconds * rate))
+    return buffer.getvalue()
+
+
+def test_a_users_batches_are_listed_newest_first_a_page_at_a_time(settings, assert_error):
+    """What the batch page shows after a reload: the user's batches, newest first; nobody else's."""
+    app = create_app(
+        AppSettings(
+            queues=settings.model_copy(update={"batch_queue": "nobody-serves-this"}),
+            api_users={"alice": "alice-token", "bob": "bob-token"},
+        )
+    )
+    alice, bob = {"Authorization": "Bearer alice-token"}, {"Authorization": "Bearer bob-token"}
+    with TestClient(app) as client:
+        made = [
+            post_as(client, alice, (f"memo-{i}.wav", b"RIFF....WAVE")).json()["batch_id"] for i in range(3)
+        ]
+        theirs = post_as(client, bob, ("bob.wav", b"RIFF....WAVE")).json()["batch_id"]
+
+        first = client.get("/api/transcriptions", params={"limit": 2}, headers=alice).json()
+        assert [b["batch_id"] for b in first["batches"]] == [made[2], made[1]]
+        newest = first["batches"][0]
+        assert newest["filenames"] == ["memo-2.wav"] and newest["files"][0]["state"] == "queued"
+        assert first["next"] is not None
+        second = client.get("/api/transcriptions", params={"limit": 2, "before": first["next"]}, headers=alice)
+        assert [b["batch_id"] for b in second.json()["batches"]] == [made[0]] and second.json()["next"] is None
+        assert [b["batch_id"] for b in client.get("/api/transcriptions", headers=bob).json()["batches"]] == [theirs]
+
+        # A batch that expired drops out of the list.
+        redis_client = settings.connect()
+        redis_client.delete(batch.record_key(settings, made[1]))
+        listed = client.get("/api/transcriptions", headers=alice).json()["batches"]
+        assert [b["batch_id"] for b in listed] == [made[2], made[0]]
+        assert redis_client.zscore(batch.index_key(settings, "alice"), made[1]) is None
+
+        assert_error(client.get("/api/transcriptions", params={"limit": 0}, headers=alice), 400, "invalid_request")
+        bad_cursor = client.get("/api/transcriptions", params={"before": "yesterday"}, headers=alice)
+        assert_error(bad_cursor, 400, "invalid_request")
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_batch_downloads_as_one_zip_and_a_silent_file_says_no_speech(client, flite, assert_error):
+    import io
+    import zipfile
+
+    created = post(
+        client, ("memo.wav", flite("the meeting starts at noon")), ("memo.wav", flite("good morning")),
+        ("quiet.wav", silent_wav()),
+    ).json()
+    status = wait_done(client, created["batch_id"])
+    first, second, quiet = status["files"]
+    assert first["state"] == second["state"] == quiet["state"] == "finished"
+    assert quiet.get("no_speech") is True and "no_speech" not in first
+
+    archive = client.get(f"{created['status_url']}/archive", params={"format": "txt"})
+    assert archive.status_code == 200 and archive.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as z:
+        assert sorted(z.namelist()) == ["memo (2).wav.txt", "memo.wav.txt", "quiet.wav.txt"]
+        assert words(z.read("memo.wav.txt").decode()) == "the meeting starts at noon"
+        assert words(z.read("memo (2).wav.txt").decode()) == "good morning"
+    assert_error(client.get(f"{created['status_url']}/archive", params={"format": "doc"}), 400, "unknown_format")
+
+
+def test_an_unfinished_batch_has_no_archive_yet(idle, assert_error):
+    created = post(idle, ("a.wav", b"RIFF....WAVE")).json()
+    assert_error(idle.get(f"{created['status_url']}/archive"), 409, "not_ready")
+    assert_error(idle.get("/api/transcriptions/0123456789abcdef0123456789abcdef/archive"), 404, "not_found")

@@ -32,6 +32,7 @@ _FILE = {
         "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
         "error": _ref("JobError"),
         "text": {"type": "string", "description": "The transcript's text, once finished."},
+        "no_speech": {"type": "boolean", "description": "Finished, and nobody speaks in the file (the text is empty)."},
         "result_url": {"type": "string"},
     },
 }
@@ -104,6 +105,21 @@ SCHEMAS: Final[dict[str, Any]] = {
             "done": {"type": "boolean", "description": "Every file finished or failed."},
             "totals": _TOTALS,
             "files": {"type": "array", "items": _ref("BatchFile")},
+        },
+    },
+    "BatchList": {
+        "type": "object",
+        "required": ["batches", "next"],
+        "properties": {
+            "batches": {
+                "type": "array",
+                "description": "Newest first; each a BatchStatus with the files' names in upload order.",
+                "items": _ref("BatchStatus"),
+            },
+            "next": {
+                "type": ["string", "null"],
+                "description": "Pass as `before` for the next (older) page; null on the last page.",
+            },
         },
     },
     "SpeechRequest": {

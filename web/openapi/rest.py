@@ -63,6 +63,41 @@ REST_PATHS: Final[dict[str, Any]] = {
                 "known only once a worker tries it: its state then becomes `failed` with the reason."
             ),
             requestBody={"required": True, "content": _UPLOAD},
+        ),
+        "get": _operation(
+            "Your batches, newest first, a page at a time (those not expired)",
+            {
+                "200": _json("A page of batches", _ref("BatchList")),
+                "400": _error("`invalid_request`: `limit` not 1 to 50, or `before` not a `next` of this list"),
+            },
+            parameters=[
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 50}},
+                {
+                    "name": "before",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "The `next` of the page before: batches older than those",
+                },
+            ],
+        ),
+    },
+    "/api/transcriptions/{batch_id}/archive": {
+        "get": _operation(
+            "Every finished transcript of a batch in one zip, named after the uploads (memo.mp3.srt)",
+            {
+                "200": {"description": "The zip", "content": {"application/zip": {}}},
+                "400": _error("`unknown_format`"),
+                "404": _error("`not_found`: unknown or expired batch, or another user's"),
+                "409": _error("`not_ready`: no file of the batch has finished yet"),
+            },
+            parameters=[
+                _BATCH_ID,
+                {
+                    "name": "format",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": list(FORMATS), "default": "srt"},
+                },
+            ],
         )
     },
     "/api/transcriptions/{batch_id}": {
