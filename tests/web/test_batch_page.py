@@ -44,11 +44,16 @@ def page(server):
         page = browser.new_page(viewport={"width": 1000, "height": 800}, accept_downloads=True)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{server}/batch")
-        page.evaluate(f"localStorage.setItem('council.token', '{TOKEN}')")
+        open_batch_page(page, server)
         yield page
         assert not errors, errors
         browser.close()
+
+
+def open_batch_page(page, server: str) -> None:
+    page.goto(f"{server}/openapi.json")  # the origin, to keep the token in its storage first
+    page.evaluate(f"localStorage.setItem('council.token', '{TOKEN}')")
+    page.goto(f"{server}/batch")
 
 
 def test_same_names_a_failure_the_order_and_download_names(page, flite, tmp_path):
@@ -117,3 +122,73 @@ def test_same_names_a_failure_the_order_and_download_names(page, flite, tmp_path
     )
     last = page.evaluate(CARDS)[4]
     assert last["name"] == "silence.wav" and "empty" in last["text"], last
+
+
+@pytest.fixture(scope="module")
+def idle_server(settings, serve):
+    """An app whose batch files stay queued: no worker serves its batch queue."""
+    idle = settings.model_copy(update={"batch_queue": "nobody-serves-this"})
+    with serve(create_app(AppSettings(queues=idle, api_token=TOKEN))) as url:
+        yield url
+
+
+def wait_cards(page, states: str, count: int) -> list[dict]:
+    """The newest batch's cards, once there are `count` and each is in one of `states` (the
+    user's earlier batches, other tests', are listed above it)."""
+    newest = "[...document.querySelectorAll('#list .batch:last-child .file')]"
+    page.wait_for_function(
+        f"() => {{ const c = {newest};"
+        f" return c.length === {count} && c.every(el => {states}.includes(el.dataset.state)); }}",
+        timeout=60000,
+    )
+    return page.evaluate(CARDS.replace("[...document.querySelectorAll('#list .file')]", newest))
+
+
+def test_a_reload_keeps_the_batches_and_waiting_files_can_be_cancelled(page, idle_server, flite, tmp_path):
+    open_batch_page(page, idle_server)
+    for name in ("first.wav", "second.wav"):
+        (tmp_path / name).write_bytes(flite("good morning"))
+    page.set_input_files("#files", [str(tmp_path / "first.wav"), str(tmp_path / "second.wav")])
+    wait_cards(page, "['queued']", 2)
+    page.reload()
+    cards = wait_cards(page, "['queued']", 2)  # back from the server, in the order chosen
+    assert [c["name"] for c in cards] == ["first.wav", "second.wav"], cards
+    newest = page.locator("#list .batch:last-child")
+    assert newest.locator(".file .cancel:visible").count() == 2
+    newest.locator(".cancel-all").click()
+    cards = wait_cards(page, "['failed']", 2)
+    assert all("cancel" in c["text"].lower() for c in cards), cards
+    assert newest.locator(".file .cancel:visible").count() == 0
+
+
+def test_a_silent_file_says_no_speech_and_a_batch_downloads_as_one_zip(page, flite, tmp_path):
+    import io
+    import wave
+    import zipfile
+
+    (tmp_path / "memo.wav").write_bytes(flite("the meeting starts at noon"))
+    with wave.open(str(tmp_path / "quiet.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\x00\x00" * 24000)
+    page.set_input_files("#files", [str(tmp_path / "memo.wav"), str(tmp_path / "quiet.wav")])
+    count = page.locator("#list .file").count()
+    page.wait_for_function(
+        "() => { const c = [...document.querySelectorAll('#list .batch:last-child .file')];"
+        " return c.length === 2 && c.every(el => el.dataset.state === 'finished'); }",
+        timeout=60000,
+    )
+    quiet = page.locator("#list .batch:last-child .file").nth(1).locator(".text").text_content()
+    assert "no speech" in quiet.lower(), quiet
+    page.reload()
+    page.wait_for_function(f"document.querySelectorAll('#list .file').length === {count}")
+    last = page.locator("#list .batch:last-child")
+    with page.expect_download() as download:
+        last.locator("a[data-zip=txt]").click()
+    assert download.value.suggested_filename.endswith("-txt.zip")
+    with zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes())) as z:
+        assert sorted(z.namelist()) == ["memo.wav.txt", "quiet.wav.txt"]
+        assert "noon" in z.read("memo.wav.txt").decode().lower()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "batch-page-history.png"), full_page=True)
