@@ -27,9 +27,16 @@
 
   function render(u) {
     const c = u.currency || "";  // none without the council (echo): nothing is priced then
-    const spent = fmt.tokens(u.spent.tokens) + (c ? ` · ${fmt.money(u.spent.money, c)}` : "");
-    summary.textContent = `Today: ${spent}${u.frozen ? " · frozen" : ""}`;
-    body.replaceChildren(line("user", u.user), line("spent", spent), line("compute", fmt.seconds(u.spent.seconds)));
+    // One figure in the header: what the day cost (speech and recognition cost money even when no
+    // language model token was spent); without prices, the compute time. The parts are in the panel.
+    const headline = c ? fmt.money(u.spent.money, c) : `${fmt.seconds(u.spent.seconds)} of compute`;
+    summary.textContent = `Today: ${headline}${u.frozen ? " · frozen" : ""}`;
+    body.replaceChildren(
+      line("user", u.user),
+      ...(c ? [line("cost", fmt.money(u.spent.money, c))] : []),
+      line("language model", fmt.tokens(u.spent.tokens)),
+      line("speech and recognition", fmt.seconds(u.spent.seconds)),
+    );
     for (const [unit, left] of Object.entries(u.left || {})) {
       body.append(line(`left of ${fmt[unit](u.limits[unit], c)}`, fmt[unit](Math.max(left, 0), c)));
     }
