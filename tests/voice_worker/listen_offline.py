@@ -22,6 +22,7 @@ from tests.speech import RECORDINGS, Recording
 from tests.speech.score import Score, score
 from voice_worker.audio import Audio, resample
 from voice_worker.engines import Engines
+from voice_worker.listening.confirm import ConfirmSettings
 from voice_worker.listening.endpointer import EndpointSettings
 from voice_worker.listening.listener import Listener, ListenSettings
 
@@ -42,6 +43,7 @@ def hear(
     connection: redis.Redis,
     endpoint: EndpointSettings | None = None,
     audio: np.ndarray | None = None,
+    confirm: ConfirmSettings | None = None,
 ) -> tuple[Score, list[dict]]:
     """Stream `recording` (or `audio` with its text) as the app would, listen, score what came out."""
     session, stream_id = f"offline-{uuid.uuid4().hex[:10]}", f"mic-{uuid.uuid4().hex[:10]}"
@@ -58,7 +60,7 @@ def hear(
         pipe.execute()
     job = ListenJob(session_id=session, job_id=stream_id, stream_key=keys.stream, mode="hands_free", turn_prefix="t")
     publisher = EventPublisher(settings, connection)
-    listen = ListenSettings(endpoint=endpoint or EndpointSettings(), idle_s=2.0)
+    listen = ListenSettings(endpoint=endpoint or EndpointSettings(), confirm=confirm or ConfirmSettings(), idle_s=2.0)
     events = JobEvents(publisher, session, stream_id)
     Listener(job, engines, connection, publisher, events, listen, "offline", threading.Event()).run()
     entries = connection.xrange(f"{settings.key_prefix}:stream:{session}")

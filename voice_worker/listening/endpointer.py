@@ -13,9 +13,9 @@ fast or late it is read.
       └──────────── after a turn ends ┴──────────────────────────────────────────────────────────────
 
 Hands-free, the turn ends when the turn model says the speaker has finished (asked once the pause
-reaches `pause_ms`, and again every `reask_every_ms` of a longer pause: more silence makes it
-surer), or after `max_silence_ms` whatever it says, or at `max_turn_ms`. The words recognized in the
-pause are a second opinion (`confirm.Words`, given with the model's answer): a turn whose words end
+reaches `pause_ms`: asking it again later in a long pause changed nothing on our recordings of
+people, tests/speech), or after `max_silence_ms` whatever it says, or at `max_turn_ms`. The words
+recognized in the pause are a second opinion (`confirm.Words`, given with the model's answer): a turn whose words end
 unfinished ("…and the", "…of times,") waits for the silence rule; one that ends in a question ends
 after `question_silence_ms` even when the model hesitates. Push-to-talk (`decides=False`), only
 `close()` ends it; the VAD still marks speech for the page.
@@ -43,7 +43,6 @@ class EndpointSettings:
     speculate_ms: int = 64  # unvoiced this long: recognize what was said, in case the turn ends
     pause_ms: int = 200  # unvoiced this long: speech stopped; ask the turn model
     turn_threshold: float = 0.5  # the turn model's probability above which the turn is over
-    reask_every_ms: int = 400  # in a longer pause, ask the turn model again this often
     question_silence_ms: int = 500  # unvoiced this long after words ending in "?": the turn is over
     max_silence_ms: int = 1500  # unvoiced this long: the turn is over, whatever the model said
     max_turn_ms: int = 60_000  # a turn this long ends, even mid-speech
@@ -119,7 +118,6 @@ class Endpointer:
         self._last_partial_ms = 0.0
         self._speculated = False
         self._asked = False
-        self._next_ask_ms = 0.0
         self._probability: float | None = None
         self._words = Words.UNKNOWN
         self._held_until_ms: float | None = None  # a decided turn awaits confirmation until then
@@ -198,7 +196,6 @@ class Endpointer:
                 actions.append(SpeechStopped(self.speech_end_ms))
                 if self.decides:
                     self._asked, self._words = True, Words.UNKNOWN
-                    self._next_ask_ms = self._unvoiced_run + s.reask_every_ms
                     actions.append(AskTurn(self.now_ms))
         return actions + self._too_long()
 
@@ -215,9 +212,6 @@ class Endpointer:
                 return [self._end("silence")]
             if self._words is Words.QUESTION and self._unvoiced_run >= s.question_silence_ms:
                 return [self._end("question")]
-            if self._asked and self._unvoiced_run >= self._next_ask_ms:
-                self._next_ask_ms += s.reask_every_ms
-                return [AskTurn(self.now_ms)]
         return self._too_long()
 
     def turn_model(self, probability: float, words: Words = Words.UNKNOWN) -> list[Action]:
