@@ -4,7 +4,9 @@ Reads the stream's entries from Redis in order (`queues.MicReader`), runs the VA
 window, and does what the endpointer says: tells the page that speech started or stopped,
 recognizes the words so far (interim words while the person speaks; at the first pause, a
 transcript that is final if the turn ends there, so that only the turn model's ~30 ms remain when
-it does), asks the turn model, and when a turn ends publishes `turn_started` and its `transcript`.
+it does), asks the turn model, and when a turn ends publishes `turn_started` and its `transcript`:
+tentative, with the `confirm_ms` of silence that confirms it (`turn_confirmed`; confirm.py), unless
+the speaker goes on first (the next `speech_started` then `continues` it).
 Each call runs in this thread, in order: a call that takes 80 ms only delays the next windows,
 which are waiting in Redis, and decisions go by audio time, never by the clock.
 
