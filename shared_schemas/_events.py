@@ -22,9 +22,11 @@ class EventType(StrEnum):
     SPEECH_STOPPED = "speech_stopped"
     TRANSCRIPT_PARTIAL = "transcript_partial"  # interim words of the turn being spoken
     LISTEN_DONE = "listen_done"  # the stream is over: closed, abandoned, or its worker stopped
+    TURN_CONFIRMED = "turn_confirmed"  # a tentative turn was not continued: its answer may be spoken
     # From the app, about one turn of the conversation (`job_id` is the turn id).
     TURN_STARTED = "turn_started"
     JOINED = "joined"  # a spoken turn answers the one it interrupted too: the whole question
+    ECHO_CHECKED = "echo_checked"  # words heard over an answer: its echo, the person, or unsure
     ROUTED = "routed"  # the router's decision: fast single answer, or the whole council
     MEMBER_STARTED = "member_started"
     MEMBER_DONE = "member_done"

@@ -56,6 +56,7 @@ from .protocol import (
 )
 from .services import Services, services
 from .sessions import SESSION_ID, Sessions
+from .spoken import SpokenTurns
 from .turns import TurnRunner
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class ChatSession:
         self.stopped: set[str] = set()  # turns whose sound the person stopped: no more clips go out
         self.played: set[str] = set()  # turns the page has played some of
         self.voice = DEFAULT_VOICE
+        self.spoken = SpokenTurns(self)  # the listener's turns: held, joined, told from our echo
         # Whether live clips also go out as binary PCM frames (the client asked: `?audio=pcm16`).
         self.pcm = ws.query_params.get("audio") == "pcm16"
         # Frames a page sent before it learned its microphone stream had ended are refused once.
@@ -108,10 +110,14 @@ class ChatSession:
             live = sub.live(event)
             if live and event.payload.get("stream_id") in self.streams:
                 self.on_listener(event)
+            elif live and event.type is EventType.TRANSCRIPT:
+                self.spoken.transcript(event)
             url = audio_url(str(event.payload["audio_key"])) if event.type is EventType.AUDIO else None
             frame, samples = event_frame(event, url), await self._clip(event) if live else None
             if samples is not None:
                 frame["pcm"] = True  # its samples follow, in the next (binary) frame
+                p = event.payload
+                self.spoken.echo.said(str(p["turn_id"]), int(p.get("index", 0)), str(p["text"]), p["duration_s"])
             await self.send(frame, samples)
 
     async def _clip(self, event: Event) -> bytes | None:
@@ -124,16 +130,9 @@ class ChatSession:
             return None  # the page fetches it by its URL, or shows it failed
 
     def on_listener(self, event: Event) -> None:
-        """What this connection's listener said: a turn it decided to run, or the stream's end."""
-        if event.type is EventType.TURN_STARTED:
-            options = self.listening
-            voice, hear_members = (options.voice, options.hear_members) if options else (None, None)
-            # The person went on before any of the last answer was heard (a pause taken for the
-            # end of a turn): the new turn answers both, as one question.
-            running = self.turn is not None and not self.turn.done() and self.turn_id not in self.played
-            joined = self.runner.questions.get(self.turn_id or "") if running else None
-            self.start_turn(voice, hear_members, turn_id=event.job_id, streamed_after=event.id, joined=joined)
-        elif event.terminal and self.mic is not None and event.job_id == self.mic.stream_id:
+        """What this connection's listener said (see spoken.py), or the stream's end."""
+        self.spoken.on_event(event)
+        if event.terminal and self.mic is not None and event.job_id == self.mic.stream_id:
             self.mic_closed()  # listen_done, or failed: the page opens a new one
 
     # -- in: the client's frames -----------------------------------------------------------------
@@ -192,6 +191,7 @@ class ChatSession:
                 await mic.close()
             case Played():
                 self.played.add(frame.turn_id)
+                self.spoken.echo.played(frame.turn_id, frame.done)
                 await self.playback.save(frame)
             case Interrupt():
                 await self.interrupt(frame.heard)
@@ -309,6 +309,11 @@ class ChatSession:
         stopped = where.turn_id if where is not None else self.turn_id
         if stopped is not None:
             self.stopped.add(stopped)
+            self.spoken.echo.stopped(stopped)
+        if where is not None and where.turn_id != self.turn_id and stopped in self.spoken.spoken_over:
+            # The page stopped an earlier answer the person spoke over (`echo_checked`): what was
+            # heard of it is kept; the turn they started meanwhile goes on.
+            return await self.remember_heard(where)
         running = self.cancel_turn()
         if running is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
