@@ -217,6 +217,9 @@ Council.Player = class {
         const offset = Math.min(t.offset, clip.buffer.duration);
         source.start(at, offset);
         t.sources.push(source);
+        if (this.loop && this.loop.audio.muted) {
+          setTimeout(() => { this.loop.audio.muted = false; }, Math.max(0, (this.unmuteAt || 0) - performance.now()));
+        }
         t.timeline.push({ index: clip.index, chunk: clip.chunk, at, offset, end: at + clip.buffer.duration - offset });
         t.endAt = at + clip.buffer.duration - offset;
         if (!(t.id in this.stats.firstSound)) {
@@ -254,11 +257,18 @@ Council.Player = class {
       t.sources.forEach((s) => { try { s.stop(now); } catch { /* not started */ } });
       setTimeout(() => t.gain.disconnect(), 50);
     }
+    if (this.loop && this.cancelEcho) {
+      // What is already in the loopback's buffers would still play for `delay`: the element that
+      // plays it goes quiet now, and speaks again once that has drained.
+      this.loop.audio.muted = true;
+      this.unmuteAt = performance.now() + (this.delay + 0.05) * 1000;
+    }
     this._tick();
     return where;
   }
 
-  // Milliseconds from `since` (performance.now()) until the output is silent, measured on it.
+  // Milliseconds from `since` (performance.now()) until the output is silent, measured on it (the
+  // loopback's element is muted at once on a stop, so only the device's latency is added then).
   async silentAfter(since) {
     const data = new Float32Array(this.analyser ? this.analyser.fftSize : 0);
     for (let i = 0; i < 500 && this.analyser; i++) {
@@ -266,7 +276,8 @@ Council.Player = class {
       if (data.every((v) => v === 0)) break;
       await new Promise((r) => setTimeout(r, 2));
     }
-    const ms = performance.now() - since + this.latency * 1000;
+    const muted = this.loop && this.cancelEcho && this.loop.audio.muted;
+    const ms = performance.now() - since + (muted ? this.context?.outputLatency || 0 : this.latency) * 1000;
     this.stats.stops.push(ms);
     return ms;
   }
