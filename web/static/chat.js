@@ -482,10 +482,13 @@
   modeSelect.addEventListener("change", () => { localStorage.setItem("council.mode", modeSelect.value); if (mic) closeMic(); hint(); });
   headphones.addEventListener("change", () => {
     localStorage.setItem("council.headphones", headphones.checked ? "1" : "0");
-    player.setCancelEcho(!headphones.checked);
+    player.setCancelEcho(loopback());
     hint();
   });
-  player.setCancelEcho(!headphones.checked);
+  // Without headphones the answer plays through the loopback (the echo canceller's reference);
+  // `council.loopback` = "0" turns it off, to measure what it does (tests/web/test_speakers.py).
+  const loopback = () => !headphones.checked && localStorage.getItem("council.loopback") !== "0";
+  player.setCancelEcho(loopback());
 
   function hint() {
     $("hint").textContent = modeSelect.value === "hands_free"

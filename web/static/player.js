@@ -106,11 +106,14 @@ Council.Player = class {
   // The loopback's delay, from its receiver's statistics (jitter buffer, and the decoder's
   // playout); counted in where the page says its sound is and in the figures it reports.
   async _measureDelay() {
+    let before = { delay: 0, count: 0 };
     while (this.loop && this.cancelEcho) {
       const stats = await this.loop.b.getStats();
       stats.forEach((r) => {
-        if (r.type === "inbound-rtp" && r.kind === "audio" && r.jitterBufferEmittedCount > 0) {
-          this.delay = r.jitterBufferDelay / r.jitterBufferEmittedCount + 0.02;  // + one 20 ms Opus frame
+        // Over the last second (the buffer grows under load and shrinks again): + one 20 ms Opus frame.
+        if (r.type === "inbound-rtp" && r.kind === "audio" && r.jitterBufferEmittedCount > before.count) {
+          this.delay = (r.jitterBufferDelay - before.delay) / (r.jitterBufferEmittedCount - before.count) + 0.02;
+          before = { delay: r.jitterBufferDelay, count: r.jitterBufferEmittedCount };
         }
       });
       this.stats.loopback.push(Math.round(this.delay * 1000));
