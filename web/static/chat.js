@@ -266,9 +266,11 @@
         const t = turns.get(frame.job_id);
         if (t && t.user) {
           t.user.title = "Answered together with what you said before: " + p.text;
-          // What was said before the pause is this question's beginning: one bubble for both.
-          for (const before of continuedBubbles.splice(0)) before.remove();
-          t.user.querySelector(".text").textContent = p.text;
+          // What was said before a pause the listener then saw continued is this question's
+          // beginning: one bubble for both.
+          const before = continuedBubbles.splice(0);
+          before.forEach((el) => el.remove());
+          if (before.length) t.user.querySelector(".text").textContent = p.text;
         }
         break;
       }
