@@ -141,7 +141,7 @@ def test_on_speakers_every_word_reaches_the_council_and_the_page_never_answers_i
         page.click("#mic")
         frames = page.evaluate("window.frames_")
         first_sound = page.evaluate("window.councilPlayer.stats.firstSound")
-        delays = page.evaluate("window.councilPlayer.stats.loopback")
+        delays = page.evaluate("window.councilPlayer.stats.loopback || []")
         browser.close()
 
     turns = questions(frames)
