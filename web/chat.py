@@ -96,6 +96,7 @@ class ChatSession:
         self._mic_closed_at: float | None = None
         self._refused_late = False
         self._send_lock = asyncio.Lock()
+        self._ending: set[asyncio.Task[None]] = set()
 
     async def send(self, frame: dict[str, Any], data: bytes | None = None) -> None:
         async with self._send_lock:
@@ -295,8 +296,18 @@ class ChatSession:
         turn, self.turn = self.turn, None
         if turn is not None and not turn.done():
             turn.cancel()
+            turn.add_done_callback(self._ended_unstarted)
             return turn
         return None
+
+    def _ended_unstarted(self, task: asyncio.Task[None]) -> None:
+        """A listener's turn cancelled before its task ran (its next event came at once) still ends
+        with `turn_cancelled`, as every turn whose `turn_started` was published ends."""
+        turn_id = task.get_name()
+        if turn_id in self.spoken.heard and turn_id not in self.runner.began:
+            ending = asyncio.create_task(self.runner.cancelled(turn_id), name=f"{turn_id}-ended")
+            self._ending.add(ending)
+            ending.add_done_callback(self._ending.discard)
 
     async def interrupt(self, where: Position | None) -> None:
         """Stop: the turn's queued speech is cancelled, no more of its clips go out, and when the

@@ -41,6 +41,7 @@ class TurnRunner:
         self.questions: dict[str, str] = {}  # what each turn asked (typed, or as transcribed)
         self.holds = Holds()  # tentative spoken turns: their sound waits for `turn_confirmed`
         self.reasons: dict[str, str] = {}  # why a turn is being cancelled, when not a plain stop
+        self.began: set[str] = set()  # the turns whose run began
 
     async def publish(self, turn_id: str, type_: EventType, payload: dict[str, Any]) -> Event:
         seq = self._seqs.get(turn_id, 0)
@@ -69,6 +70,7 @@ class TurnRunner:
         turn answers both (the person had only paused).
         `confirm_ms`: the listener decided the turn tentatively; its sound is held until it is
         confirmed (see hold.py). 0: it stands already."""
+        self.began.add(turn_id)
         with log_context(session_id=self.session_id, job_id=turn_id):
             await self.services.open_turns.opened(turn_id, self.session_id)
             try:
@@ -139,6 +141,11 @@ class TurnRunner:
         """Say what words heard over an answer were (`echo_checked`; see echo.py)."""
         self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)  # after a listener's turn_started
         await self.publish(turn_id, EventType.ECHO_CHECKED, payload)
+
+    async def cancelled(self, turn_id: str) -> None:
+        """End a turn cancelled before it began to run: nothing of it was enqueued."""
+        self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)
+        await self._cancelled(turn_id, jobs=False)
 
     async def end_unanswered(self, turn_id: str, payload: dict[str, Any]) -> None:
         """End a listener's turn that is not answered (its `turn_started` was the listener's)."""
@@ -264,9 +271,9 @@ class TurnRunner:
                     metrics.JOB_LATENCY.labels(kind).observe(time.perf_counter() - started)
                 return event
 
-    async def _cancelled(self, turn_id: str) -> None:
+    async def _cancelled(self, turn_id: str, jobs: bool = True) -> None:
         """Cancel the turn's jobs still queued (running ones finish) and say which."""
-        pending, self._pending = sorted(self._pending), {}
+        pending, self._pending = (sorted(self._pending), {}) if jobs else ([], self._pending)
         cancelled = []
         for job_id in pending:
             try:
