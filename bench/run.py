@@ -269,6 +269,9 @@ async def run(args: argparse.Namespace, url: str) -> None:
     if "skipped" not in page:
         result["page_voice_response_ms"] = round(statistics.median(page["first_sound_ms"]), 1)
         result["page_voice_response_p90_ms"] = round(percentile(page["first_sound_ms"], 90), 1)
+        # The same turns with the answers played directly (headphones; how every page played them
+        # before #20): what the loopback playback that lets the echo canceller work costs.
+        result["page_voice_response_direct_ms"] = round(statistics.median(page["first_sound_direct_ms"]), 1)
         result["stop_to_silence_ms"] = round(statistics.median(page["stop_ms"]), 1)
         result["stop_to_silence_p90_ms"] = round(percentile(page["stop_ms"], 90), 1)
     print(json.dumps(result))

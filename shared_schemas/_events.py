@@ -26,6 +26,7 @@ class EventType(StrEnum):
     # From the app, about one turn of the conversation (`job_id` is the turn id).
     TURN_STARTED = "turn_started"
     JOINED = "joined"  # a spoken turn answers the one it interrupted too: the whole question
+    ECHO_CHECKED = "echo_checked"  # words heard over an answer: its echo, the person, or unsure
     ROUTED = "routed"  # the router's decision: fast single answer, or the whole council
     MEMBER_STARTED = "member_started"
     MEMBER_DONE = "member_done"

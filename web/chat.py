@@ -56,6 +56,7 @@ from .protocol import (
 )
 from .services import Services, services
 from .sessions import SESSION_ID, Sessions
+from .spoken import SpokenTurns
 from .turns import TurnRunner
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,14 @@ class ChatSession:
         self.stopped: set[str] = set()  # turns whose sound the person stopped: no more clips go out
         self.played: set[str] = set()  # turns the page has played some of
         self.voice = DEFAULT_VOICE
+        self.spoken = SpokenTurns(self)  # the listener's turns: held, joined, told from our echo
         # Whether live clips also go out as binary PCM frames (the client asked: `?audio=pcm16`).
         self.pcm = ws.query_params.get("audio") == "pcm16"
         # Frames a page sent before it learned its microphone stream had ended are refused once.
         self._mic_closed_at: float | None = None
         self._refused_late = False
         self._send_lock = asyncio.Lock()
+        self._ending: set[asyncio.Task[None]] = set()
 
     async def send(self, frame: dict[str, Any], data: bytes | None = None) -> None:
         async with self._send_lock:
@@ -108,10 +111,14 @@ class ChatSession:
             live = sub.live(event)
             if live and event.payload.get("stream_id") in self.streams:
                 self.on_listener(event)
+            elif live and event.type is EventType.TRANSCRIPT:
+                self.spoken.transcript(event)
             url = audio_url(str(event.payload["audio_key"])) if event.type is EventType.AUDIO else None
             frame, samples = event_frame(event, url), await self._clip(event) if live else None
             if samples is not None:
                 frame["pcm"] = True  # its samples follow, in the next (binary) frame
+                p = event.payload
+                self.spoken.echo.said(str(p["turn_id"]), int(p.get("index", 0)), str(p["text"]), p["duration_s"])
             await self.send(frame, samples)
 
     async def _clip(self, event: Event) -> bytes | None:
@@ -124,16 +131,9 @@ class ChatSession:
             return None  # the page fetches it by its URL, or shows it failed
 
     def on_listener(self, event: Event) -> None:
-        """What this connection's listener said: a turn it decided to run, or the stream's end."""
-        if event.type is EventType.TURN_STARTED:
-            options = self.listening
-            voice, hear_members = (options.voice, options.hear_members) if options else (None, None)
-            # The person went on before any of the last answer was heard (a pause taken for the
-            # end of a turn): the new turn answers both, as one question.
-            running = self.turn is not None and not self.turn.done() and self.turn_id not in self.played
-            joined = self.runner.questions.get(self.turn_id or "") if running else None
-            self.start_turn(voice, hear_members, turn_id=event.job_id, streamed_after=event.id, joined=joined)
-        elif event.terminal and self.mic is not None and event.job_id == self.mic.stream_id:
+        """What this connection's listener said (see spoken.py), or the stream's end."""
+        self.spoken.on_event(event)
+        if event.terminal and self.mic is not None and event.job_id == self.mic.stream_id:
             self.mic_closed()  # listen_done, or failed: the page opens a new one
 
     # -- in: the client's frames -----------------------------------------------------------------
@@ -192,6 +192,7 @@ class ChatSession:
                 await mic.close()
             case Played():
                 self.played.add(frame.turn_id)
+                self.spoken.echo.played(frame.turn_id, frame.done)
                 await self.playback.save(frame)
             case Interrupt():
                 await self.interrupt(frame.heard)
@@ -295,8 +296,18 @@ class ChatSession:
         turn, self.turn = self.turn, None
         if turn is not None and not turn.done():
             turn.cancel()
+            turn.add_done_callback(self._ended_unstarted)
             return turn
         return None
+
+    def _ended_unstarted(self, task: asyncio.Task[None]) -> None:
+        """A listener's turn cancelled before its task ran (its next event came at once) still ends
+        with `turn_cancelled`, as every turn whose `turn_started` was published ends."""
+        turn_id = task.get_name()
+        if turn_id in self.spoken.heard and turn_id not in self.runner.began:
+            ending = asyncio.create_task(self.runner.cancelled(turn_id), name=f"{turn_id}-ended")
+            self._ending.add(ending)
+            ending.add_done_callback(self._ending.discard)
 
     async def interrupt(self, where: Position | None) -> None:
         """Stop: the turn's queued speech is cancelled, no more of its clips go out, and when the
@@ -309,6 +320,11 @@ class ChatSession:
         stopped = where.turn_id if where is not None else self.turn_id
         if stopped is not None:
             self.stopped.add(stopped)
+            self.spoken.echo.stopped(stopped)
+        if where is not None and where.turn_id != self.turn_id and stopped in self.spoken.spoken_over:
+            # The page stopped an earlier answer the person spoke over (`echo_checked`): what was
+            # heard of it is kept; the turn they started meanwhile goes on.
+            return await self.remember_heard(where)
         running = self.cancel_turn()
         if running is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):

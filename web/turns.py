@@ -18,6 +18,7 @@ from queues import RateLimited, log_context
 from shared_schemas import AudioFormat, ErrorCode, Event, EventType, SentenceBuffer, SynthesisJob, TranscriptionJob
 
 from . import metrics
+from .hold import Holds
 from .meter import QuotaExceeded
 from .services import Services
 
@@ -38,6 +39,9 @@ class TurnRunner:
         # perf_counter() when each turn's first sentence went to be spoken (for time to first audio).
         self.first_sentence_at: dict[str, float] = {}
         self.questions: dict[str, str] = {}  # what each turn asked (typed, or as transcribed)
+        self.holds = Holds()  # tentative spoken turns: their sound waits for `turn_confirmed`
+        self.reasons: dict[str, str] = {}  # why a turn is being cancelled, when not a plain stop
+        self.began: set[str] = set()  # the turns whose run began
 
     async def publish(self, turn_id: str, type_: EventType, payload: dict[str, Any]) -> Event:
         seq = self._seqs.get(turn_id, 0)
@@ -55,6 +59,7 @@ class TurnRunner:
         hear_members: bool | None = None,
         streamed_after: str | None = None,
         joined: str | None = None,
+        confirm_ms: int = 0,
     ) -> None:
         """Run a turn to its end; on cancellation, cancel its queued speech and say so. The turn is
         recorded as open while it runs, so that it still ends if this process dies (open_turns.py).
@@ -62,12 +67,18 @@ class TurnRunner:
         `streamed_after`: the turn was spoken into a streamed microphone, and a listener decided it
         ended: its `turn_started` is that event, and its transcript follows it in the stream.
         `joined`: what the turn it interrupted asked, before any of its answer was heard: this
-        turn answers both (the person had only paused)."""
+        turn answers both (the person had only paused).
+        `confirm_ms`: the listener decided the turn tentatively; its sound is held until it is
+        confirmed (see hold.py). 0: it stands already."""
+        self.began.add(turn_id)
         with log_context(session_id=self.session_id, job_id=turn_id):
             await self.services.open_turns.opened(turn_id, self.session_id)
             try:
-                await self._run(turn_id, voice, text, audio, audio_format, hear_members, streamed_after, joined)
+                await self._run(
+                    turn_id, voice, text, audio, audio_format, hear_members, streamed_after, joined, confirm_ms
+                )
             finally:
+                self.holds.forget(turn_id)
                 await asyncio.shield(self.services.open_turns.closed(turn_id))
 
     async def _run(
@@ -80,6 +91,7 @@ class TurnRunner:
         hear_members: bool | None,
         streamed_after: str | None = None,
         joined: str | None = None,
+        confirm_ms: int = 0,
     ) -> None:
         try:
             async with self.services.hub.subscribe(self.session_id, after=streamed_after) as sub:
@@ -94,7 +106,8 @@ class TurnRunner:
                         self._seqs[turn_id] = 1
                     raise LLMUnavailable(down)
                 if streamed_after is not None:
-                    self._seqs[turn_id] = 1  # the listener's turn_started is the turn's first event
+                    # The listener's turn_started is the turn's first event (and maybe echo_checked).
+                    self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)
                     text = await self._streamed_transcript(turn_id, sub)
                 else:
                     await self.publish(
@@ -109,7 +122,7 @@ class TurnRunner:
                     text = f"{joined} {text}"
                     await self.publish(turn_id, EventType.JOINED, {"text": text})
                 self.questions[turn_id] = text
-                unspoken = await self._answer(turn_id, text, voice, hear_members, sub)
+                unspoken = await self._answer(turn_id, text, voice, hear_members, sub, confirm_ms)
                 done: dict[str, Any] = {"status": "done"}
                 if unspoken:  # answered, but some of it could not be spoken: say so, and why
                     done.update(speech_failed=len(unspoken), error=unspoken[0])
@@ -123,6 +136,21 @@ class TurnRunner:
             log.warning("turn %s not answered: %s", turn_id, exc.message)
             error = {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
             await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": error})
+
+    async def checked(self, turn_id: str, payload: dict[str, Any]) -> None:
+        """Say what words heard over an answer were (`echo_checked`; see echo.py)."""
+        self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)  # after a listener's turn_started
+        await self.publish(turn_id, EventType.ECHO_CHECKED, payload)
+
+    async def cancelled(self, turn_id: str) -> None:
+        """End a turn cancelled before it began to run: nothing of it was enqueued."""
+        self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)
+        await self._cancelled(turn_id, jobs=False)
+
+    async def end_unanswered(self, turn_id: str, payload: dict[str, Any]) -> None:
+        """End a listener's turn that is not answered (its `turn_started` was the listener's)."""
+        self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)
+        await self.publish(turn_id, EventType.TURN_DONE, payload)
 
     async def _transcribe(self, turn_id: str, audio: bytes, audio_format: AudioFormat | None, sub: Any) -> str:
         key = await self.services.meter.store_audio(self.user, self.session_id, audio)
@@ -153,35 +181,52 @@ class TurnRunner:
         return str(event.payload["text"])
 
     async def _answer(
-        self, turn_id: str, text: str, voice: str, hear_members: bool | None, sub: Any
+        self, turn_id: str, text: str, voice: str, hear_members: bool | None, sub: Any, confirm_ms: int = 0
     ) -> list[dict[str, Any]]:
-        """Stream the answer and speak it; the errors of the sentences that could not be spoken."""
+        """Stream the answer and speak it; the errors of the sentences that could not be spoken.
+        A tentative turn's sentences wait (in order) until it is confirmed; its tokens do not."""
         buffers: dict[str, SentenceBuffer] = {}
         voices: dict[str, str] = {}
         answers: dict[str, str] = {}
         jobs: set[str] = set()
-        index = 0
-        replies = self.responder.answer(
-            self.session_id, turn_id, text, voice, hear_members=hear_members, user=self.user
-        )
-        async for reply in replies:
-            if isinstance(reply, Step):
-                await self.publish(turn_id, EventType(reply.type), reply.payload)
-                continue
-            await self.publish(turn_id, EventType.TOKEN, {"member": reply.member, "text": reply.text})
-            answers[reply.member] = answers.get(reply.member, "") + reply.text
-            voices[reply.member] = reply.voice
-            if not reply.speak:
-                continue
-            for sentence in buffers.setdefault(reply.member, SentenceBuffer()).feed(reply.text):
-                jobs.add(await self._speak(turn_id, reply.member, reply.voice, sentence, index))
-                index += 1
-        for member, buffer in buffers.items():
-            for sentence in buffer.flush():
-                jobs.add(await self._speak(turn_id, member, voices[member], sentence, index))
-                index += 1
-        for member, answer in answers.items():
-            await self.publish(turn_id, EventType.MESSAGE, {"member": member, "text": answer.strip()})
+        held: list[tuple[str, str, str]] = []  # (member, voice, sentence) not yet sent to be spoken
+        release = None
+        if confirm_ms > 0 and not self.holds.confirmed(turn_id):
+            release = asyncio.create_task(self.holds.wait(turn_id, confirm_ms), name=f"{turn_id}-hold")
+
+        async def flush() -> None:
+            if release is None or release.done():
+                while held:
+                    jobs.add(await self._speak(turn_id, *held.pop(0), len(jobs)))
+
+        try:
+            replies = self.responder.answer(
+                self.session_id, turn_id, text, voice, hear_members=hear_members, user=self.user
+            )
+            async for reply in replies:
+                if isinstance(reply, Step):
+                    await self.publish(turn_id, EventType(reply.type), reply.payload)
+                    continue
+                await self.publish(turn_id, EventType.TOKEN, {"member": reply.member, "text": reply.text})
+                await flush()  # confirmed meanwhile: what was held goes now
+                answers[reply.member] = answers.get(reply.member, "") + reply.text
+                voices[reply.member] = reply.voice
+                if not reply.speak:
+                    continue
+                sentences = buffers.setdefault(reply.member, SentenceBuffer()).feed(reply.text)
+                held.extend((reply.member, reply.voice, sentence) for sentence in sentences)
+                await flush()
+            for member, buffer in buffers.items():
+                held.extend((member, voices[member], sentence) for sentence in buffer.flush())
+            await flush()
+            for member, answer in answers.items():
+                await self.publish(turn_id, EventType.MESSAGE, {"member": member, "text": answer.strip()})
+            if release is not None and held and not await release:
+                log.warning("turn %s was neither confirmed nor continued: spoken anyway", turn_id)
+            await flush()
+        finally:
+            if release is not None:
+                release.cancel()
         unspoken = []
         while jobs:
             ended = await self._until_done(sub, jobs)
@@ -226,9 +271,9 @@ class TurnRunner:
                     metrics.JOB_LATENCY.labels(kind).observe(time.perf_counter() - started)
                 return event
 
-    async def _cancelled(self, turn_id: str) -> None:
+    async def _cancelled(self, turn_id: str, jobs: bool = True) -> None:
         """Cancel the turn's jobs still queued (running ones finish) and say which."""
-        pending, self._pending = sorted(self._pending), {}
+        pending, self._pending = (sorted(self._pending), {}) if jobs else ([], self._pending)
         cancelled = []
         for job_id in pending:
             try:
@@ -237,7 +282,10 @@ class TurnRunner:
                     await self.services.meter.release(job_id)  # it will not run: its hold goes back
             except redis.exceptions.RedisError as exc:
                 log.warning("could not cancel job %s of turn %s: %s", job_id, turn_id, exc)
-        await self.publish(turn_id, EventType.TURN_CANCELLED, {"cancelled_jobs": cancelled})
+        payload: dict[str, Any] = {"cancelled_jobs": cancelled}
+        if reason := self.reasons.pop(turn_id, None):
+            payload["reason"] = reason  # `continued` (nothing of it was spoken) or `barge_in`
+        await self.publish(turn_id, EventType.TURN_CANCELLED, payload)
 
 
 class TurnFailed(Exception):

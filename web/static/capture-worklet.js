@@ -1,23 +1,21 @@
 // The microphone's AudioWorklet: runs in the audio thread of a 16 kHz AudioContext, so the browser
 // resamples the microphone for us. It posts 20 ms frames of PCM16 (320 samples) and their level
-// to the page, which sends them on the chat WebSocket. While `muted` (the page's own answer is
-// playing and nobody said they wear headphones), it sends silence: the page never takes its own
-// voice for the person's.
+// to the page, which sends them on the chat WebSocket. It never sends silence in place of what it
+// hears: the page's own voice is told from the person's by the browser's echo canceller and the
+// server (web/echo.py), so nothing the person says is lost.
 class PcmCapture extends AudioWorkletProcessor {
   constructor() {
     super();
     this.frame = new Int16Array(320);
     this.filled = 0;
-    this.muted = false;
     this.sum = 0;
-    this.port.onmessage = (e) => { if ("muted" in e.data) this.muted = e.data.muted; };
   }
 
   process(inputs) {
     const input = inputs[0] && inputs[0][0];
     if (!input) return true;
     for (let i = 0; i < input.length; i++) {
-      const s = this.muted ? 0 : Math.max(-1, Math.min(1, input[i]));
+      const s = Math.max(-1, Math.min(1, input[i]));
       this.frame[this.filled++] = s < 0 ? s * 0x8000 : s * 0x7fff;
       this.sum += s * s;
       if (this.filled === this.frame.length) {

@@ -5,7 +5,7 @@
   const log = $("log"), text = $("text"), micButton = $("mic"), stopButton = $("stop"), voiceSelect = $("voice");
   const modeSelect = $("mode"), headphones = $("headphones");
   const MEMBER_COLORS = ["--m0", "--m1", "--m2", "--m3", "--m4"];
-  const ECHO_TAIL_MS = 350;  // the room and the speakers keep sounding a little after playback
+  const debug = new URLSearchParams(location.search).has("debug") || localStorage.getItem("council.debug") === "1";
 
   // The server makes the session on the first connect and says, once, its id and the secret that
   // resumes it; both are kept so that a reload or a reconnect comes back to the same conversation.
@@ -22,16 +22,13 @@
   let mic = null, streamId = null, recorder = null, timer = null, reopening = null;
 
   // ---- the answer's sound ----------------------------------------------------------------------
-  let echoTimer = null;
+  // The microphone is never muted: everything the person says reaches the server. Without
+  // headphones the answer plays through a loopback peer connection so that the browser's echo
+  // canceller removes it from the microphone (player.js), and the server tells what still gets
+  // through from the person by its words (`echo_checked`, web/echo.py).
   const player = new Council.Player({
     onPlayed: (where) => send({ type: "played", ...where }, { quiet: true }),
-    onBusy: (busy) => {
-      updateStop();
-      // Without headphones the microphone would hear the answer: it sends silence meanwhile.
-      clearTimeout(echoTimer);
-      if (busy) setEchoGate(true);
-      else echoTimer = setTimeout(() => setEchoGate(false), ECHO_TAIL_MS);
-    },
+    onBusy: () => updateStop(),
     onBlocked: () => { $("play-banner").hidden = false; console.info("council: sound is blocked until a click"); },
     onUnblocked: () => { $("play-banner").hidden = true; },
     onSentence: (turnId, index) => {
@@ -41,10 +38,6 @@
   });
   window.councilPlayer = player;  // tests and benchmarks read its stats
   $("play-resume").addEventListener("click", () => { player.unlock(); $("play-banner").hidden = true; });
-
-  function setEchoGate(on) {
-    if (mic) mic.muted = on && !headphones.checked;
-  }
 
   // Stop stays available while the server works on a turn or any of its sound is to be heard.
   function updateStop() {
@@ -61,6 +54,22 @@
     if (activeTurn || where) note(why === "barge-in" ? "Stopped: you spoke." : "Stopped.");
     activeTurn = null;
     updateStop();
+  }
+
+  // The server heard the person over answer `turnId` (not its echo): stop it where it is, and say
+  // where, so the conversation keeps what was heard. The turn they started goes on.
+  function spokenOver(turnId) {
+    if (!player.following(turnId)) return;
+    const where = player.stop();
+    turn(turnId).stopped = true;
+    send({ type: "interrupt", ...(where ? { heard: where } : {}) });
+    note("Stopped: you spoke.");
+    updateStop();
+  }
+
+  function debugNote(message) {
+    console.debug("council:", message);
+    if (debug) note(message, "note debug");
   }
 
   // ---- rendering ------------------------------------------------------------------------------
@@ -148,6 +157,24 @@
   }
 
   // ---- events from the server -----------------------------------------------------------------
+  const continuedBubbles = [];  // what was said before a pause the person went on from
+
+  // Words heard while the answer played that the server could not tell from its own voice: kept,
+  // shown, and one click asks them.
+  function overheard(words) {
+    const el = note(`I heard you while I was speaking: “${words}”`);
+    const ask = document.createElement("button");
+    ask.type = "button";
+    ask.className = "btn";
+    ask.textContent = "Ask this";
+    ask.addEventListener("click", () => {
+      ask.disabled = true;
+      player.unlock();
+      if (player.busy || activeTurn) stopAnswer("new-turn");
+      send({ type: "text", text: words, voice: voiceSelect.value || undefined, hear_members: hearMembers() });
+    });
+    el.append(ask);
+  }
   const myStreams = new Set();  // microphone streams this page opened
   let utterance = null;         // the user bubble of what is being said into the microphone
 
@@ -223,6 +250,7 @@
       }
       case "turn_started": {
         const t = turn(frame.job_id);
+        t.previous = activeTurn;  // back to it if this turn proves to be the answer's own echo
         activeTurn = frame.job_id;
         if (p.stream_id && ours(p) && utterance) {
           t.user = utterance;  // what was being said is this turn
@@ -236,7 +264,23 @@
       }
       case "joined": {
         const t = turns.get(frame.job_id);
-        if (t && t.user) t.user.title = "Answered together with what you said before: " + p.text;
+        if (t && t.user) {
+          t.user.title = "Answered together with what you said before: " + p.text;
+          // What was said before a pause the listener then saw continued is this question's
+          // beginning: one bubble for both.
+          const before = continuedBubbles.splice(0);
+          before.forEach((el) => el.remove());
+          if (before.length) t.user.querySelector(".text").textContent = p.text;
+        }
+        break;
+      }
+      case "echo_checked": {
+        const t = turns.get(frame.job_id);
+        if (p.verdict === "person") spokenOver(p.over);
+        else if (p.verdict === "echo") {
+          if (t && t.user) t.user.remove();
+          debugNote(`Not you: the microphone heard the answer itself (“${p.text}”).`);
+        }
         break;
       }
       case "transcript": {
@@ -284,11 +328,21 @@
         const t = turn(frame.job_id);
         t.done = true;
         player.ended(frame.job_id);
+        if (p.reason === "continued") {  // the person went on: nothing of it was said; joined next
+          for (const bubble of t.members.values()) bubble.remove();
+          t.members.clear();
+          if (t.user) continuedBubbles.push(t.user);
+        }
+        if (p.reason === "barge_in") spokenOver(frame.job_id);
+        if (p.status === "overheard") overheard(p.text);
         for (const bubble of t.members.values()) {  // nobody is thinking any more
           const el = bubble.querySelector(".text");
           if (!el.textContent) el.textContent = frame.type === "turn_cancelled" ? "(stopped)" : "(no answer)";
         }
-        if (frame.job_id === activeTurn) activeTurn = null;
+        if (frame.job_id === activeTurn) {
+          const before = (p.status === "echo" || p.status === "overheard") && t.previous;
+          activeTurn = before && !turn(before).done ? before : null;
+        }
         if (p.status === "empty" && t.user && t.user.querySelector(".text.pending")) t.user.remove();
         if (p.status === "failed" && p.error) note(p.error.message, "error");
         if (p.speech_failed && p.error) note(`${p.speech_failed} sentence(s) could not be spoken: ${p.error.message}`, "error");
@@ -428,13 +482,21 @@
   modeSelect.value = localStorage.getItem("council.mode") || "hands_free";
   headphones.checked = localStorage.getItem("council.headphones") === "1";
   modeSelect.addEventListener("change", () => { localStorage.setItem("council.mode", modeSelect.value); if (mic) closeMic(); hint(); });
-  headphones.addEventListener("change", () => { localStorage.setItem("council.headphones", headphones.checked ? "1" : "0"); setEchoGate(player.busy); hint(); });
+  headphones.addEventListener("change", () => {
+    localStorage.setItem("council.headphones", headphones.checked ? "1" : "0");
+    player.setCancelEcho(loopback());
+    hint();
+  });
+  // Without headphones the answer plays through the loopback (the echo canceller's reference);
+  // `council.loopback` = "0" turns it off, to measure what it does (tests/web/test_speakers.py).
+  const loopback = () => !headphones.checked && localStorage.getItem("council.loopback") !== "0";
+  player.setCancelEcho(loopback());
 
   function hint() {
     $("hint").textContent = modeSelect.value === "hands_free"
       ? (headphones.checked
         ? "Hands-free: talk whenever you like; speaking while the council answers interrupts it."
-        : "Hands-free: talk whenever you like. The microphone rests while the council speaks (it would hear itself); tick ‘headphones’ if you wear them, to interrupt by speaking.")
+        : "Hands-free: talk whenever you like, even while the council speaks: it tells your voice from its own, and stops when you speak over it.")
       : "Push to talk: click the microphone, speak, click again.";
   }
   hint();
@@ -469,7 +531,6 @@
       return;
     }
     window.councilMic = mic;
-    setEchoGate(player.busy);
     openStream();
     setMicState("open");
     const started = Date.now();

@@ -34,10 +34,6 @@ Council.Mic = class {
     if (this.context.state === "suspended") await this.context.resume();
   }
 
-  set muted(value) {
-    if (this.node) this.node.port.postMessage({ muted: Boolean(value) });
-  }
-
   stop() {
     this.stream?.getTracks().forEach((t) => t.stop());
     this.node?.disconnect();

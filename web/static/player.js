@@ -3,6 +3,13 @@
 // chunks (XTTS) plays without gaps. Stop silences it at the next render quantum and says where it
 // was: which sentence, which chunk, how far into it. A turn's chunk that never comes (its synthesis
 // failed) is skipped once the turn is over.
+//
+// Without headphones the microphone hears this sound. Chrome's echo canceller removes only what a
+// peer connection plays (FACTS.md; Chromium issue 687574), so then the graph's output goes through
+// a loopback RTCPeerConnection on this page (Web Audio → MediaStreamDestination → pc1 → pc2 → an
+// <audio> element) and the canceller has its reference. It costs the path's delay (measured in
+// `delay`, and counted in every figure the page reports) and an Opus encoding at 128 kbit/s; with
+// headphones the graph plays directly.
 Council.Player = class {
   constructor({ onPlayed, onBusy, onBlocked, onUnblocked, onSentence }) {
     this.onPlayed = onPlayed || (() => {});   // ({turn_id, index, chunk, offset_s, done}) as playback moves
@@ -14,7 +21,10 @@ Council.Player = class {
     this.turn = null;          // the turn being played: {id, clips, next, endAt, timeline, gain, ended, stopped}
     this.turns = new Map();    // turn id -> its clips, for replaying a sentence by hand
     this.busy = false;
-    this.stats = { firstSound: {}, stops: [] };
+    this.stats = { firstSound: {}, stops: [], loopback: [] };
+    this.cancelEcho = false;   // route through the loopback peer connection (no headphones)
+    this.loop = null;          // {a, b, audio, destination}: the loopback, once made
+    this.delay = 0;            // seconds the loopback adds between the graph and the speakers
     this._reported = "";
     setInterval(() => this._tick(), 100);
   }
@@ -27,13 +37,94 @@ Council.Player = class {
       this.analyser = this.context.createAnalyser();
       this.analyser.fftSize = 256;
       this.master.connect(this.analyser);
-      this.analyser.connect(this.context.destination);
+      this._route();
       this.context.onstatechange = () => {
         if (this.context.state === "running") { this.onUnblocked(); this._pump(); }
       };
     }
     if (this.context.state !== "running") this.context.resume().catch(() => {});
+    if (this.loop && this.loop.audio.paused) this.loop.audio.play().catch(() => {});
     return this.context;
+  }
+
+  // Play through the loopback peer connection (true: the echo canceller hears it) or directly.
+  setCancelEcho(on) {
+    this.cancelEcho = Boolean(on);
+    if (this.context) this._route();
+  }
+
+  _route() {
+    const loop = this.cancelEcho && window.RTCPeerConnection;
+    try { this.analyser.disconnect(); } catch { /* not connected */ }
+    if (!loop) { this.analyser.connect(this.context.destination); this.delay = 0; return; }
+    if (this.loop) { this.analyser.connect(this.loop.destination); return; }
+    // Directly until the loopback carries sound (it connects in a few ms on this page).
+    this.analyser.connect(this.context.destination);
+    this._loopback().catch((err) => console.warn("council: loopback playback failed, playing directly:", err));
+  }
+
+  async _loopback() {
+    const destination = this.context.createMediaStreamDestination();
+    const a = new RTCPeerConnection(), b = new RTCPeerConnection();
+    const audio = new Audio();
+    audio.autoplay = true;
+    this.loop = { a, b, audio, destination };
+    a.onicecandidate = (e) => { if (e.candidate) b.addIceCandidate(e.candidate).catch(() => {}); };
+    b.onicecandidate = (e) => { if (e.candidate) a.addIceCandidate(e.candidate).catch(() => {}); };
+    const playing = new Promise((resolve) => {
+      b.ontrack = (e) => {
+        if ("jitterBufferTarget" in e.receiver) e.receiver.jitterBufferTarget = 0;  // as little delay as it allows
+        audio.srcObject = e.streams[0];
+        audio.play().then(resolve, resolve);  // (blocked until a click: unlock() plays it then)
+      };
+    });
+    for (const track of destination.stream.getAudioTracks()) a.addTrack(track, destination.stream);
+    const offer = await a.createOffer();
+    await a.setLocalDescription(offer);
+    await b.setRemoteDescription(offer);
+    const answer = await b.createAnswer();
+    await b.setLocalDescription(answer);
+    // What the receiver asks of the sender: Opus at 128 kbit/s, no DTX to clip the starts of words.
+    const pt = (answer.sdp.match(/a=rtpmap:(\d+) opus\/48000/i) || [])[1];
+    const sdp = pt ? answer.sdp.replace(new RegExp(`(a=fmtp:${pt} [^\\r\\n]*)`), "$1;maxaveragebitrate=128000;usedtx=0") : answer.sdp;
+    await a.setRemoteDescription({ type: "answer", sdp });
+    const connected = await new Promise((resolve) => {
+      const check = () => { if (b.connectionState === "connected") resolve(true); };
+      b.onconnectionstatechange = check;
+      check();
+      setTimeout(() => resolve(false), 5000);
+    });
+    if (!connected) throw new Error(`the loopback did not connect (${b.connectionState})`);
+    await playing;
+    if (!this.cancelEcho) return;  // headphones ticked meanwhile
+    try { this.analyser.disconnect(); } catch { /* not connected */ }
+    this.analyser.connect(destination);
+    console.info("council: answers play through a loopback peer connection (the echo canceller hears them)");
+    this._measureDelay();
+  }
+
+  // The loopback's delay, from its receiver's statistics (jitter buffer, and the decoder's
+  // playout); counted in where the page says its sound is and in the figures it reports.
+  async _measureDelay() {
+    let before = { delay: 0, count: 0 };
+    while (this.loop && this.cancelEcho) {
+      const stats = await this.loop.b.getStats();
+      stats.forEach((r) => {
+        // Over the last second (the buffer grows under load and shrinks again): + one 20 ms Opus frame.
+        if (r.type === "inbound-rtp" && r.kind === "audio" && r.jitterBufferEmittedCount > before.count) {
+          this.delay = (r.jitterBufferDelay - before.delay) / (r.jitterBufferEmittedCount - before.count) + 0.02;
+          before = { delay: r.jitterBufferDelay, count: r.jitterBufferEmittedCount };
+        }
+      });
+      this.stats.loopback.push(Math.round(this.delay * 1000));
+      if (this.stats.loopback.length > 100) this.stats.loopback.shift();
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  // Seconds from the graph's clock to the person's ear: the device, and the loopback when used.
+  get latency() {
+    return (this.context?.outputLatency || 0) + (this.loop && this.cancelEcho ? this.delay : 0);
   }
 
   get blocked() {
@@ -129,11 +220,14 @@ Council.Player = class {
         const offset = Math.min(t.offset, clip.buffer.duration);
         source.start(at, offset);
         t.sources.push(source);
+        if (this.loop && this.loop.audio.muted) {
+          setTimeout(() => { this.loop.audio.muted = false; }, Math.max(0, (this.unmuteAt || 0) - performance.now()));
+        }
         t.timeline.push({ index: clip.index, chunk: clip.chunk, at, offset, end: at + clip.buffer.duration - offset });
         t.endAt = at + clip.buffer.duration - offset;
         if (!(t.id in this.stats.firstSound)) {
           console.info(`council: playing ${t.id} from sentence ${clip.index + 1}`);
-          const wait = (at - this.context.currentTime + (this.context.outputLatency || 0)) * 1000;
+          const wait = (at - this.context.currentTime + this.latency) * 1000;
           this.stats.firstSound[t.id] = performance.now() + wait;
         }
       }
@@ -147,7 +241,7 @@ Council.Player = class {
   position() {
     const t = this.turn;
     if (!t || !this.context) return null;
-    const now = this.context.currentTime - (this.context.outputLatency || 0);
+    const now = this.context.currentTime - this.latency;
     const playing = t.timeline.find((e) => e.at <= now && now < e.end) || t.timeline.find((e) => now < e.end);
     if (playing) return { turn_id: t.id, index: playing.index, chunk: playing.chunk, offset_s: Math.max(0, now - playing.at + playing.offset) };
     return { turn_id: t.id, index: t.next[0], chunk: t.next[1], offset_s: 0 };
@@ -166,11 +260,18 @@ Council.Player = class {
       t.sources.forEach((s) => { try { s.stop(now); } catch { /* not started */ } });
       setTimeout(() => t.gain.disconnect(), 50);
     }
+    if (this.loop && this.cancelEcho) {
+      // What is already in the loopback's buffers would still play for `delay`: the element that
+      // plays it goes quiet now, and speaks again once that has drained.
+      this.loop.audio.muted = true;
+      this.unmuteAt = performance.now() + (this.delay + 0.05) * 1000;
+    }
     this._tick();
     return where;
   }
 
-  // Milliseconds from `since` (performance.now()) until the output is silent, measured on it.
+  // Milliseconds from `since` (performance.now()) until the output is silent, measured on it (the
+  // loopback's element is muted at once on a stop, so only the device's latency is added then).
   async silentAfter(since) {
     const data = new Float32Array(this.analyser ? this.analyser.fftSize : 0);
     for (let i = 0; i < 500 && this.analyser; i++) {
@@ -178,7 +279,8 @@ Council.Player = class {
       if (data.every((v) => v === 0)) break;
       await new Promise((r) => setTimeout(r, 2));
     }
-    const ms = performance.now() - since + ((this.context?.outputLatency || 0) * 1000);
+    const muted = this.loop && this.cancelEcho && this.loop.audio.muted;
+    const ms = performance.now() - since + (muted ? this.context?.outputLatency || 0 : this.latency) * 1000;
     this.stats.stops.push(ms);
     return ms;
   }

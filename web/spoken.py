@@ -1,0 +1,143 @@
+"""The turns a microphone stream's listener decides, as one chat session runs them (#20).
+
+- A turn is decided *tentatively* (`turn_started` with `confirm_ms`): it runs at once, its sound
+  held until `turn_confirmed` (hold.py). When the person goes on first (`speech_started` with
+  `continues`), it is cancelled silently (`turn_cancelled`, reason `continued`) and the next turn
+  answers both (`joined`).
+- A turn heard while an answer sounds may be that answer's own echo (no headphones). It is decided
+  on its transcript (echo.py): our echo is dropped (`echo_checked` verdict `echo`, `turn_done`
+  status `echo`); the person is a barge-in (`echo_checked` verdict `person`: the page stops the
+  answer where it was heard, the server sends no more of it, and the turn runs); when it cannot be
+  told, the words are kept and shown (`turn_done` status `overheard`). Interim words the person
+  says over the answer stop it before their turn ends.
+"""
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from shared_schemas import Event, EventType
+
+from .echo import Echo, Verdict, words
+from .turns import STREAMED_TRANSCRIPT_S
+
+if TYPE_CHECKING:
+    from .chat import ChatSession
+
+__all__ = ["SpokenTurns"]
+
+log = logging.getLogger(__name__)
+EARLY_WORDS = 3  # interim words, not the answer's, that stop it before the person's turn ends
+
+
+class SpokenTurns:
+    def __init__(self, session: "ChatSession") -> None:
+        self.session = session
+        self.runner = session.runner
+        self.echo = Echo()  # what the page is saying
+        self.heard: dict[str, asyncio.Future[str]] = {}  # turn id -> its transcript, once it comes
+        self.asked: dict[str, str] = {}  # a listener turn's question before its own words (what it joined)
+        self.join_next: str | None = None  # a tentative turn the person went on from: joined to the next
+        self.barged: set[tuple[str, int]] = set()  # (stream, turn number) that already stopped an answer
+        self.spoken_over: set[str] = set()  # answers the person spoke over (stopped by the server)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_event(self, event: Event) -> None:
+        """An event of one of this session's streams (its listener's), as it comes live."""
+        p = event.payload
+        if event.type is EventType.TURN_STARTED:
+            self.heard[event.job_id] = asyncio.get_running_loop().create_future()
+            if (over := self.echo.sounding()) is not None:
+                # An answer is sounding: these words may be its echo. Decided on the transcript.
+                self._spawn(self.judge(event, over), f"{event.job_id}-judge")
+            else:
+                self.start(event)
+        elif event.type is EventType.TURN_CONFIRMED:
+            self.runner.holds.confirm(str(p.get("turn_id")))
+        elif event.type is EventType.SPEECH_STARTED and p.get("continues"):
+            self.continued(str(p["continues"]))
+        elif event.type is EventType.TRANSCRIPT_PARTIAL and (over := self.echo.sounding()) is not None:
+            key, text = (str(p.get("stream_id")), int(p.get("turn", 0))), str(p.get("text") or "")
+            if key not in self.barged and len(words(text)) >= EARLY_WORDS and self.echo.judge(text) is Verdict.PERSON:
+                self.barged.add(key)
+                self.barge_in(over, over, text)
+
+    def transcript(self, event: Event) -> None:
+        """A transcript event: one of ours (`<turn>-stt`) is what the listener heard of that turn."""
+        heard = self.heard.get(event.job_id.removesuffix("-stt"))
+        if heard is not None and not heard.done():
+            heard.set_result(str(event.payload.get("text") or ""))
+
+    def start(self, event: Event) -> None:
+        """Run the listener's turn (`event` is its `turn_started`)."""
+        s = self.session
+        options = s.listening
+        voice, hear_members = (options.voice, options.hear_members) if options else (None, None)
+        joined, self.join_next = self.join_next, None
+        if joined is None:
+            # The person went on before any of the last answer was heard (a pause taken for the
+            # end of a turn): the new turn answers both, as one question.
+            running = s.turn is not None and not s.turn.done() and s.turn_id not in s.played
+            joined = self.runner.questions.get(s.turn_id or "") if running else None
+        self.asked[event.job_id] = joined or ""
+        confirm_ms = int(event.payload.get("confirm_ms") or 0)
+        s.start_turn(
+            voice, hear_members, turn_id=event.job_id, streamed_after=event.id, joined=joined, confirm_ms=confirm_ms
+        )
+
+    def continued(self, turn_id: str) -> None:
+        """The person went on after tentative turn `turn_id`: unless some of its answer was heard
+        already (a listener that never confirmed it), it is cancelled and the next answers both."""
+        s = self.session
+        if turn_id != s.turn_id or s.turn is None or s.turn.done() or turn_id in s.played:
+            return
+        heard = self.heard.get(turn_id)
+        said = heard.result() if heard is not None and heard.done() else ""
+        question = self.runner.questions.get(turn_id) or f"{self.asked.get(turn_id, '')} {said}".strip()
+        self.join_next = question or None
+        self.runner.reasons[turn_id] = "continued"
+        s.cancel_turn()
+
+    async def judge(self, event: Event, over: str) -> None:
+        """A turn heard while answer `over` sounded: our echo, the person, or cannot be told."""
+        turn_id = event.job_id
+        try:
+            text = await asyncio.wait_for(asyncio.shield(self.heard[turn_id]), STREAMED_TRANSCRIPT_S)
+        except TimeoutError:
+            return self.start(event)  # its runner says the transcript was lost
+        if not words(text):
+            return await self.runner.end_unanswered(turn_id, {"status": "empty"})
+        verdict = self.echo.judge(text)
+        log.info("turn %s heard over %s: %s (%r)", turn_id, over, verdict.value, text)
+        if verdict is Verdict.PERSON:
+            self.barge_in(over, turn_id, text)
+            return self.start(event)
+        await self.runner.checked(turn_id, {"verdict": verdict.value, "over": over, "text": text})
+        status = "echo" if verdict is Verdict.ECHO else "overheard"
+        await self.runner.end_unanswered(turn_id, {"status": status, "text": text})
+
+    def barge_in(self, over: str, job_id: str, text: str) -> None:
+        """The person spoke over answer `over`: no more of it goes out, its speech still queued is
+        cancelled, and the page stops it (`echo_checked`, verdict `person`, published on `job_id`:
+        their turn, or the answer when their turn is not decided yet) and says where it stopped."""
+        s = self.session
+        s.stopped.add(over)
+        self.spoken_over.add(over)
+        self.echo.stopped(over)
+        checked = self.runner.checked(job_id, {"verdict": Verdict.PERSON.value, "over": over, "text": text})
+        self._spawn(checked, f"{job_id}-checked")
+        if over == s.turn_id and s.turn is not None and not s.turn.done():
+            self.runner.reasons[over] = "barge_in"
+            s.cancel_turn()
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
