@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ..settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+RESUMED_SEQ = 1_000_000  # the events of a stream's n-th resumed listener are numbered from n times this
 
 STOPPING = (
     "The voice worker listening to you is stopping (a restart or a scale-down). Speak again: the page opens "
@@ -131,7 +132,11 @@ class Listeners:
         events: JobEvents | None = None
         try:
             payload = self._payload(job)
-            events = JobEvents(self.publisher, payload.session_id, payload.job_id, hold_ending=True)
+            # Resumed after its worker died (inflight.settle counts that): its events go on past the last run's.
+            first_seq = RESUMED_SEQ * int(job.meta.get("crashes", 0))
+            events = JobEvents(
+                self.publisher, payload.session_id, payload.job_id, hold_ending=True, first_seq=first_seq
+            )
             with self.connection.pipeline() as pipe:
                 job.prepare_for_execution(self.worker, pipeline=pipe)
                 pipe.execute()
