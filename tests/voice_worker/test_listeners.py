@@ -148,7 +148,8 @@ def test_a_listener_far_behind_real_time_is_not_called_dead_sheds_interim_words_
     questions = ["What time does the library open on Sundays?", "Is there parking near the station?", "Thank you."]
     clips = [soxr.resample(c.samples, c.sample_rate, RATE) for c in (piper.synthesize(q, "joe") for q in questions)]
     pause = np.zeros(int(RATE * 1.6), np.float32)
-    audio = np.concatenate([clips[0], pause, clips[1], pause, clips[2], np.zeros(RATE // 10, np.float32)])
+    last = clips[2][: np.nonzero(np.abs(clips[2]) > 0.01)[0][-1] + 1]  # closed as its last word ends
+    audio = np.concatenate([clips[0], pause, clips[1], pause, last])
     pool.start()
     try:
         job = open_stream(settings)
@@ -190,3 +191,31 @@ def test_a_listener_far_behind_real_time_is_not_called_dead_sheds_interim_words_
     assert done_event["max_lag_ms"] > 1000 and max(lags) > 1000 and done_event["shed"] > 0
     assert len(decided) == 3 and decided[-1]["payload"]["reason"] == "closed"
     assert "library" in texts[0] and "parking" in texts[1] and "thank" in texts[2]
+
+
+def test_a_listener_stuck_in_one_call_lets_its_lease_lapse(settings, connection, whisper, silero, piper):
+    """Behind is alive; stuck is not: a listener that makes no progress at all for `stuck_s` (here one
+    recognizer call that never seems to end) stops being renewed, so its app can give the stream to
+    another worker."""
+    engines = Engines(stt=SlowSTT(whisper, 6.0), tts=[], vad=silero, turn=SmartTurn())
+    pool = Listeners(WorkerSettings(queues=settings, listeners=1), engines, f"w-{uuid.uuid4().hex[:6]}")
+    pool.listen = dataclasses.replace(pool.listen, lease_ms=600, renew_s=0.2, stuck_s=1.5)
+    speech = piper.synthesize("What time does the library open on Sundays?", "joe")
+    voice = soxr.resample(speech.samples, speech.sample_rate, RATE).astype(np.float32)
+    pool.start()
+    try:
+        job = open_stream(settings)
+        wait_for(connection, settings, job.session_id, "listening")
+        lease = MicKeys.of(settings, job.job_id).lease
+        assert connection.get(lease) is not None
+        send(connection, job, np.concatenate([np.zeros(RATE // 4, np.float32), voice, np.zeros(RATE, np.float32)]))
+        started, lapsed = time.monotonic(), None
+        while time.monotonic() - started < 5 and lapsed is None:
+            if connection.get(lease) is None:
+                lapsed = time.monotonic() - started
+            time.sleep(0.05)
+        assert lapsed is not None and lapsed > 1.5, lapsed  # not before stuck_s without progress
+        connection.xadd(job.stream_key, {b"c": b"end"})
+        wait_for(connection, settings, job.session_id, "listen_done", timeout_s=30)
+    finally:
+        pool.stop()

@@ -153,6 +153,7 @@ class Listener:
         self.turns = 0
         self.turn = Turn(number=1)
         self.progress_at = time.monotonic()  # the pool renews the lease while this is recent
+        self.ended = False
         self.lag_ms = 0.0
         self.max_lag_ms = 0.0
         self.shedding = False
@@ -170,6 +171,7 @@ class Listener:
         try:
             reason = self._listen()
         finally:
+            self.ended = True  # (its lease is renewed no more)
             self.reader.release()
         outcome = {"reason": reason, "turns": self.turns}
         load = {"max_lag_ms": round(self.max_lag_ms), "shed": self.shed}

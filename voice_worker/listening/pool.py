@@ -84,19 +84,20 @@ class Listeners:
 
     def _renew(self) -> None:
         """Every `renew_s`, renew the lease of each open stream whose listener is making progress."""
-        settings = self.listen
+        settings, stuck = self.listen, set()
         while not self.stopping.wait(settings.renew_s):
-            listeners = list(self._open.values())
-            stuck = [listener for listener in listeners if not listener.alive()]
-            for listener in stuck:
-                log.error(
-                    "listener of %s made no progress for %.0f s: its lease lapses",
-                    listener.job.job_id,
-                    settings.stuck_s,
-                )
+            live = [listener for listener in list(self._open.values()) if not listener.ended]
+            for listener in live:
+                if not listener.alive() and listener not in stuck:
+                    log.error(
+                        "listener of %s made no progress for %.0f s: its lease lapses",
+                        listener.job.job_id,
+                        settings.stuck_s,
+                    )
+            stuck = {listener for listener in live if not listener.alive()}
             try:
                 with self.connection.pipeline(transaction=False) as pipe:
-                    for listener in listeners:
+                    for listener in live:
                         if listener not in stuck:
                             pipe.set(listener.reader.lease, self.worker, px=settings.lease_ms)
                     pipe.execute()
