@@ -7,7 +7,8 @@
 #                                 chromium (the browser tests), docker-compose (validating
 #                                 deploy/compose.yaml), nodejs (checking the pages' scripts parse),
 #                                 pulseaudio and pulseaudio-utils (the browser test on speakers: an
-#                                 echo path the browser's echo canceller acts on)
+#                                 echo path the browser's echo canceller acts on), stress-ng (a CPU
+#                                 hog beside the worker: the listener under load)
 #
 # Not root: prints the missing packages and the apt-get command that installs them. It fails (exit 1)
 # only when something the chosen target needs is missing: `make run` goes on without the test tools.
@@ -30,7 +31,7 @@ missing() {  # the Debian packages among "package:command" pairs whose command (
 
 mapfile -t run_need < <(missing ffmpeg:ffmpeg espeak-ng:espeak-ng redis-server:redis-server libsndfile1:lib:libsndfile.so.1)
 mapfile -t test_need < <(missing flite:flite chromium:chromium docker-compose:docker-compose nodejs:node \
-  pulseaudio:pulseaudio pulseaudio-utils:pactl)
+  pulseaudio:pulseaudio pulseaudio-utils:pactl stress-ng:stress-ng)
 if [[ $mode == test ]]; then need=("${run_need[@]}" "${test_need[@]}"); else need=("${run_need[@]}"); fi
 
 if [[ $(id -u) -eq 0 ]]; then
