@@ -175,9 +175,11 @@ class JobClient:
         timeout: float = 120.0,
         enqueue: Callable[[JobPayload, str | None], Awaitable[object]] | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """Enqueue and yield the job's events as they come, up to and including its last one.
-        `enqueue(payload, queue)`: how to enqueue it (the app's meter); by default, at once."""
-        async with hub.subscribe(payload.session_id) as sub:
+        """Enqueue and yield the job's events as they come (from its `reply_to` stream, for a
+        generation that names one), up to and including its last one. `enqueue(payload, queue)`:
+        how to enqueue it (the app's meter); by default, at once."""
+        stream = payload.stream if isinstance(payload, GenerationJob) else payload.session_id
+        async with hub.subscribe(stream) as sub:
             await (enqueue or self.aenqueue)(payload, queue)
             async with asyncio.timeout(timeout):
                 while True:
