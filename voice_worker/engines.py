@@ -13,6 +13,7 @@ from shared_schemas import ErrorCode
 
 from .errors import EngineLoadError, VoiceError
 from .llm import LLM
+from .llm.models import ModelFiles, find
 from .settings import WorkerSettings
 from .stt import STT
 from .tts import TTS
@@ -68,7 +69,9 @@ def load_engines(settings: WorkerSettings) -> Engines:
             turn=_load_turn(settings),
         )
     if settings.serves_llm:
-        engines.llms = {name: _load_llm(name, settings) for name in settings.llm_models}
+        # Every model's files found before any is loaded: a missing one is named at once.
+        files = {name: find(name, settings.model_dir) for name in settings.llm_models}
+        engines.llms = {name: _load_llm(name, found, settings) for name, found in files.items()}
     log.info(
         "engines loaded in %.2f s: stt=%s tts=%s vad=%s turn=%s voices=%s llms=%s",
         time.perf_counter() - started,
@@ -108,10 +111,7 @@ def _load_tts(name: str, settings: WorkerSettings) -> TTS:
     return EspeakTTS()
 
 
-def _load_llm(name: str, settings: WorkerSettings) -> LLM:
-    from .llm.models import find
-
-    files = find(name, settings.model_dir)
+def _load_llm(name: str, files: ModelFiles, settings: WorkerSettings) -> LLM:
     from .llm.hf import TransformersLLM
 
     return TransformersLLM(

@@ -134,7 +134,7 @@ def test_a_missing_model_is_named_at_start(make, says, tmp_path: Path):
 
 
 def test_a_worker_on_llm_alone_loads_no_voice_engine(llm: TransformersLLM, settings: QueueSettings, monkeypatch):
-    monkeypatch.setattr("voice_worker.engines._load_llm", lambda name, s: llm)
+    monkeypatch.setattr("voice_worker.engines._load_llm", lambda name, files, s: llm)
     engines = load_engines(WorkerSettings(queues=settings, queues_served=("llm",)))
     assert engines.stt is None and engines.tts == [] and engines.vad is None and engines.turn is None
     assert engines.llms == {"builtin": llm}
