@@ -42,7 +42,7 @@ def generate_together(
     settings: QueueSettings,
 ) -> list[Generated]:
     """Decode the jobs in one batch; one result per job, in order."""
-    requests = [Request(job.messages, job.max_tokens, job.temperature) for job in jobs]
+    requests = [request(job) for job in jobs]
     cancel_keys = [settings.cancel_key(job.job_id) for job in jobs]
 
     def on_piece(index: int, text: str) -> None:
@@ -56,6 +56,10 @@ def generate_together(
         return [index for index, flag in zip(active, asked, strict=True) if flag]
 
     return llm.generate_many(requests, on_piece, stopped)
+
+
+def request(job: GenerationJob) -> Request:
+    return Request(job.messages, job.max_tokens, job.temperature)
 
 
 def body(job: GenerationJob, result: Generated, llm_name: str) -> dict[str, Any]:

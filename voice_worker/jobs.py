@@ -37,6 +37,7 @@ from . import generation, synthesis, transcription
 from .context import WorkerContext, current
 from .engines import Engines
 from .errors import VoiceError, job_error
+from .llm import LLM
 from .outage import REDIS_DOWN
 
 log = logging.getLogger(__name__)
@@ -130,12 +131,14 @@ def generate(payload: dict[str, Any]) -> dict[str, Any]:
 def _generate_batch(ctx: WorkerContext, first: GenerationJob, engines: Engines) -> "generation.Outcome":
     """Decode `first` and the jobs taken with it that ask the same model, in one batch; keep the
     others' parts for when they run. Raises (for `first`) what the batch raised; the others get its error."""
+    companions = ctx.companions.pop(first.job_id, [])
     engine = engines.llm_for(first.model)
+    _check_fits(engine, first)
     ledger = Ledger(ctx.connection, ctx.settings.queues.key_prefix)
     batch = [first]
-    for job in ctx.companions.pop(first.job_id, []):
-        if job.model != first.model or len(batch) >= engine.capabilities.max_batch:
-            continue  # it runs alone, in its turn
+    for job in companions:
+        if job.model != first.model or len(batch) >= engine.capabilities.max_batch or not _fits(engine, job):
+            continue  # it runs alone, in its turn (and meets its own error there)
         try:
             ledger.check(job.user or "anonymous", job.member)
         except Refused:
@@ -147,6 +150,8 @@ def _generate_batch(ctx: WorkerContext, first: GenerationJob, engines: Engines) 
     cpu, wall = time.process_time(), time.perf_counter()
     try:
         results = generation.generate_together(batch, events, engine, ctx.connection, ctx.settings.queues)
+    except REDIS_DOWN:
+        raise  # not the jobs' failure: each runs again once Redis is back (its events are stored once)
     except BaseException as exc:
         error = job_error(exc)
         for outcome in outcomes[1:]:
@@ -162,6 +167,20 @@ def _generate_batch(ctx: WorkerContext, first: GenerationJob, engines: Engines) 
     for outcome in outcomes[1:]:
         ctx.generations[outcome.job.job_id] = outcome
     return outcomes[0]
+
+
+def _fits(engine: LLM, job: GenerationJob) -> bool:
+    return engine.prompt_tokens(generation.request(job)) < engine.capabilities.context_tokens
+
+
+def _check_fits(engine: LLM, job: GenerationJob) -> None:
+    tokens, context = engine.prompt_tokens(generation.request(job)), engine.capabilities.context_tokens
+    if tokens >= context:
+        raise VoiceError(
+            ErrorCode.TEXT_TOO_LONG,
+            f"The conversation is {tokens} tokens; the model {job.model!r} reads at most {context} with its answer. "
+            "Send fewer or shorter messages.",
+        )
 
 
 @dataclass

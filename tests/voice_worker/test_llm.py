@@ -236,3 +236,18 @@ def test_a_model_the_worker_does_not_serve_fails_the_job_as_data(llm: Transforme
     (failed,) = replay(connection, own, payload.stream)
     assert failed.type is EventType.FAILED and failed.payload["code"] == "model_not_found"
     assert "Models: builtin" in failed.payload["message"]
+
+
+def test_a_conversation_longer_than_the_model_reads_fails_text_too_long(
+    llm: TransformersLLM, own: QueueSettings, connection
+):
+    long = [ChatMessage(role="user", content="word " * 6000), ChatMessage(role="assistant", content="word " * 6000)]
+    payload = generation(own, "hi", 8).model_copy(update={"messages": [*long, ChatMessage(role="user", content="hi")]})
+    assert llm.prompt_tokens(Request(payload.messages)) >= llm.capabilities.context_tokens
+    with pytest.raises(ValueError, match="leave no room"):
+        llm.generate_many([Request(payload.messages)])
+    JobClient(own, connection).enqueue(payload)
+    run_worker(own, connection, llm)
+    (failed,) = replay(connection, own, payload.stream)
+    assert failed.type is EventType.FAILED and failed.payload["code"] == "text_too_long"
+    assert f"reads at most {llm.capabilities.context_tokens}" in failed.payload["message"]

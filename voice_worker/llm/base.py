@@ -27,6 +27,8 @@ class LLMCapabilities:
     max_batch: int
     # Where it runs ("cpu", "cuda", "cuda:1"): a GPU's time is metered as wall time.
     device: str
+    # The most tokens a prompt and its answer make together: an answer stops there (`length`).
+    context_tokens: int
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class LLM(ABC):
     capabilities: LLMCapabilities
 
     @abstractmethod
+    def prompt_tokens(self, request: Request) -> int:
+        """How many tokens the request's prompt is (its messages in the model's chat template)."""
+
+    @abstractmethod
     def generate_many(
         self,
         requests: Sequence[Request],
@@ -85,7 +91,8 @@ class LLM(ABC):
         tokens the engine asks `stopped(indices of the requests still running)`; those it names end
         there, `cancelled`, with what they wrote so far. Each request ends on its own (end of
         message, stop string, `max_tokens`, cancel); the others go on. At most
-        `capabilities.max_batch` requests (ValueError beyond).
+        `capabilities.max_batch` requests (ValueError beyond, and for a prompt that leaves no room
+        in `capabilities.context_tokens`: check with `prompt_tokens` first).
         """
 
     def generate(

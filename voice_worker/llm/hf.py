@@ -85,7 +85,8 @@ class TransformersLLM(LLM):
         self.pad = pad if pad is not None else min(self.eos, default=0)
         self.model = model
         self.device = resolved
-        self.capabilities = LLMCapabilities(batches=True, max_batch=max_batch, device=resolved)
+        context = int(getattr(self.llm.config, "max_position_embeddings", 0) or 2048)
+        self.capabilities = LLMCapabilities(batches=True, max_batch=max_batch, device=resolved, context_tokens=context)
         log.info(
             "language model %s loaded from %s in %.1f s: %s, %.1f M parameters, %s on %s",
             model,
@@ -103,6 +104,9 @@ class TransformersLLM(LLM):
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
         return list(ids)
 
+    def prompt_tokens(self, request: Request) -> int:
+        return len(self.prompt(request))
+
     def _decode(self, ids: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
@@ -116,6 +120,9 @@ class TransformersLLM(LLM):
             raise ValueError(f"{len(requests)} requests; this engine takes 1 to {self.capabilities.max_batch} at once")
         started = time.perf_counter()
         prompts = [self.prompt(r) for r in requests]
+        context = self.capabilities.context_tokens
+        if too_long := [i for i, p in enumerate(prompts) if len(p) >= context]:
+            raise ValueError(f"the prompts of requests {too_long} leave no room in the model's {context} tokens")
         seqs = [
             _Sequence(i, r, TextStream(self._decode, r.stop), len(p))
             for i, (r, p) in enumerate(zip(requests, prompts, strict=True))
@@ -200,7 +207,7 @@ class TransformersLLM(LLM):
         _send(on_piece, s, s.stream.push(token))
         if s.stream.stopped:
             s.finish = "stop"
-        elif s.tokens >= s.request.max_tokens:
+        elif s.tokens >= min(s.request.max_tokens, self.capabilities.context_tokens - s.input_tokens):
             s.finish = "length"
             _send(on_piece, s, s.stream.flush())
 
