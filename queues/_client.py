@@ -1,7 +1,7 @@
 """Enqueue jobs by function name, as JSON, from blocking or async code.
 
 Without a queue named, a sentence of a turn (a synthesis job with a `turn_id`) goes to the
-`speech` queue, which workers serve first, and everything else to `realtime`. Each enqueue also
+`speech` queue, which workers serve first, a generation to `llm`, and everything else to `realtime`. Each enqueue also
 drops a token in the wake list that idle workers block on, and puts the job in its user's lane so
 that workers take users in turn (`fair.py`); a user or session with as many jobs waiting as it may
 is refused with `RateLimited` before anything is written.
@@ -22,7 +22,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from shared_schemas import Event, JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
+from shared_schemas import Event, GenerationJob, JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
 
 from . import functions
 from ._fair import UNLANE, FairShare, owner_of
@@ -123,6 +123,8 @@ class JobClient:
     def default_queue(self, payload: JobPayload) -> str:
         if isinstance(payload, ListenJob):
             return self.settings.listen_queue
+        if isinstance(payload, GenerationJob):
+            return self.settings.llm_queue
         if isinstance(payload, SynthesisJob) and payload.turn_id is not None:
             return self.settings.speech_queue
         return self.settings.realtime_queue
@@ -138,7 +140,7 @@ class JobClient:
             result_ttl=self.settings.result_ttl_s,
             failure_ttl=self.settings.failure_ttl_s,
             description=f"{payload.kind} for session {payload.session_id}",
-            meta={"session_id": payload.session_id, "kind": payload.kind},
+            meta=_meta(payload),
             retry=retry,
             pipeline=pipe,
         )
@@ -155,6 +157,9 @@ class JobClient:
                 return functions.TRANSCRIBE, self.settings.transcribe_timeout_s, retry
             case SynthesisJob():
                 return functions.SYNTHESIZE, self.settings.synthesize_timeout_s, retry
+            case GenerationJob():
+                # Never retried: its tokens have gone out as they came; a second run would repeat them.
+                return functions.GENERATE, self.settings.generate_timeout_s, None
             case PingJob():
                 return functions.PING, 10, None
             case ListenJob():
@@ -170,9 +175,11 @@ class JobClient:
         timeout: float = 120.0,
         enqueue: Callable[[JobPayload, str | None], Awaitable[object]] | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """Enqueue and yield the job's events as they come, up to and including its last one.
-        `enqueue(payload, queue)`: how to enqueue it (the app's meter); by default, at once."""
-        async with hub.subscribe(payload.session_id) as sub:
+        """Enqueue and yield the job's events as they come (from its `reply_to` stream, for a
+        generation that names one), up to and including its last one. `enqueue(payload, queue)`:
+        how to enqueue it (the app's meter); by default, at once."""
+        stream = payload.stream if isinstance(payload, GenerationJob) else payload.session_id
+        async with hub.subscribe(stream) as sub:
             await (enqueue or self.aenqueue)(payload, queue)
             async with asyncio.timeout(timeout):
                 while True:
@@ -215,13 +222,14 @@ class JobClient:
     def stop(self, job_id: str) -> StopOutcome:
         """Cancel a job wherever it is. A waiting one is cancelled at once; a running one is asked
         to stop: a transcription worked in pieces stops at the end of the piece it is on and ends
-        `canceled`, anything else finishes. What happened (see StopOutcome)."""
+        `canceled`, a generation stops within one token and ends with `generated` (finish reason
+        `cancelled`), anything else finishes. What happened (see StopOutcome)."""
         try:
             job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
         except NoSuchJobError:
             return "unknown"
         # Asked first: a worker that takes the job while we cancel it stops it at its first piece.
-        ttl = self.settings.blob_ttl_s + self.settings.transcribe_timeout_s
+        ttl = self.settings.blob_ttl_s + max(self.settings.transcribe_timeout_s, self.settings.generate_timeout_s)
         self.connection.set(self.settings.cancel_key(job_id), 1, ex=ttl)
         if job.get_status(refresh=False) in _WAITING and self._cancel_waiting(job):
             return "canceled"
@@ -233,3 +241,11 @@ class JobClient:
 
     async def astop(self, job_id: str) -> StopOutcome:
         return await asyncio.to_thread(self.stop, job_id)
+
+
+def _meta(payload: JobPayload) -> dict[str, str]:
+    """What workers read off the job: its session, its kind, and where its events go (`reply_to`)."""
+    meta = {"session_id": payload.session_id, "kind": payload.kind}
+    if isinstance(payload, GenerationJob):
+        meta["reply_to"] = payload.stream
+    return meta

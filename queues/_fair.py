@@ -255,7 +255,7 @@ class RateLimited(Exception):
 
 def groups(settings: QueueSettings) -> tuple[tuple[str, ...], ...]:
     """The job queues in groups, in priority order: within a group users take turns."""
-    return ((settings.speech_queue, settings.realtime_queue), (settings.batch_queue,))
+    return ((settings.speech_queue, settings.realtime_queue), (settings.llm_queue,), (settings.batch_queue,))
 
 
 def group_of(settings: QueueSettings, queue: str) -> tuple[str, ...] | None:
@@ -330,7 +330,7 @@ class FairShare:
     def claim_args(self, served: Sequence[str]) -> list[Any]:
         """CLAIM's ARGV for a worker that takes jobs from the queues `served`."""
         s = self.settings
-        horizon = max(s.transcribe_timeout_s, s.synthesize_timeout_s) + 120
+        horizon = max(s.transcribe_timeout_s, s.synthesize_timeout_s, s.generate_timeout_s) + 120
         args: list[Any] = [self.prefix, s.max_running_per_user, s.max_running_per_session, horizon]
         for group in groups(s):
             if not set(group) & set(served):

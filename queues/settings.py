@@ -36,6 +36,7 @@ SPEECH = "speech"
 REALTIME = "realtime"
 BATCH = "batch"
 LISTEN = "listen"
+LLM = "llm"
 CERT_REQS = ("none", "optional", "required")
 
 
@@ -71,6 +72,9 @@ class QueueSettings(EnvSettings):
     speech_queue: str = SPEECH
     realtime_queue: str = REALTIME
     batch_queue: str = BATCH
+    # Generation with the workers' language models (`generation` jobs): served only by workers that
+    # name it in WORKER_QUEUES (they load the model), before `batch`.
+    llm_queue: str = LLM
     # Streamed microphones (`listen` jobs): taken by workers' listeners, beside the queues above.
     listen_queue: str = LISTEN
     # A microphone stream's frames wait in Redis at most this long for a listener.
@@ -88,6 +92,7 @@ class QueueSettings(EnvSettings):
     failure_ttl_s: int = 7 * 24 * 3600
     transcribe_timeout_s: int = 600
     synthesize_timeout_s: int = 60
+    generate_timeout_s: int = 300
     retries: int = 2
     # Fair share (queues/fair.py): jobs one user, or one session, may have waiting in the job queues
     # at once (more are refused: RateLimited, HTTP 429), and running at once (more wait their turn
@@ -201,9 +206,10 @@ class QueueSettings(EnvSettings):
             )
 
     @property
-    def queue_names(self) -> tuple[str, str, str]:
-        """In priority order: a worker finishes speaking turns under way before it starts new work."""
-        return (self.speech_queue, self.realtime_queue, self.batch_queue)
+    def queue_names(self) -> tuple[str, str, str, str]:
+        """The job queues, in priority order: a worker finishes speaking turns under way before it
+        starts new work, and answers conversations before bulk transcription."""
+        return (self.speech_queue, self.realtime_queue, self.llm_queue, self.batch_queue)
 
     @property
     def all_queue_names(self) -> tuple[str, ...]:

@@ -6,11 +6,14 @@ sides share. Import from here, not from the modules: they are private (`_jobs`, 
 
 from ._errors import ErrorCode, JobError
 from ._events import Event, EventType
-from ._jobs import JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
+from ._jobs import ChatMessage, GenerationJob, JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
 from ._limits import (
     AUDIO_FORMATS,
     MAX_AUDIO_BYTES,
     MAX_AUDIO_SECONDS,
+    MAX_CHAT_CHARS,
+    MAX_CHAT_MESSAGES,
+    MAX_GENERATED_TOKENS,
     MAX_MIC_FRAME_BYTES,
     MAX_TEXT_CHARS,
     MIC_SAMPLE_RATE,
@@ -27,6 +30,9 @@ __all__ = [
     "AUDIO_FORMATS",
     "MAX_AUDIO_BYTES",
     "MAX_AUDIO_SECONDS",
+    "MAX_CHAT_CHARS",
+    "MAX_CHAT_MESSAGES",
+    "MAX_GENERATED_TOKENS",
     "MAX_MIC_FRAME_BYTES",
     "MAX_TEXT_CHARS",
     "MIC_SAMPLE_RATE",
@@ -35,9 +41,11 @@ __all__ = [
     "STT_SAMPLE_RATE",
     "VOICE_PATTERN",
     "AudioFormat",
+    "ChatMessage",
     "ErrorCode",
     "Event",
     "EventType",
+    "GenerationJob",
     "JobError",
     "JobPayload",
     "ListenJob",

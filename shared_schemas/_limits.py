@@ -21,6 +21,14 @@ MAX_MIC_FRAME_BYTES: Final = 32_000
 # Text to speak: one synthesis job speaks one sentence or a short paragraph.
 MAX_TEXT_CHARS: Final = 1_000
 
+# Generation (the `generation` job): a conversation of at most this many messages, each at most
+# this long, answered with at most this many tokens.
+MAX_CHAT_MESSAGES: Final = 256
+MAX_CHAT_CHARS: Final = 32_000
+MAX_GENERATED_TOKENS: Final = 4_096
+
 # Names: ids that become Redis keys stay short and plain.
 ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,128}$"
 VOICE_PATTERN: Final = r"^[A-Za-z0-9_.+-]{1,64}$"
+# A language model a worker serves: `builtin`, or a folder or file name under MODEL_DIR/llm/.
+MODEL_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$"

