@@ -40,6 +40,7 @@ from .memory import Turn
 from .replies import Reply, Step
 from .settings import CouncilSettings
 from .tools import Outcome, Toolbox
+from .worker_model import WorkerChatModel
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,11 @@ class Deliberation:
             if decision is None:
                 async with self.budgets.llm(state["payer"], chair, "router", prompts.router(question)) as call:
                     decision = await router.decide(
-                        question, self.models[chair.name], state["topics"], self.settings.router_timeout_s, call.seen
+                        question,
+                        self._model(chair, state["payer"]),
+                        state["topics"],
+                        self.settings.router_timeout_s,
+                        call.seen,
                     )
         except BudgetExceeded:
             raise
@@ -298,7 +303,7 @@ class Deliberation:
     ) -> tuple[str, list[Outcome]]:
         """One member's answer: metered model calls, with rounds of tool calls in between while
         the model asks for them. Its text, and what came of each tool call."""
-        model: chat.ChatModel = self.models[member.name]
+        model: chat.ChatModel = self._model(member, payer)
         offered = self.toolbox.offered(member) if tools else []
         if offered:
             model = self.models[member.name].bind_tools([t.schema for t in offered])
@@ -322,6 +327,11 @@ class Deliberation:
                 messages.append(reply)
                 used.append(outcome)
         return "".join(parts).strip(), used
+
+    def _model(self, member: Member, payer: Payer) -> chat.ChatModel:
+        """The member's model for one call: a worker model carries whom the call is for."""
+        model = self.models[member.name]
+        return model.for_call(payer) if isinstance(model, WorkerChatModel) else model
 
     async def _required(
         self,

@@ -14,6 +14,9 @@ from pydantic_settings import SettingsConfigDict
 from queues import EnvSettings, Flag, Names
 
 DEFAULT_MEMBERS_FILE = Path(__file__).with_name("members.toml")
+# The same council on an Ollama server (llama3.2, with tools): for real answers, and for tests that
+# script the models of a council as a server-backed one is configured.
+OLLAMA_MEMBERS_FILE = Path(__file__).with_name("members-ollama.toml")
 DEFAULT_PRICES_FILE = Path(__file__).with_name("prices.toml")
 
 
@@ -26,6 +29,9 @@ class CouncilSettings(EnvSettings):
     openai_base_url: str = Field(default="https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
     openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY", repr=False)
     llm_retries: int = 1
+    # The workers' models (provider "worker"): how long a call waits for its first event before it
+    # asks whether any worker serves the `llm` queue (none: LLMUnavailable, saying to start one).
+    llm_start_wait_s: float = Field(default=5.0, gt=0)
     # Time limits, in seconds: a member answering, critiquing, the chair, the router, `check()`.
     member_timeout_s: float = 60.0
     critique_timeout_s: float = 30.0

@@ -4,7 +4,7 @@ real voice worker: transcript, deliberation, tokens and each member's speech, in
 import pytest
 from starlette.testclient import TestClient
 
-from council import DEFAULT_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
+from council import OLLAMA_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
 from council.scripted import Scripted
 from web.app import create_app
 from web.settings import AppSettings
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 def make_client(settings, models=None, **council_options):
-    council = load_members(DEFAULT_MEMBERS_FILE)
+    council = load_members(OLLAMA_MEMBERS_FILE)
     if models is None:
         models = {m.name: Scripted(script=[f"{m.name} weighs it. It depends on cost."]) for m in council.members}
         models[council.chair.name] = Scripted(script=["We agree: wait a year. Then buy the house."])
