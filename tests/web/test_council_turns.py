@@ -81,7 +81,9 @@ def test_a_simple_voice_turn_takes_the_fast_route(settings, flite):
 
 
 def test_with_no_llm_the_turn_fails_saying_what_to_do(settings, closed_port=9):
-    unreachable = CouncilSettings(ollama_base_url=f"http://127.0.0.1:{closed_port}", check_timeout_s=0.5)
+    unreachable = CouncilSettings(
+        members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=f"http://127.0.0.1:{closed_port}", check_timeout_s=0.5
+    )
     with TestClient(create_app(AppSettings(queues=settings, council=unreachable))) as client:
         health = client.get("/health").json()
         assert health["llm"] and not health["llm"][0]["reachable"]
@@ -96,16 +98,14 @@ def test_with_no_llm_the_turn_fails_saying_what_to_do(settings, closed_port=9):
 
 
 def test_with_no_llm_server_a_turn_is_refused_at_once_saying_what_to_do(settings, chat_path):
-    """The default council, and nothing listening where its Ollama should be: one clear notice
+    """The council on Ollama, and nothing listening where its Ollama should be: one clear notice
     (start the model, or COUNCIL_RESPONDER=echo), not a drop-out per member; /health says degraded."""
     import socket
-
-    from council import CouncilSettings
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
-    council_settings = CouncilSettings(ollama_base_url=nowhere)
+    council_settings = CouncilSettings(members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=nowhere)
     with TestClient(create_app(AppSettings(queues=settings, council=council_settings))) as client:
         health = client.get("/health").json()
         assert health["status"] == "degraded" and "COUNCIL_RESPONDER=echo" in health["reason"]
