@@ -140,7 +140,7 @@ class JobClient:
             result_ttl=self.settings.result_ttl_s,
             failure_ttl=self.settings.failure_ttl_s,
             description=f"{payload.kind} for session {payload.session_id}",
-            meta={"session_id": payload.session_id, "kind": payload.kind},
+            meta=_meta(payload),
             retry=retry,
             pipeline=pipe,
         )
@@ -239,3 +239,11 @@ class JobClient:
 
     async def astop(self, job_id: str) -> StopOutcome:
         return await asyncio.to_thread(self.stop, job_id)
+
+
+def _meta(payload: JobPayload) -> dict[str, str]:
+    """What workers read off the job: its session, its kind, and where its events go (`reply_to`)."""
+    meta = {"session_id": payload.session_id, "kind": payload.kind}
+    if isinstance(payload, GenerationJob):
+        meta["reply_to"] = payload.stream
+    return meta

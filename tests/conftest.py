@@ -71,7 +71,7 @@ def settings(redis_url: str) -> QueueSettings:
 def own(settings: QueueSettings) -> QueueSettings:
     """Settings whose queues and keys no other test uses (a fresh tag), on the test run's Redis."""
     tag = uuid.uuid4().hex[:8]
-    names = {f"{kind}_queue": f"{kind}-{tag}" for kind in ("speech", "realtime", "batch", "listen")}
+    names = {f"{kind}_queue": f"{kind}-{tag}" for kind in ("speech", "realtime", "batch", "listen", "llm")}
     return settings.model_copy(update={**names, "key_prefix": f"council-{tag}"})
 
 
@@ -84,6 +84,7 @@ def own_env(own: QueueSettings) -> dict[str, str]:
         "COUNCIL_REALTIME_QUEUE": own.realtime_queue,
         "COUNCIL_BATCH_QUEUE": own.batch_queue,
         "COUNCIL_LISTEN_QUEUE": own.listen_queue,
+        "COUNCIL_LLM_QUEUE": own.llm_queue,
         "COUNCIL_KEY_PREFIX": own.key_prefix,
     }
 

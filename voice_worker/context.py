@@ -1,11 +1,12 @@
 """What a worker hands its jobs: engines, blob store and event publisher, built once at start."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
 from queues import BlobStore, EventPublisher, JobEvents
-from shared_schemas import Transcript
+from shared_schemas import GenerationJob, Transcript
 
 from .engines import Engines
 from .settings import WorkerSettings
@@ -33,6 +34,10 @@ class WorkerContext:
     current_events: JobEvents | None = None
     # Transcripts made ahead in one batch for jobs this worker took together (see worker.py).
     prefetched: dict[str, Prefetched] = field(default_factory=dict)
+    # Generation jobs this worker took with another one, by that one's id: it decodes them all in
+    # one batch (worker.py, jobs.generate); then each one's part of the batch, by its own id.
+    companions: dict[str, list[GenerationJob]] = field(default_factory=dict)
+    generations: dict[str, Any] = field(default_factory=dict)  # generation.Outcome
 
     def events_for(self, session_id: str, job_id: str) -> JobEvents:
         if self.current_events is None or self.current_events.job_id != job_id:

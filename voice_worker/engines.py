@@ -1,4 +1,8 @@
-"""Loading the engines a worker serves with, once, and finding the one that speaks a voice."""
+"""Loading the engines a worker serves with, once, and finding the one that speaks a voice.
+
+A worker loads what its queues need: the voice engines (STT, TTS, VAD, turn model) when it serves a
+voice queue, the language models when it serves `llm` (`WORKER_QUEUES=llm`: those alone, and
+transformers is never imported by a worker that does not serve `llm`)."""
 
 import logging
 import time
@@ -8,6 +12,7 @@ from pathlib import Path
 from shared_schemas import ErrorCode
 
 from .errors import EngineLoadError, VoiceError
+from .llm import LLM
 from .settings import WorkerSettings
 from .stt import STT
 from .tts import TTS
@@ -19,11 +24,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Engines:
-    stt: STT
-    tts: list[TTS]
-    vad: VAD | None
+    stt: STT | None = None  # None: a worker that serves only `llm`
+    tts: list[TTS] = field(default_factory=list)
+    vad: VAD | None = None
     # Listening to streamed microphones needs the VAD and the end-of-turn model.
     turn: TurnModel | None = None
+    # Language models by the name jobs give (GenerationJob.model).
+    llms: dict[str, LLM] = field(default_factory=dict)
     voices: dict[str, TTS] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -31,6 +38,15 @@ class Engines:
         for engine in self.tts:
             for voice in engine.voices:
                 self.voices.setdefault(voice, engine)
+
+    def llm_for(self, model: str) -> LLM:
+        engine = self.llms.get(model)
+        if engine is None:
+            served = ", ".join(sorted(self.llms)) or "none"
+            raise VoiceError(
+                ErrorCode.MODEL_NOT_FOUND, f"This worker serves no language model {model!r}. Models: {served}."
+            )
+        return engine
 
     def tts_for(self, voice: str) -> TTS:
         engine = self.voices.get(voice)
@@ -43,20 +59,25 @@ class Engines:
 def load_engines(settings: WorkerSettings) -> Engines:
     """Load every configured engine; raises EngineLoadError naming what is missing."""
     started = time.perf_counter()
-    engines = Engines(
-        stt=_load_stt(settings),
-        tts=[_load_tts(name, settings) for name in settings.tts_engines],
-        vad=_load_vad(settings),
-        turn=_load_turn(settings),
-    )
+    engines = Engines()
+    if settings.serves_voice:
+        engines = Engines(
+            stt=_load_stt(settings),
+            tts=[_load_tts(name, settings) for name in settings.tts_engines],
+            vad=_load_vad(settings),
+            turn=_load_turn(settings),
+        )
+    if settings.serves_llm:
+        engines.llms = {name: _load_llm(name, settings) for name in settings.llm_models}
     log.info(
-        "engines loaded in %.2f s: stt=%s tts=%s vad=%s turn=%s voices=%s",
+        "engines loaded in %.2f s: stt=%s tts=%s vad=%s turn=%s voices=%s llms=%s",
         time.perf_counter() - started,
-        engines.stt.name,
+        engines.stt and engines.stt.name,
         [t.name for t in engines.tts],
         engines.vad and engines.vad.name,
         engines.turn and engines.turn.name,
         sorted(engines.voices),
+        sorted(engines.llms),
     )
     return engines
 
@@ -85,6 +106,22 @@ def _load_tts(name: str, settings: WorkerSettings) -> TTS:
     from .tts.espeak import EspeakTTS
 
     return EspeakTTS()
+
+
+def _load_llm(name: str, settings: WorkerSettings) -> LLM:
+    from .llm.models import find
+
+    files = find(name, settings.model_dir)
+    from .llm.hf import TransformersLLM
+
+    return TransformersLLM(
+        files.folder,
+        model=name,
+        device=settings.device,
+        threads=settings.threads,
+        max_batch=settings.llm_batch,
+        gguf_file=files.gguf_file,
+    )
 
 
 def _under_model_dir(settings: WorkerSettings, name: str) -> Path:

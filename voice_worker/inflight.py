@@ -25,6 +25,10 @@ from shared_schemas import ErrorCode, Event, EventType, JobError
 
 log = logging.getLogger(__name__)
 LISTENER_LOST = "The voice worker listening to you stopped (it crashed or was restarted). Speak again."
+GENERATOR_LOST = (
+    "The worker writing this answer stopped (it crashed or was restarted) after part of it may have gone "
+    "out; it is not written again on its own. Ask again."
+)
 
 # KEYS: my list, then the queues in priority order. Moves the first waiting job of the first
 # non-empty queue into my list. For queues with no lanes (the listeners'); the job queues are
@@ -195,6 +199,9 @@ class Inflight:
             # A stream is never listened to again from its start: its app saw the lease expire,
             # told the person, and opened a new stream (web/mic.py).
             error = JobError(code=ErrorCode.WORKER_LOST, message=LISTENER_LOST, retryable=True)
+        elif job.func_name == functions.GENERATE and crashed:
+            # Its tokens went out as they were decoded: a second run would say them again.
+            error = JobError(code=ErrorCode.WORKER_LOST, message=GENERATOR_LOST, retryable=True)
         elif hung is not None:
             error = JobError(code=ErrorCode.TIMEOUT, message=hung.decode(), retryable=False)
         elif crashes > self.max_crashes:
@@ -223,7 +230,7 @@ class Inflight:
                 job.set_status(JobStatus.FAILED, pipeline=pipe)
                 pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
                 job.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=error.message, pipeline=pipe)
-                session_id = job.meta.get("session_id")
+                session_id = job.meta.get("reply_to") or job.meta.get("session_id")
                 if isinstance(session_id, str):  # the failure and its event go out together
                     payload = error.model_dump(mode="json")
                     failed = Event(type=EventType.FAILED, session_id=session_id, job_id=job_id, seq=0, payload=payload)

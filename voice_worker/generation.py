@@ -1,0 +1,72 @@
+"""Generation for one batch of jobs: each answer's pieces out as `token` events as they are decoded,
+each job's stop asked between two tokens.
+
+The worker takes up to WORKER_LLM_BATCH waiting generation jobs at once (worker.py); the first to
+run decodes them all in one batch with the language model they name (`generate_together`), and
+each job then ends on its own with its `generated` event, which rides the transaction that records
+the job's end (worker.py, cleanup_execution). A job is asked to stop with `JobClient.stop`, which
+sets its cancel key: one pipelined EXISTS per token step, for every job still decoding.
+"""
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from queues import JobEvents, QueueSettings
+from shared_schemas import EventType, GenerationJob, JobError
+
+from .llm import LLM, Generated, Request
+
+
+@dataclass
+class Outcome:
+    """A job's part of a batch: its events (numbered on from its tokens), its result or the batch's
+    error, and its share of the batch's compute (by tokens)."""
+
+    job: GenerationJob
+    events: JobEvents
+    result: Generated | None = None
+    error: JobError | None = None
+    cpu_ms: int = 0
+    wall_ms: int = 0
+    batch: int = 1
+
+
+def generate_together(
+    jobs: Sequence[GenerationJob],
+    events: Sequence[JobEvents],
+    llm: LLM,
+    connection: redis.Redis,
+    settings: QueueSettings,
+) -> list[Generated]:
+    """Decode the jobs in one batch; one result per job, in order."""
+    requests = [Request(job.messages, job.max_tokens, job.temperature) for job in jobs]
+    cancel_keys = [settings.cancel_key(job.job_id) for job in jobs]
+
+    def on_piece(index: int, text: str) -> None:
+        events[index].emit(EventType.TOKEN, {"text": text, "member": jobs[index].member})
+
+    def stopped(active: Sequence[int]) -> Collection[int]:
+        with connection.pipeline(transaction=False) as pipe:
+            for index in active:
+                pipe.exists(cancel_keys[index])
+            asked = pipe.execute()
+        return [index for index, flag in zip(active, asked, strict=True) if flag]
+
+    return llm.generate_many(requests, on_piece, stopped)
+
+
+def body(job: GenerationJob, result: Generated, llm_name: str) -> dict[str, Any]:
+    """The `generated` event's payload (and the job's RQ result)."""
+    return {
+        "text": result.text,
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "finish_reason": result.finish_reason,
+        "model": job.model,
+        "engine": llm_name,
+        "first_token_ms": result.first_token_ms,
+        "tokens_per_s": result.tokens_per_s,
+    }
