@@ -41,6 +41,10 @@ class CouncilSettings(EnvSettings):
     # Deliberation: a critique round, and whether members' answers are spoken (per call too).
     critique: Flag = True
     hear_members: Flag = False
+    # Without hear_members, the first member to start answering is still heard, while the others,
+    # the critique and the chair work: the council's first sound comes when one answer's first
+    # sentence does (seconds sooner on a small model on a CPU), not when the chair's does.
+    hear_first: Flag = True
     # Which TTS engine's voice a member speaks in: the first of these it has one for. espeak-ng
     # first: its first audio comes ~70 ms sooner on a CPU than Piper's (see README, Benchmarks);
     # "piper,espeak" gives the chair Piper's more natural voice.

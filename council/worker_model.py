@@ -79,7 +79,7 @@ class LLMQueue:
 
     def _count(self) -> int:
         queue = self.jobs.queue(self.name)
-        return sum(1 for w in Worker.all(connection=self.jobs.connection, queue=queue) if w.state != "suspended")
+        return len(Worker.all(connection=self.jobs.connection, queue=queue))
 
     async def workers(self) -> int:
         """How many live workers serve the queue (RQ's registry: a worker that died leaves it when

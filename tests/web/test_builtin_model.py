@@ -56,8 +56,17 @@ def frames_until(ws, type_: str, limit: int = 3000) -> list[dict]:
     raise AssertionError([f["type"] for f in frames])
 
 
-def llm_entries(connection: redis.Redis, turn_id: str) -> list[dict]:
-    return [e for e in Ledger(connection).entries() if e["turn_id"] == turn_id and e["kind"] == "llm"]
+def ledger_of(connection: redis.Redis, turn_id: str) -> tuple[list[dict], list[dict]]:
+    """A turn's LLM entries: the app's, one per model call (tokens), and the workers', one per
+    generation job (compute), each of which waits for its job to end."""
+    deadline = time.monotonic() + 10
+    while True:
+        entries = [e for e in Ledger(connection).entries() if e["turn_id"] == turn_id and e["kind"] == "llm"]
+        calls = [e for e in entries if not (e["ref"] or "").startswith("gen-")]
+        jobs = [e for e in entries if (e["ref"] or "").startswith("gen-")]
+        if len(jobs) >= len(calls) or time.monotonic() > deadline:
+            return calls, jobs
+        time.sleep(0.1)
 
 
 def test_health_and_the_page_say_the_small_built_in_model_answers(settings, llm_worker):
@@ -87,10 +96,14 @@ def test_a_typed_turn_on_the_fast_path(settings, connection, llm_worker):
     assert [a["payload"]["index"] for a in audio if a["payload"]["chunk"] == 0] == list(range(len(audio)))
     (message,) = [f for f in frames if f["type"] == "message"]
     assert message["payload"]["text"] == "".join(t["payload"]["text"] for t in tokens).strip()
-    # The ledger holds the worker's real token counts: the answer's tokens, at most the member's cap.
-    (entry,) = llm_entries(connection, frames[0]["job_id"])
-    assert entry["member"] == CHAIR and "estimated" not in (entry.get("note") or "")
-    assert 0 < int(entry["output_tokens"]) <= COUNCIL.chair.max_output_tokens and int(entry["input_tokens"]) > 20
+    # The ledger: the app's entry for the call with the worker's real token counts (at most the
+    # member's cap), and the worker's for the compute the job took (under the job's id).
+    calls, jobs = ledger_of(connection, frames[0]["job_id"])
+    (entry,) = calls
+    assert entry["member"] == CHAIR and entry["note"] == "solo"
+    assert 0 < entry["output_tokens"] <= COUNCIL.chair.max_output_tokens and entry["input_tokens"] > 20
+    (job,) = jobs
+    assert job["ref"].startswith("gen-") and job["compute_ms"] > 0 and job["member"] == CHAIR
 
 
 def test_the_full_council_with_critique_and_chair(settings, connection, llm_worker):
@@ -117,11 +130,12 @@ def test_the_full_council_with_critique_and_chair(settings, connection, llm_work
     # The chair's message follows the members', whose order is the council's.
     messages = [f["payload"]["member"] for f in frames if f["type"] == "message"]
     assert sorted(messages) == sorted([*MEMBER_NAMES, CHAIR])
-    entries = llm_entries(connection, frames[0]["job_id"])
-    phases = sorted((e["member"], e["note"]) for e in entries)
+    calls, jobs = ledger_of(connection, frames[0]["job_id"])
+    phases = sorted((e["member"], e["note"]) for e in calls)
     expected = [(m, p) for m in MEMBER_NAMES for p in ("answer", "critique")] + [(CHAIR, "synthesis")]
     assert phases == sorted(expected), phases
-    assert all(int(e["output_tokens"]) > 0 and int(e["input_tokens"]) > 0 for e in entries)
+    assert all(e["output_tokens"] > 0 and e["input_tokens"] > 0 for e in calls)
+    assert len(jobs) == len(calls)
 
 
 def test_a_spoken_turn(settings, llm_worker, flite):
@@ -203,8 +217,8 @@ def test_a_budget_too_small_for_the_council_answers_fast_then_refuses(settings, 
             second = frames_until(ws, "turn_done")
     routed = next(f for f in first if f["type"] == "routed")["payload"]
     assert (routed["route"], routed["by"]) == ("fast", "budget") and first[-1]["payload"]["status"] == "done"
-    (entry,) = llm_entries(connection, first[0]["job_id"])
-    assert entry["user"] == user and int(entry["output_tokens"]) > 0
+    (entry,), _ = ledger_of(connection, first[0]["job_id"])
+    assert entry["user"] == user and entry["output_tokens"] > 0
     assert second[-1]["payload"]["status"] == "failed"
     assert second[-1]["payload"]["error"]["code"] == "budget_exceeded"
 

@@ -35,7 +35,7 @@ def frames_until(ws, type_: str, limit: int = 400) -> list[dict]:
 
 
 def test_a_deliberated_text_turn(settings):
-    client, council = make_client(settings)
+    client, council = make_client(settings, hear_first=False)
     with client, client.websocket_connect("/ws/chat") as ws:
         ws.receive_json()
         ws.send_json({"type": "text", "text": "Should I buy a house now or wait a year, given the rates?"})
