@@ -117,7 +117,7 @@ async def bench_llm_turns(queues: QueueSettings, turns: int, folder: Path) -> di
         whole = [await one_turn(services, council) for _ in range(turns)]
         together = {}
         for people in (2, 4):
-            rounds = max(2, turns // people)
+            rounds = max(1, turns // people)
             samples = []
             for _ in range(rounds):
                 samples += await asyncio.gather(*(one_turn(services, fast) for _ in range(people)))
