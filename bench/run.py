@@ -22,6 +22,8 @@ import httpx
 from queues import AsyncBlobStore, EventHub, JobClient, QueueSettings
 from shared_schemas import EventType, PingJob, TranscriptionJob
 
+from .llm import bench_llm
+from .llm import report as report_llm
 from .page import bench_page
 from .procs import ROOT, percentile, private_redis, process
 from .stream import bench_stream
@@ -154,6 +156,7 @@ async def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--stt-runs", type=int, default=5)
     parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--llm-turns", type=int, default=10)
     parser.add_argument("--worker-python", default=str(ROOT / ".venv-worker/bin/python"))
     args = parser.parse_args()
     with private_redis() as url:
@@ -174,6 +177,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
         with tempfile.TemporaryDirectory(prefix="council-bench-") as folder:
             streamed = await bench_stream(settings, args.worker_python, worker_proc.pid, args.turns, Path(folder))
             page = await asyncio.to_thread(bench_page, settings, args.worker_python, Path(folder))
+        llm = await bench_llm(settings, args.worker_python, args.llm_turns, env)  # with an LLM worker
     from .scaling import bench_scaling  # starts workers of its own, pinned to one core each
 
     scaling = await bench_scaling(settings, files=40)
@@ -238,6 +242,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
         f"{scaling['batch_1w_files_per_s']:.2f} files/s, 2 workers {scaling['batch_2w_files_per_s']:.2f} files/s "
         f"-> x{scaling['batch_scaling_2w']:.2f}"
     )
+    report_llm(llm)
     result = {
         "rq_p50_ms": round(rq["p50"], 3),
         "rq_p95_ms": round(rq["p95"], 3),
@@ -264,6 +269,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
         "silent_mic_cpu_pct": round(cpu["per_silent_mic_pct"], 3),
         "words_kept": reading["words_kept"],
         "answers_over_speaker": reading["answers_over_speaker"],
+        **{key: round(value, 1) for key, value in llm.items() if key.startswith("llm_")},
         "n": args.n,
     }
     if "skipped" not in page:

@@ -6,7 +6,7 @@ import statistics
 import time
 import uuid
 
-from council import DEFAULT_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
+from council import OLLAMA_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
 from council.scripted import Scripted
 from queues import QueueSettings
 from shared_schemas import EventType
@@ -19,7 +19,7 @@ ANSWER = "Paris is the capital of France. It has been for centuries, with a shor
 
 
 def responder_factory(tts_engines: tuple[str, ...]):
-    council = load_members(DEFAULT_MEMBERS_FILE)
+    council = load_members(OLLAMA_MEMBERS_FILE)
     settings = CouncilSettings(tts_engines=tts_engines, critique=False)
     models = {m.name: Scripted(script=[ANSWER]) for m in council.everyone}
     return lambda aredis: CouncilResponder(settings, council, models, aredis)

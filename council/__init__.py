@@ -7,10 +7,13 @@ from .members import load as load_members
 from .providers import ProviderStatus
 from .replies import EchoResponder, Reply, Responder, Step
 from .responder import CouncilResponder
-from .settings import DEFAULT_MEMBERS_FILE, CouncilSettings
+from .settings import DEFAULT_MEMBERS_FILE, OLLAMA_MEMBERS_FILE, CouncilSettings
+from .worker_model import BUILTIN_NOTICE, LLMQueue, WorkerChatModel
 
 __all__ = [
+    "BUILTIN_NOTICE",
     "DEFAULT_MEMBERS_FILE",
+    "OLLAMA_MEMBERS_FILE",
     "BudgetExceeded",
     "Budgets",
     "ConfigError",
@@ -20,6 +23,7 @@ __all__ = [
     "CouncilResponder",
     "CouncilSettings",
     "EchoResponder",
+    "LLMQueue",
     "LLMUnavailable",
     "Member",
     "Payer",
@@ -27,5 +31,6 @@ __all__ = [
     "Reply",
     "Responder",
     "Step",
+    "WorkerChatModel",
     "load_members",
 ]

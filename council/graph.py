@@ -5,7 +5,8 @@
                          review ─▶ critique (one per member, in parallel, optional) ─▶ chair ─▶ END
 
 Nodes stream what they do through LangGraph's stream writer: `Step`s (routed, member_started,
-member_done, member_dropped, critique) and `Reply` pieces as each model writes. A member that fails
+member_done, member_dropped, critique) and `Reply` pieces as each model writes: the chair's are
+spoken, and of the members' the first to write (`hear_first`), or all of them (`hear_members`). A member that fails
 or runs out of time is dropped with its reason; the turn fails only when no member answers, or
 when the chair (or the fast member) cannot.
 
@@ -40,8 +41,10 @@ from .memory import Turn
 from .replies import Reply, Step
 from .settings import CouncilSettings
 from .tools import Outcome, Toolbox
+from .worker_model import WorkerChatModel
 
 log = logging.getLogger(__name__)
+MAX_TURNS_HEARD = 10_000
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Deliberation:
         self.settings = settings
         self.budgets = budgets
         self.toolbox = toolbox
+        self._heard: dict[str, str] = {}  # turn id -> the member heard first (hear_first)
         self.graph = self._build()
 
     def _build(self) -> CompiledStateGraph[TurnState, None, TurnState, TurnState]:
@@ -124,7 +128,11 @@ class Deliberation:
             if decision is None:
                 async with self.budgets.llm(state["payer"], chair, "router", prompts.router(question)) as call:
                     decision = await router.decide(
-                        question, self.models[chair.name], state["topics"], self.settings.router_timeout_s, call.seen
+                        question,
+                        self._model(chair, state["payer"]),
+                        state["topics"],
+                        self.settings.router_timeout_s,
+                        call.seen,
                     )
         except BudgetExceeded:
             raise
@@ -185,8 +193,10 @@ class Deliberation:
         messages = prompts.answer(member, state["question"], state["history"], state["topics"])
         voice = member.voice(self.settings.tts_engines, state["voice"])
         timeout = self.settings.member_timeout_s
+        speak, turn = state["hear_members"], state["payer"].turn_id
+        first_of = turn if not speak and self.settings.hear_first else None
         try:
-            text = await self._stream(member, "answer", messages, voice, state["hear_members"], timeout, state["payer"])
+            text = await self._stream(member, "answer", messages, voice, speak, timeout, state["payer"], first_of)
         except Exception as exc:  # the edge: any failure drops this member, with its reason
             dropped = self._drop(member, "answer", exc, timeout)
             log.warning("%s dropped: %s", member.name, dropped.reason, exc_info=dropped.error is None)
@@ -220,6 +230,7 @@ class Deliberation:
         return {"critiques": {member.name: text}}
 
     async def chair(self, state: TurnState) -> dict[str, Any]:
+        self._heard.pop(state["payer"].turn_id, None)
         chair = self.council.chair
         answers = self._in_order(state["answers"])
         labels = prompts.labels(list(answers))
@@ -263,13 +274,23 @@ class Deliberation:
         speak: bool,
         timeout_s: float,
         payer: Payer,
+        first_of: str | None = None,
     ) -> str:
+        """`first_of`: a turn whose first member to write is heard (`hear_first`), even unasked."""
         write = get_stream_writer()
         write(Step("member_started", {"member": member.name, "role": member.role, "voice": voice, "phase": phase}))
         started = time.perf_counter()
+
+        def heard(piece: str) -> bool:
+            if speak or first_of is None or not piece.strip() and first_of not in self._heard:
+                return speak
+            if len(self._heard) > MAX_TURNS_HEARD:  # turns cut short before their chair: forgotten
+                self._heard.clear()
+            return self._heard.setdefault(first_of, member.name) == member.name
+
         async with asyncio.timeout(timeout_s):
             text, used = await self._talk(
-                member, phase, messages, payer, lambda piece: write(Reply(member.name, voice, piece, speak))
+                member, phase, messages, payer, lambda piece: write(Reply(member.name, voice, piece, heard(piece)))
             )
         if not text:
             raise CouncilFailed(f"{member.name} answered nothing")
@@ -298,7 +319,7 @@ class Deliberation:
     ) -> tuple[str, list[Outcome]]:
         """One member's answer: metered model calls, with rounds of tool calls in between while
         the model asks for them. Its text, and what came of each tool call."""
-        model: chat.ChatModel = self.models[member.name]
+        model: chat.ChatModel = self._model(member, payer)
         offered = self.toolbox.offered(member) if tools else []
         if offered:
             model = self.models[member.name].bind_tools([t.schema for t in offered])
@@ -322,6 +343,11 @@ class Deliberation:
                 messages.append(reply)
                 used.append(outcome)
         return "".join(parts).strip(), used
+
+    def _model(self, member: Member, payer: Payer) -> chat.ChatModel:
+        """The member's model for one call: a worker model carries whom the call is for."""
+        model = self.models[member.name]
+        return model.for_call(payer) if isinstance(model, WorkerChatModel) else model
 
     async def _required(
         self,

@@ -2,8 +2,8 @@
 
 ```toml
 [defaults]                # any member field, for every member that does not set it
-provider = "ollama"       # "ollama" or "openai" (any OpenAI-compatible server)
-model = "llama3.2"
+provider = "worker"       # "worker" (a model the council's workers serve: "builtin" is the small
+model = "builtin"         # SmolLM2-135M), "ollama" or "openai" (any OpenAI-compatible server)
 
 [[members]]
 name = "Ada"
@@ -18,9 +18,12 @@ role = "chair"
 chair = true                            # exactly one: weighs the answers, writes the final one
 fast = true                             # answers simple requests alone (default: the chair)
 persona = "..."
+provider = "ollama"                     # this member on an LLM server, the others on the workers
+model = "llama3.2"
 voices = { piper = "joe", espeak = "max" }
 tool_level = "read"                     # tools it may call: none, read (calculator, clock,
-                                        # memory_search) or network (also http_get)
+                                        # memory_search) or network (also http_get); a "worker"
+                                        # member's model calls none
 daily_budget = { tokens = 200000 }      # what it may spend a day, all users together
 max_output_tokens = 512                 # the longest answer it may write in one call
 ```
@@ -31,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
-Provider = Literal["ollama", "openai"]
+Provider = Literal["worker", "ollama", "openai"]
 ToolLevel = Literal["none", "read", "network"]
 TOOL_LEVELS: tuple[ToolLevel, ...] = ("none", "read", "network")
 
@@ -56,6 +59,15 @@ class Member(BaseModel):
     tool_level: ToolLevel = "none"
     daily_budget: dict[Literal["tokens", "seconds", "money"], float] | None = None
     max_output_tokens: int = Field(default=512, ge=1, le=200_000)
+
+    @model_validator(mode="after")
+    def _tools_need_a_server(self) -> "Member":
+        if self.provider == "worker" and self.tool_level != "none":
+            raise ValueError(
+                'the worker provider\'s models do not call tools: set tool_level = "none" '
+                "(or use an ollama or openai provider for tools)"
+            )
+        return self
 
     @field_validator("daily_budget")
     @classmethod

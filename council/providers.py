@@ -1,7 +1,9 @@
 """LLM providers: a langchain chat model per member, whether each server answers, and what a
 failure to reach one means to a person (`LLMUnavailable`, with what to do about it).
 
-Provider packages (langchain-ollama, langchain-openai) are imported only when a member uses them.
+`worker`: a model the council's workers serve over the queues (`worker_model.py`: needs the app's
+`LLMQueue`); `ollama`, `openai`: an LLM server. Provider packages (langchain-ollama,
+langchain-openai) are imported only when a member uses them.
 """
 
 import asyncio
@@ -13,9 +15,12 @@ from typing import Any
 import httpx
 from langchain_core.language_models import BaseChatModel
 
+from queues import REDIS_DOWN
+
 from .errors import ConfigError, LLMUnavailable
 from .members import Council, Member
 from .settings import CouncilSettings
+from .worker_model import BUILTIN, BUILTIN_NOTICE, LLMQueue, WorkerChatModel
 
 PACKAGES = {"ollama": ("langchain_ollama", "ChatOllama"), "openai": ("langchain_openai", "ChatOpenAI")}
 # What a person does when a provider's server does not answer.
@@ -27,11 +32,24 @@ WHERE = "or change the members' provider and base_url in the members file (COUNC
 
 
 def base_url(member: Member, settings: CouncilSettings) -> str:
+    if member.provider == "worker":
+        return "queue:llm"  # the workers' queue (named by COUNCIL_LLM_QUEUE), not a server
     return (member.base_url or settings.base_url(member.provider)).rstrip("/")
 
 
-def build(member: Member, settings: CouncilSettings) -> BaseChatModel:
-    """The chat model `member` is configured for. Nothing is contacted until it is used."""
+def build(member: Member, settings: CouncilSettings, llm_queue: LLMQueue | None = None) -> BaseChatModel:
+    """The chat model `member` is configured for. Nothing is contacted until it is used.
+    `llm_queue`: where a `worker` member's calls go (the app's queue client and event hub)."""
+    if member.provider == "worker":
+        if llm_queue is None:
+            raise ConfigError(f"{member.name} uses the worker provider, which needs the app's queues (an LLMQueue)")
+        return WorkerChatModel(
+            member=member.name,
+            model=member.model,
+            max_tokens=member.max_output_tokens,
+            temperature=member.temperature,
+            queue=llm_queue,
+        )
     module_name, class_name = PACKAGES[member.provider]
     try:
         chat_class = getattr(importlib.import_module(module_name), class_name)
@@ -56,8 +74,10 @@ def build(member: Member, settings: CouncilSettings) -> BaseChatModel:
     return model
 
 
-def build_all(council: Council, settings: CouncilSettings) -> dict[str, BaseChatModel]:
-    return {m.name: build(m, settings) for m in council.everyone}
+def build_all(
+    council: Council, settings: CouncilSettings, llm_queue: LLMQueue | None = None
+) -> dict[str, BaseChatModel]:
+    return {m.name: build(m, settings, llm_queue) for m in council.everyone}
 
 
 def unavailable(exc: BaseException, member: Member, settings: CouncilSettings) -> LLMUnavailable | None:
@@ -66,6 +86,8 @@ def unavailable(exc: BaseException, member: Member, settings: CouncilSettings) -
     for cause in _chain(exc):
         if isinstance(cause, LLMUnavailable):
             return cause
+        if member.provider == "worker":
+            continue  # no server to reach: the worker model raises LLMUnavailable itself
         refused = isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
         if refused or type(cause).__name__ in ("ConnectError", "ConnectTimeout"):
             return LLMUnavailable(
@@ -100,6 +122,7 @@ class ProviderStatus:
     reachable: bool
     missing_models: tuple[str, ...] = ()
     detail: str = "ok"
+    notice: str | None = None  # what a person should know while it serves (the built-in model)
 
     @property
     def ready(self) -> bool:
@@ -109,13 +132,38 @@ class ProviderStatus:
         return asdict(self) | {"ready": self.ready}
 
 
-async def check(council: Council, settings: CouncilSettings) -> list[ProviderStatus]:
-    """Whether each configured LLM server answers and has the members' models, for /health."""
+async def check(council: Council, settings: CouncilSettings, llm_queue: LLMQueue | None = None) -> list[ProviderStatus]:
+    """Whether each configured LLM server answers and has the members' models, and whether a
+    worker serves the `llm` queue for the `worker` members, for /health."""
     servers: dict[tuple[str, str], list[Member]] = {}
+    workers: list[Member] = []
     for m in council.everyone:
-        servers.setdefault((m.provider, base_url(m, settings)), []).append(m)
+        if m.provider == "worker":
+            workers.append(m)
+        else:
+            servers.setdefault((m.provider, base_url(m, settings)), []).append(m)
     async with httpx.AsyncClient(timeout=settings.check_timeout_s) as client:
-        return list(await asyncio.gather(*(_probe(client, settings, p, url, ms) for (p, url), ms in servers.items())))
+        probes = [_probe(client, settings, p, url, ms) for (p, url), ms in servers.items()]
+        if workers:
+            probes.append(_probe_workers(llm_queue, workers, settings.check_timeout_s))
+        return list(await asyncio.gather(*probes))
+
+
+async def _probe_workers(llm_queue: LLMQueue | None, members: list[Member], timeout_s: float) -> ProviderStatus:
+    names = tuple(m.name for m in members)
+    if llm_queue is None:
+        return ProviderStatus("worker", "queue:llm", names, reachable=False, detail="no queues to reach the workers")
+    where = f"queue:{llm_queue.name}"
+    try:
+        count = await asyncio.wait_for(llm_queue.workers(), timeout_s)
+    except (TimeoutError, OSError, *REDIS_DOWN) as exc:
+        return ProviderStatus("worker", where, names, reachable=False, detail=f"cannot count its workers: {exc!r}")
+    if count == 0:
+        return ProviderStatus("worker", where, names, reachable=False, detail=llm_queue.unavailable().message)
+    builtin = any(m.model == BUILTIN for m in members)
+    detail = f"{count} worker{'s' * (count > 1)} serve{'s' * (count == 1)} the {llm_queue.name} queue"
+    notice = BUILTIN_NOTICE if builtin else None
+    return ProviderStatus("worker", where, names, reachable=True, detail=detail, notice=notice)
 
 
 async def _probe(

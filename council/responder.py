@@ -25,6 +25,7 @@ from .replies import Reply, Step
 from .settings import CouncilSettings
 from .signals import Signals, terms
 from .tools import Toolbox
+from .worker_model import LLMQueue
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,18 @@ class CouncilResponder:
         mirror: Mirror | None = None,
         budgets: Budgets | None = None,
         servers: bool = False,
+        llm_queue: LLMQueue | None = None,
     ) -> None:
         """`servers`: the models were built from the members file's providers (`from_settings`), so
-        `check` asks their servers; models given otherwise (a scripted model) have none to ask."""
+        `check` asks their servers; models given otherwise (a scripted model) have none to ask.
+        `llm_queue`: the queue the `worker` members' models use (`check` counts its workers)."""
         missing = [m.name for m in council.everyone if m.name not in models]
         if missing:
             raise ConfigError(f"no chat model for {', '.join(missing)}")
         self.settings = settings
         self.council = council
         self.servers = servers
+        self.llm_queue = llm_queue
         self.memory = Memory(redis_client, settings, mirror)
         self.signals = Signals(redis_client, settings)
         ledger = AsyncLedger(redis_client, settings.key_prefix)
@@ -57,23 +61,28 @@ class CouncilResponder:
 
     @classmethod
     def from_settings(
-        cls, settings: CouncilSettings, redis_client: redis.asyncio.Redis, budgets: Budgets | None = None
+        cls,
+        settings: CouncilSettings,
+        redis_client: redis.asyncio.Redis,
+        budgets: Budgets | None = None,
+        llm_queue: LLMQueue | None = None,
     ) -> Self:
         """The council of the members file, with each member's configured model. Nothing is
         contacted: an LLM server that is down fails turns (`LLMUnavailable`), not the start.
-        `budgets`: the app's (its meter's), so that one instance meters everything."""
+        `budgets`: the app's (its meter's), so that one instance meters everything. `llm_queue`:
+        the app's queue client and event hub, for members whose model the workers serve."""
         council = members.load(settings.members_file)
         mirror: Mirror | None = None
         if settings.tigergraph:
             from .tigergraph import TigerGraphMirror
 
             mirror = TigerGraphMirror(settings)
-        models = providers.build_all(council, settings)
-        return cls(settings, council, models, redis_client, mirror, budgets, servers=True)
+        models = providers.build_all(council, settings, llm_queue)
+        return cls(settings, council, models, redis_client, mirror, budgets, servers=True, llm_queue=llm_queue)
 
     async def check(self) -> list[providers.ProviderStatus]:
         """Whether each configured LLM server answers, and has the members' models."""
-        return await providers.check(self.council, self.settings) if self.servers else []
+        return await providers.check(self.council, self.settings, self.llm_queue) if self.servers else []
 
     async def answer(
         self,

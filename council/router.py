@@ -10,8 +10,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from langchain_core.language_models import BaseChatModel
-
 from . import chat, prompts
 
 Route = Literal["fast", "council"]
@@ -75,7 +73,7 @@ def by_rules(text: str, topics: Sequence[str] = ()) -> Decision | None:
 
 async def decide(
     text: str,
-    model: BaseChatModel | None,
+    model: chat.ChatModel | None,
     topics: Sequence[str] = (),
     timeout_s: float = 5.0,
     on_chunk: chat.OnChunk = None,

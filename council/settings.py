@@ -14,6 +14,9 @@ from pydantic_settings import SettingsConfigDict
 from queues import EnvSettings, Flag, Names
 
 DEFAULT_MEMBERS_FILE = Path(__file__).with_name("members.toml")
+# The same council on an Ollama server (llama3.2, with tools): for real answers, and for tests that
+# script the models of a council as a server-backed one is configured.
+OLLAMA_MEMBERS_FILE = Path(__file__).with_name("members-ollama.toml")
 DEFAULT_PRICES_FILE = Path(__file__).with_name("prices.toml")
 
 
@@ -26,6 +29,9 @@ class CouncilSettings(EnvSettings):
     openai_base_url: str = Field(default="https://api.openai.com/v1", validation_alias="OPENAI_BASE_URL")
     openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY", repr=False)
     llm_retries: int = 1
+    # The workers' models (provider "worker"): how long a call waits for its first event before it
+    # asks whether any worker serves the `llm` queue (none: LLMUnavailable, saying to start one).
+    llm_start_wait_s: float = Field(default=5.0, gt=0)
     # Time limits, in seconds: a member answering, critiquing, the chair, the router, `check()`.
     member_timeout_s: float = 60.0
     critique_timeout_s: float = 30.0
@@ -35,6 +41,10 @@ class CouncilSettings(EnvSettings):
     # Deliberation: a critique round, and whether members' answers are spoken (per call too).
     critique: Flag = True
     hear_members: Flag = False
+    # Without hear_members, the first member to start answering is still heard, while the others,
+    # the critique and the chair work: the council's first sound comes when one answer's first
+    # sentence does (seconds sooner on a small model on a CPU), not when the chair's does.
+    hear_first: Flag = True
     # Which TTS engine's voice a member speaks in: the first of these it has one for. espeak-ng
     # first: its first audio comes ~70 ms sooner on a CPU than Piper's (see README, Benchmarks);
     # "piper,espeak" gives the chair Piper's more natural voice.

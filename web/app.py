@@ -35,6 +35,8 @@ async def health_endpoint(request: Request) -> JSONResponse:
         report["llm"] = llm
     if healthy and (down := await s.llm_down()) is not None:
         report["status"], report["reason"] = "degraded", down
+    elif notice := await s.llm_notice():
+        report["notice"] = notice  # information, not a fault: the small built-in model answers
     return JSONResponse(report, status_code=200 if healthy else 503)
 
 

@@ -11,7 +11,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from starlette.requests import HTTPConnection
 
 from billing import AsyncLedger
-from council import Budgets, CouncilResponder, EchoResponder
+from council import Budgets, CouncilResponder, EchoResponder, LLMQueue
 from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, voices_key
 
 from .meter import Meter
@@ -82,6 +82,10 @@ class Services:
             "COUNCIL_RESPONDER=echo to try the voice path without one."
         )
 
+    async def llm_notice(self) -> str | None:
+        """What a person should know about the model answering (the small built-in one), or None."""
+        return next((s["notice"] for s in await self.llm_status() or [] if s.get("notice") and s["ready"]), None)
+
     async def voices(self) -> dict[str, str]:
         """Voices the running workers speak, as they announced them at start."""
         raw = await self.aredis.hgetall(voices_key(self.settings.queues))
@@ -94,19 +98,21 @@ class Services:
         q = settings.queues
         sync, aconn = q.connect(), _async_client(settings)
         budgets = Budgets.from_settings(settings.council, AsyncLedger(aconn, q.key_prefix))
+        publisher = AsyncEventPublisher(q, aconn)
+        jobs, blobs, hub = JobClient(q, sync, aconn), AsyncBlobStore(q, aconn), EventHub(q, aconn)
         if make_responder is not None:
             responder = make_responder(aconn)
         elif settings.responder == "echo":
             responder = EchoResponder()
         else:
-            responder = CouncilResponder.from_settings(settings.council, aconn, budgets)
-        publisher = AsyncEventPublisher(q, aconn)
-        jobs, blobs = JobClient(q, sync, aconn), AsyncBlobStore(q, aconn)
+            # Members whose model the workers serve call it through the app's queues and hub.
+            llm_queue = LLMQueue(jobs, hub, settings.council.llm_start_wait_s)
+            responder = CouncilResponder.from_settings(settings.council, aconn, budgets, llm_queue)
         services = cls(
             settings=settings,
             redis=sync,
             aredis=aconn,
-            hub=EventHub(q, aconn),
+            hub=hub,
             jobs=jobs,
             blobs=blobs,
             publisher=publisher,

@@ -13,7 +13,7 @@ from langchain_core.language_models import BaseChatModel
 from council import Council, CouncilResponder, CouncilSettings, Reply, Step
 from council.members import load
 from council.scripted import Scripted
-from council.settings import DEFAULT_MEMBERS_FILE
+from council.settings import OLLAMA_MEMBERS_FILE
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def scripted() -> type[Scripted]:
 @pytest.fixture
 def council() -> Council:
     """The default council: Ada (analyst), Iris (creative), Angus (skeptic), Max (chair)."""
-    return load(DEFAULT_MEMBERS_FILE)
+    return load(OLLAMA_MEMBERS_FILE)
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def test_stream_order(responder, models, turn, session_id, step_kinds):
 
 def test_chair_speaks_in_its_voice_members_stay_silent(responder, models, turn, session_id):
     async def scenario():
-        async with responder(models()) as r:
+        async with responder(models(), hear_first=False) as r:
             return await turn(r, session_id, DELIBERATE)
 
     replies = [i for i in asyncio.run(scenario()) if isinstance(i, Reply)]
@@ -89,6 +89,28 @@ def test_chair_speaks_in_its_voice_members_stay_silent(responder, models, turn, 
     members = [r for r in replies if r.member != "Max"]
     assert members and not any(r.speak for r in members)
     assert {r.member: r.voice for r in members} == {"Ada": "ada", "Iris": "iris", "Angus": "angus"}
+
+
+def test_the_first_member_to_write_is_heard_while_the_others_and_the_chair_work(
+    responder, models, scripted, turn, session_id
+):
+    """`hear_first` (the default): one member's answer is spoken, the first to write, whole; the
+    others stay silent; the chair speaks after. A slow member is not the one heard."""
+    slow = scripted(script=["Ada is slow to start."], pace=0.3)
+
+    async def scenario():
+        async with responder(models(Ada=slow)) as r:
+            return await turn(r, session_id, DELIBERATE)
+
+    replies = [i for i in asyncio.run(scenario()) if isinstance(i, Reply)]
+    heard = {r.member for r in replies if r.speak}
+    (first,) = heard - {"Max"}
+    assert first in ("Iris", "Angus") and "Max" in heard
+    assert all(r.speak for r in replies if r.member == first)
+    assert not any(r.speak for r in replies if r.member not in (first, "Max"))
+    assert max(i for i, r in enumerate(replies) if r.member == first) < min(
+        i for i, r in enumerate(replies) if r.member == "Max"
+    )
 
 
 def test_members_speak_when_asked_to(responder, models, turn, session_id):

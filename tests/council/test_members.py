@@ -25,6 +25,19 @@ def test_the_default_council(council):
     assert all(m.provider == "ollama" and m.model and m.persona for m in council.everyone)
 
 
+def test_out_of_the_box_the_council_is_the_built_in_model_with_the_same_members(council):
+    """members.toml: the same people and voices as on Ollama, each on the workers' small model,
+    short answers and no tools; members-ollama.toml (the `council` fixture) is the same council."""
+    from council import DEFAULT_MEMBERS_FILE
+
+    builtin = load(DEFAULT_MEMBERS_FILE)
+    assert [(m.name, m.role, m.voices, m.persona) for m in builtin.everyone] == [
+        (m.name, m.role, m.voices, m.persona) for m in council.everyone
+    ]
+    assert {(m.provider, m.model, m.tool_level) for m in builtin.everyone} == {("worker", "builtin", "none")}
+    assert all(m.max_output_tokens <= 64 for m in builtin.everyone)
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "members.toml"
     path.write_text(text)
@@ -64,7 +77,7 @@ def test_a_small_council_loads(tmp_path):
             members(("Ann", "analyst", "ada"), ("Cy", "chair", "max")).replace(
                 'provider = "ollama"', 'provider = "x"', 1
             ),
-            r"member 'Ann': provider: Input should be 'ollama' or 'openai'",
+            r"member 'Ann': provider: Input should be 'worker', 'ollama' or 'openai'",
         ),
         (
             members(("Ann", "analyst", "ada"), ("Cy", "chair", "max")).replace('model = "llama3.2"\n', "", 1),

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio
 
 from council import CouncilResponder, CouncilSettings, LLMUnavailable, Step
-from council.settings import DEFAULT_MEMBERS_FILE
+from council.settings import OLLAMA_MEMBERS_FILE
 
 DELIBERATE = "Should I move to Lisbon or stay in Berlin?"
 
@@ -75,7 +75,7 @@ def run_turn(redis_url: str, settings: CouncilSettings, session_id: str, text: s
 @pytest.mark.parametrize("text", [DELIBERATE, "Hello", "I keep thinking about my garden and the neighbours"])
 def test_an_unreachable_ollama_fails_the_turn_clearly(redis_url, session_id, closed_port, text):
     pytest.importorskip("langchain_ollama")
-    settings = CouncilSettings(ollama_base_url=f"http://127.0.0.1:{closed_port}")
+    settings = CouncilSettings(members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=f"http://127.0.0.1:{closed_port}")
     with pytest.raises(LLMUnavailable) as failed:
         run_turn(redis_url, settings, session_id, text)
     message = str(failed.value)
@@ -88,7 +88,7 @@ def test_an_unreachable_ollama_fails_the_turn_clearly(redis_url, session_id, clo
 def test_an_unreachable_openai_server_fails_the_turn_clearly(redis_url, session_id, closed_port, tmp_path: Path):
     pytest.importorskip("langchain_openai")
     members = tmp_path / "members.toml"
-    members.write_text(DEFAULT_MEMBERS_FILE.read_text().replace('provider = "ollama"', 'provider = "openai"'))
+    members.write_text(OLLAMA_MEMBERS_FILE.read_text().replace('provider = "ollama"', 'provider = "openai"'))
     settings = CouncilSettings(
         members_file=members, openai_base_url=f"http://127.0.0.1:{closed_port}/v1", llm_retries=0
     )
@@ -100,13 +100,13 @@ def test_a_missing_model_says_how_to_get_it(redis_url, session_id, ollama_server
     pytest.importorskip("langchain_ollama")
     url, _ = ollama_server
     with pytest.raises(LLMUnavailable, match=r"has no model 'llama3.2': .*`ollama pull llama3.2`"):
-        run_turn(redis_url, CouncilSettings(ollama_base_url=url), session_id, "Hello")
+        run_turn(redis_url, CouncilSettings(members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=url), session_id, "Hello")
 
 
 def test_check_reports_an_unreachable_server(council, closed_port):
     from council.providers import check
 
-    settings = CouncilSettings(ollama_base_url=f"http://127.0.0.1:{closed_port}", check_timeout_s=1)
+    settings = CouncilSettings(members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=f"http://127.0.0.1:{closed_port}", check_timeout_s=1)
     [status] = asyncio.run(check(council, settings))
     assert not status.reachable and not status.ready
     assert status.members == ("Ada", "Iris", "Angus", "Max")
@@ -119,7 +119,7 @@ def test_check_reports_a_ready_server_and_missing_models(council, ollama_server)
     from council.providers import check
 
     url, handler = ollama_server
-    settings = CouncilSettings(ollama_base_url=url)
+    settings = CouncilSettings(members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=url)
     [status] = asyncio.run(check(council, settings))
     assert status.ready and status.detail == "ok"
     handler.models = ["qwen2.5:7b"]
@@ -131,7 +131,7 @@ def test_check_reports_a_ready_server_and_missing_models(council, ollama_server)
 
 def test_dropped_steps_name_the_server(redis_url, session_id, closed_port):
     pytest.importorskip("langchain_ollama")
-    settings = CouncilSettings(ollama_base_url=f"http://127.0.0.1:{closed_port}")
+    settings = CouncilSettings(members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=f"http://127.0.0.1:{closed_port}")
     seen: list = []
 
     async def scenario() -> None:

@@ -9,7 +9,7 @@ import redis.asyncio
 
 from council import CouncilResponder, CouncilSettings
 from council.memory import Turn
-from council.settings import DEFAULT_MEMBERS_FILE
+from council.settings import DEFAULT_MEMBERS_FILE, OLLAMA_MEMBERS_FILE
 from council.tigergraph import upsert
 from queues import SettingsError
 
@@ -65,7 +65,7 @@ def test_tigergraph_is_not_used_unless_configured(redis_url):
     async def scenario():
         client = redis.asyncio.Redis.from_url(redis_url)
         try:
-            return CouncilResponder.from_settings(CouncilSettings(), client)
+            return CouncilResponder.from_settings(CouncilSettings(members_file=OLLAMA_MEMBERS_FILE), client)
         finally:
             await client.aclose()
 

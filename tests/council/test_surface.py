@@ -7,7 +7,9 @@ import council
 
 def test_public_names():
     assert council.__all__ == [
+        "BUILTIN_NOTICE",
         "DEFAULT_MEMBERS_FILE",
+        "OLLAMA_MEMBERS_FILE",
         "BudgetExceeded",
         "Budgets",
         "ConfigError",
@@ -17,6 +19,7 @@ def test_public_names():
         "CouncilResponder",
         "CouncilSettings",
         "EchoResponder",
+        "LLMQueue",
         "LLMUnavailable",
         "Member",
         "Payer",
@@ -24,6 +27,7 @@ def test_public_names():
         "Reply",
         "Responder",
         "Step",
+        "WorkerChatModel",
         "load_members",
     ]
     assert all(hasattr(council, name) for name in council.__all__)

@@ -59,7 +59,11 @@ def test_compose_file_validates_with_default_env():
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load(done.stdout)
     services = config["services"]
-    assert set(services) == {"redis", "app", "worker", "dashboard", "worker-cpu"}
+    assert set(services) == {"redis", "app", "worker", "worker-llm", "dashboard", "worker-cpu"}
+    # The built-in model's worker serves generation only, on the CPU, beside the voice workers.
+    llm = services["worker-llm"]
+    assert llm["environment"]["WORKER_QUEUES"] == "llm" and llm["environment"]["WORKER_DEVICE"] == "cpu"
+    assert "deploy" not in llm and "profiles" not in llm and "ports" not in llm
     assert services["worker-cpu"]["profiles"] == ["cpu"]  # started only with --profile cpu
     assert "--appendonly yes" in services["redis"]["command"]
     assert services["app"]["environment"]["COUNCIL_REDIS_URL"] == "redis://redis:6379/0"
@@ -202,11 +206,16 @@ def manifests() -> list[dict]:
 def test_k8s_manifests_parse_and_workers_get_one_gpu_and_read_only_models():
     docs = manifests()
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-    assert set(deployments) == {"council-app", "council-worker", "council-worker-batch"}
+    assert set(deployments) == {"council-app", "council-worker", "council-worker-batch", "council-worker-llm"}
     services = [d for d in docs if d["kind"] == "Service"]
     assert [s["spec"]["selector"] for s in services] == [{"app.kubernetes.io/name": "council-app"}]
     config_names = {d["metadata"]["name"] for d in docs if d["kind"] in ("ConfigMap", "Secret")}
-    for name in ("council-worker", "council-worker-batch"):
+    llm_env = {
+        e["name"]: e.get("value")
+        for e in deployments["council-worker-llm"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert llm_env["WORKER_QUEUES"] == "llm"
+    for name in ("council-worker", "council-worker-batch", "council-worker-llm"):
         pod = deployments[name]["spec"]["template"]["spec"]
         container = pod["containers"][0]
         assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -228,10 +237,14 @@ def test_keda_scales_workers_on_our_queue_lists():
         for trigger in obj["spec"]["triggers"]:
             assert trigger["type"] == "redis"
             lists[trigger["metadata"]["listName"]] = obj
-    assert set(lists) == set(keys.values()) == {"rq:queue:speech", "rq:queue:realtime", "rq:queue:llm", "rq:queue:batch"}
+    assert (
+        set(lists) == set(keys.values()) == {"rq:queue:speech", "rq:queue:realtime", "rq:queue:llm", "rq:queue:batch"}
+    )
+    assert lists[keys[settings.llm_queue]]["spec"]["scaleTargetRef"]["name"] == "council-worker-llm"
+    assert lists[keys[settings.llm_queue]]["spec"]["minReplicaCount"] >= 1
     assert lists[keys[settings.batch_queue]]["spec"]["minReplicaCount"] == 0
     assert lists[keys[settings.realtime_queue]]["spec"]["minReplicaCount"] >= 1
-    assert lists[keys[settings.speech_queue]] is lists[keys[settings.realtime_queue]] is lists[keys[settings.llm_queue]]
+    assert lists[keys[settings.speech_queue]] is lists[keys[settings.realtime_queue]]
 
 
 # -- rq-dashboard against a real worker ------------------------------------------------------------

@@ -176,12 +176,12 @@ def test_with_no_llm_the_page_says_what_to_do_and_waits(settings, serve, browser
     naming the two ways out, and Send and the microphone off until a model answers."""
     import socket
 
-    from council import CouncilSettings
+    from council import OLLAMA_MEMBERS_FILE, CouncilSettings
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
-    council_settings = CouncilSettings(ollama_base_url=nowhere)
+    council_settings = CouncilSettings(members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=nowhere)
     with serve(create_app(AppSettings(queues=settings, council=council_settings))) as url:
         page = browser.new_page()
         errors: list[str] = []

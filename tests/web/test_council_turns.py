@@ -4,7 +4,7 @@ real voice worker: transcript, deliberation, tokens and each member's speech, in
 import pytest
 from starlette.testclient import TestClient
 
-from council import DEFAULT_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
+from council import OLLAMA_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
 from council.scripted import Scripted
 from web.app import create_app
 from web.settings import AppSettings
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 def make_client(settings, models=None, **council_options):
-    council = load_members(DEFAULT_MEMBERS_FILE)
+    council = load_members(OLLAMA_MEMBERS_FILE)
     if models is None:
         models = {m.name: Scripted(script=[f"{m.name} weighs it. It depends on cost."]) for m in council.members}
         models[council.chair.name] = Scripted(script=["We agree: wait a year. Then buy the house."])
@@ -35,7 +35,7 @@ def frames_until(ws, type_: str, limit: int = 400) -> list[dict]:
 
 
 def test_a_deliberated_text_turn(settings):
-    client, council = make_client(settings)
+    client, council = make_client(settings, hear_first=False)
     with client, client.websocket_connect("/ws/chat") as ws:
         ws.receive_json()
         ws.send_json({"type": "text", "text": "Should I buy a house now or wait a year, given the rates?"})
@@ -81,7 +81,9 @@ def test_a_simple_voice_turn_takes_the_fast_route(settings, flite):
 
 
 def test_with_no_llm_the_turn_fails_saying_what_to_do(settings, closed_port=9):
-    unreachable = CouncilSettings(ollama_base_url=f"http://127.0.0.1:{closed_port}", check_timeout_s=0.5)
+    unreachable = CouncilSettings(
+        members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=f"http://127.0.0.1:{closed_port}", check_timeout_s=0.5
+    )
     with TestClient(create_app(AppSettings(queues=settings, council=unreachable))) as client:
         health = client.get("/health").json()
         assert health["llm"] and not health["llm"][0]["reachable"]
@@ -96,16 +98,14 @@ def test_with_no_llm_the_turn_fails_saying_what_to_do(settings, closed_port=9):
 
 
 def test_with_no_llm_server_a_turn_is_refused_at_once_saying_what_to_do(settings, chat_path):
-    """The default council, and nothing listening where its Ollama should be: one clear notice
+    """The council on Ollama, and nothing listening where its Ollama should be: one clear notice
     (start the model, or COUNCIL_RESPONDER=echo), not a drop-out per member; /health says degraded."""
     import socket
-
-    from council import CouncilSettings
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{s.getsockname()[1]}"
-    council_settings = CouncilSettings(ollama_base_url=nowhere)
+    council_settings = CouncilSettings(members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=nowhere)
     with TestClient(create_app(AppSettings(queues=settings, council=council_settings))) as client:
         health = client.get("/health").json()
         assert health["status"] == "degraded" and "COUNCIL_RESPONDER=echo" in health["reason"]

@@ -172,10 +172,10 @@ def test_a_client_that_vanishes_mid_stream_leaves_nothing_running(client, chat_p
 def test_speaking_on_before_the_answer_is_heard_joins_the_two_into_one_question(settings, chat_path, piper_speech):
     """A pause taken for the end of a turn: the person goes on while the council still thinks.
     The first turn is dropped, and the next answers both parts as one question."""
-    from council import DEFAULT_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
+    from council import OLLAMA_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
     from council.scripted import Scripted
 
-    members = load_members(DEFAULT_MEMBERS_FILE)
+    members = load_members(OLLAMA_MEMBERS_FILE)
     models = {m.name: Scripted(script=["Here is what I know."], delay=3.0) for m in members.everyone}
     council_settings = CouncilSettings(critique=False)
     app = create_app(

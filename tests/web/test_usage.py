@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessage
 from starlette.testclient import TestClient
 
 from billing import COLUMNS, Charge, Ledger
-from council import DEFAULT_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
+from council import OLLAMA_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
 from council.scripted import Scripted, usage
 from web.app import create_app
 from web.settings import AppSettings
@@ -29,7 +29,7 @@ def users() -> dict[str, str]:
 
 
 def make_client(settings, users, **council_options):
-    council = load_members(DEFAULT_MEMBERS_FILE)
+    council = load_members(OLLAMA_MEMBERS_FILE)
     models = {m.name: Scripted(script=[f"{m.name} weighs it. It depends on cost."]) for m in council.members}
     models[council.chair.name] = Scripted(script=["Hello to you too. The council is listening."])
     operators = tuple(u for u in users if u.startswith("root-"))

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from billing import Ledger
-from council import DEFAULT_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
+from council import OLLAMA_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
 from council.scripted import Scripted, tokens
 from web.app import create_app
 from web.settings import AppSettings
@@ -22,7 +22,7 @@ CHAIR = "We agree: wait a year. Then buy the house."
 
 
 def scripted_council(settings: AppSettings):
-    council = load_members(DEFAULT_MEMBERS_FILE)
+    council = load_members(OLLAMA_MEMBERS_FILE)
     models = {m.name: Scripted(script=[f"{m.name} weighs it. It depends on cost."]) for m in council.members}
     models[council.chair.name] = Scripted(script=[CHAIR])
     council_settings = CouncilSettings(member_timeout_s=5, chair_timeout_s=5)
@@ -177,7 +177,7 @@ def test_a_frozen_user_is_refused_429_and_a_wrong_token_401(settings, connection
 
 
 def test_a_council_that_fails_mid_stream_ends_it_with_an_error_event(settings, serve):
-    council = load_members(DEFAULT_MEMBERS_FILE)
+    council = load_members(OLLAMA_MEMBERS_FILE)
     broken = {m.name: Scripted(script=[RuntimeError("the model fell over")]) for m in council.everyone}
     council_settings = CouncilSettings(member_timeout_s=5, chair_timeout_s=5)
     app = create_app(

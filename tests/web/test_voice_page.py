@@ -135,10 +135,10 @@ EIGHT = " ".join(
 @pytest.fixture(scope="module")
 def council(settings, serve):
     """A council whose every model answers with eight sentences (the fast path is what answers)."""
-    from council import DEFAULT_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
+    from council import OLLAMA_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
     from council.scripted import Scripted
 
-    members = load_members(DEFAULT_MEMBERS_FILE)
+    members = load_members(OLLAMA_MEMBERS_FILE)
     models = {m.name: Scripted(script=[EIGHT]) for m in members.everyone}
     council_settings = CouncilSettings(critique=False)
     app = create_app(

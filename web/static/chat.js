@@ -364,11 +364,14 @@
   function showLLM(statuses) {
     const down = (statuses || []).length > 0 && statuses.every((s) => !s.ready);
     const banner = $("banner");
-    banner.hidden = !down;
+    // Not an error: the small built-in model answers, and the notice says how to get real answers.
+    const notice = down ? null : (statuses || []).map((s) => s.ready && s.notice).find(Boolean);
+    banner.hidden = !down && !notice;
+    banner.classList.toggle("info", Boolean(notice));
     banner.textContent = down
       ? "The council has no language model to answer with: " + statuses.map((s) => s.detail).join(" ") +
         " Or run Council with COUNCIL_RESPONDER=echo to try the voice path without one."
-      : "";
+      : notice || "";
     for (const el of [$("send"), micButton]) {
       if (!("title" in el.dataset)) el.dataset.title = el.title;
       el.disabled = down;
