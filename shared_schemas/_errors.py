@@ -4,6 +4,8 @@ these; tests/shared_schemas/test_error_codes.py finds every code the code base e
 it is here, and that web/PROTOCOL.md lists them all.
 
 A failed job comes back as a `JobError` (a code, a sentence to act on, whether to try again).
+A refusal raised in the app (a budget, a quota, a queue limit, the council) is a `Refusal`: the
+same three fields, so whatever a turn meets ends it with them.
 """
 
 from enum import StrEnum
@@ -145,3 +147,19 @@ class JobError(BaseModel):
     @classmethod
     def of(cls, code: ErrorCode, message: str) -> "JobError":
         return cls(code=code, message=message, retryable=code in RETRYABLE)
+
+
+class Refusal(Exception):
+    """The one base of the errors a request or a turn can be refused or failed with: a `code`, a
+    `message` to act on, and whether trying again may help (`retryable`). Subclasses set `code`
+    and `retryable`; a turn that meets one ends with `turn_done` carrying the three."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_error(self) -> dict[str, str | bool]:
+        return {"code": str(self.code), "message": self.message, "retryable": self.retryable}

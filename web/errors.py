@@ -14,8 +14,8 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketState
 
 from council import BudgetExceeded
-from queues import REDIS_DOWN, RateLimited
-from shared_schemas import ErrorCode
+from queues import REDIS_DOWN, BlobTooLarge, RateLimited
+from shared_schemas import ErrorCode, Refusal
 
 from .meter import QuotaExceeded
 from .protocol import error_frame
@@ -62,6 +62,24 @@ def translate(exc: BaseException) -> ApiError | None:
             f"Try again in {RETRY_AFTER_S} seconds.",
         )
     return None
+
+
+INTERNAL_MESSAGE = "Something went wrong on our side. Try again."
+
+
+def error_of(exc: Exception) -> dict[str, str | bool]:
+    """What a turn that met `exc` ends with: `{code, message, retryable}`. A refusal carries its
+    own; Redis away or full is `queue_unavailable` / `storage_full` (worth another try later); a
+    blob too large is `audio_too_large`; anything else is a bug (`internal`), logged with its trace."""
+    if isinstance(exc, Refusal):
+        return exc.as_error()
+    if (api := translate(exc)) is not None:
+        return {"code": str(api.code), "message": api.message, "retryable": True}
+    if isinstance(exc, BlobTooLarge):
+        message = f"The recording is too large: {exc}."
+        return {"code": str(ErrorCode.AUDIO_TOO_LARGE), "message": message, "retryable": False}
+    log.error("unexpected error", exc_info=exc)
+    return {"code": str(ErrorCode.INTERNAL), "message": INTERNAL_MESSAGE, "retryable": True}
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -115,7 +133,7 @@ async def refused(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
 
 async def server_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(error_body(ErrorCode.INTERNAL, "Something went wrong on our side. Try again."), status_code=500)
+    return JSONResponse(error_body(ErrorCode.INTERNAL, INTERNAL_MESSAGE), status_code=500)
 
 
 handlers = {

@@ -17,18 +17,14 @@ from typing import Any
 
 from council import Budgets, Payer
 from queues import AsyncBlobStore, JobClient
-from shared_schemas import ErrorCode, JobPayload, ListenJob, SynthesisJob, TranscriptionJob
+from shared_schemas import ErrorCode, JobPayload, ListenJob, Refusal, SynthesisJob, TranscriptionJob
 
 
-class QuotaExceeded(Exception):
+class QuotaExceeded(Refusal):
     """A user's stored audio would pass their quota: the message says how much and for how long."""
 
     code = ErrorCode.AUDIO_QUOTA
     retryable = True
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 # KEYS: this hour's and last hour's counters of a user's stored bytes. ARGV: the size, the quota,

@@ -35,6 +35,7 @@ def test_public_names_are_pinned():
             "Event",
             "EventType",
             "JobError",
+            "Refusal",
             "JobPayload",
             "ListenJob",
             "PingJob",
