@@ -193,6 +193,10 @@ class ChatSession:
             case Played():
                 self.played.add(frame.turn_id)
                 await self.playback.save(frame)
+                # Clips heard are freed (off the user's share of storage: web/meter.py).
+                await self.services.meter.heard(
+                    self.runner.user, self.session_id, frame.turn_id, None if frame.done else frame.index
+                )
             case Interrupt():
                 await self.interrupt(frame.heard)
 

@@ -17,7 +17,7 @@ from council import BudgetExceeded
 from queues import REDIS_DOWN, BlobTooLarge, RateLimited
 from shared_schemas import ErrorCode, Refusal
 
-from .meter import QuotaExceeded
+from .meter import QuotaExceeded, StorageFull
 from .protocol import error_frame
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def translate(exc: BaseException) -> ApiError | None:
     """The ApiError a lower library's exception stands for; None for one that is a bug (500)."""
     if isinstance(exc, BudgetExceeded | QuotaExceeded | RateLimited):
         return ApiError(429, exc.code, exc.message)
+    if isinstance(exc, StorageFull):
+        return ApiError(503, exc.code, exc.message)
     if storage_full(exc):
         return ApiError(
             503,
@@ -141,6 +143,7 @@ handlers = {
     HTTPException: http_error,
     BudgetExceeded: refused,
     QuotaExceeded: refused,
+    StorageFull: refused,
     RateLimited: refused,
     redis.exceptions.ResponseError: refused,
     **dict.fromkeys(REDIS_UNAVAILABLE, unavailable),

@@ -111,7 +111,14 @@ class Services:
             blobs=blobs,
             publisher=publisher,
             responder=responder,
-            meter=Meter(budgets, jobs, blobs, settings.blob_quota_bytes),
+            meter=Meter(
+                budgets,
+                jobs,
+                blobs,
+                settings.blob_quota_bytes,
+                user_share=settings.storage_user_share,
+                reserve=settings.storage_reserve,
+            ),
             open_turns=OpenTurns(q, aconn, publisher, alive_ttl_s=settings.app_alive_ttl_s, beat_s=settings.app_beat_s),
             recordings=Recordings(settings.max_recording_bytes),
         )

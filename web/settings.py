@@ -154,6 +154,11 @@ class AppSettings(EnvSettings):
     max_recording_bytes: int = Field(default=256 * 2**20, gt=0)
     # Audio a user may have stored for the workers (uploads, recordings) within a blob's lifetime.
     blob_quota_bytes: int = Field(default=1024 * 2**20, gt=0)
+    # With Redis's maxmemory set: one user's stored audio (uploads, recordings, answers' speech) may
+    # take this share of it (at most blob_quota_bytes), and all users' together all but the reserve,
+    # which stays for jobs, events and the turns under way (web/meter.py).
+    storage_user_share: float = Field(default=0.1, gt=0, le=1)
+    storage_reserve: float = Field(default=0.3, ge=0, lt=1)
     # Redis connections of this process (commands are short: a few ms each even under load), and
     # how long a command waits for a free one when a burst of sessions wants more (see services.py).
     redis_pool_size: int = Field(default=100, gt=0)

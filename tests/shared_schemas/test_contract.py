@@ -66,6 +66,7 @@ def test_public_names_are_pinned():
             "SPEECH",
             "AsyncBlobStore",
             "AsyncEventPublisher",
+            "AsyncStorage",
             "BlobMissing",
             "BlobStore",
             "BlobTooLarge",

@@ -64,7 +64,10 @@ ERRORS = {
     "council_config": (ConfigError("members.toml names no chair."), False),
     "audio_quota": (QuotaExceeded("You have stored 90 MiB of audio."), True),
     "rate_limited": (RateLimited("user", "mallory", 3, 3), True),
-    "storage_full": (redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'."), True),
+    "storage_full": (
+        redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'."),
+        True,
+    ),
     "queue_unavailable": (redis.exceptions.ConnectionError("Connection refused."), True),
     "audio_too_large": (BlobTooLarge("70000000 bytes is over the 67108864 byte limit"), False),
     "internal": (RuntimeError("a bug"), True),

@@ -200,7 +200,7 @@ async def _events(s: Services, asked: Asked, data: bytes, user: str) -> AsyncIte
     deleted when the request is over (the worker has read it by then, or will not need it)."""
     session_id = f"v1-stt-{uuid.uuid4().hex}"
     filename = safe_filename(asked.upload.filename, 0)
-    key = await s.blobs.put(session_id, data)
+    key = await s.meter.store_audio(user, session_id, data)  # within the user's share
     job = TranscriptionJob(
         session_id=session_id,
         job_id=session_id,
@@ -217,7 +217,7 @@ async def _events(s: Services, asked: Asked, data: bytes, user: str) -> AsyncIte
                 yield item
     finally:
         with contextlib.suppress(redis.exceptions.RedisError):
-            await asyncio.shield(s.blobs.delete(key))
+            await asyncio.shield(s.meter.forget_audio(user, {key: len(data)}))
 
 
 routes = [Route("/v1/audio/transcriptions", create_transcription, methods=["POST"])]
