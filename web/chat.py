@@ -27,9 +27,8 @@ from pydantic import ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from council import BudgetExceeded
-from queues import BlobMissing, RateLimited, Subscription, atrimmed, log_context
-from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, ErrorCode, Event, EventType, JobError
+from queues import BlobMissing, Subscription, atrimmed, log_context
+from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, ErrorCode, Event, EventType, JobError, Refusal
 
 from . import metrics
 from .audio import audio_url, pcm_frame
@@ -242,7 +241,7 @@ class ChatSession:
         mic = Mic(self.services, self.session_id, self.runner.user, frame.mode)
         try:
             await mic.open()
-        except (BudgetExceeded, RateLimited) as exc:
+        except Refusal as exc:  # a budget, the user's queue limit or their microphones' cap
             return await self.reject(exc.code, exc.message)
         self.streams.add(mic.stream_id)
         self.state, self.mic, self.listening = State.LISTENING, mic, frame

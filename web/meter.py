@@ -23,6 +23,8 @@ from council import Budgets, Payer
 from queues import AsyncBlobStore, AsyncStorage, BlobTooLarge, JobClient
 from shared_schemas import ErrorCode, JobPayload, ListenJob, Refusal, SynthesisJob, TranscriptionJob
 
+from .streams import OpenStreams
+
 
 class QuotaExceeded(Refusal):
     """A user's stored audio would pass their quota: the message says how much and for how long."""
@@ -74,6 +76,7 @@ class Meter:
         quota_bytes: int,
         user_share: float = 0.1,
         reserve: float = 0.3,
+        streams: OpenStreams | None = None,
     ) -> None:
         self.budgets = budgets
         self.jobs = jobs
@@ -83,6 +86,7 @@ class Meter:
         self.reserve = reserve
         self.storage = AsyncStorage(blobs.settings, blobs.connection)
         self._limits: tuple[float, StorageLimits] | None = None
+        self.streams = streams or OpenStreams(blobs.settings, blobs.connection, cap=0)
 
     async def limits(self) -> StorageLimits:
         """The storage limits, from Redis's `maxmemory` as it is now (read again every 30 s)."""
@@ -152,15 +156,20 @@ class Meter:
         """Reserve every job's cost, then enqueue them all (and what `also` writes) in one
         transaction. A refusal, or Redis failing, leaves nothing enqueued and no hold taken."""
         held: list[str] = []
+        opened: list[ListenJob] = []
         try:
             for job, size in zip(jobs, audio_bytes or [0] * len(jobs), strict=True):
                 await self._reserve(job, size)
                 if isinstance(job, SynthesisJob | TranscriptionJob):
                     held.append(job.job_id)
+                elif isinstance(job, ListenJob):
+                    opened.append(job)
             await self.jobs.aenqueue_all(jobs, queue, also)
         except BaseException:
             for job_id in held:
                 await self.budgets.release_job(job_id)
+            for listen in opened:
+                await self.streams.close(listen.user or "anonymous", listen.job_id)
             raise
 
     async def _reserve(self, job: JobPayload, audio_bytes: int) -> None:
@@ -174,6 +183,13 @@ class Meter:
             # A stream's recognition is charged turn by turn as the listener settles it; a user who
             # may not spend is refused before the microphone opens.
             await self.budgets.check_user(job.user or "anonymous")
+            await self.streams.open(job.user or "anonymous", job.job_id)  # within the user's cap
+
+    async def listening(self, user: str, stream_id: str) -> None:
+        """An open microphone, once a second while its frames come: its place is kept, and its
+        user's budget looked at again (`BudgetExceeded` when spent: the stream is closed)."""
+        await self.streams.keep(user, stream_id)
+        await self.budgets.check_user(user)
 
     async def release(self, job_id: str) -> None:
         """A reserved job that will not run (cancelled while queued): its hold goes back."""

@@ -17,6 +17,7 @@ from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, voi
 from .meter import Meter
 from .open_turns import OpenTurns
 from .settings import AppSettings
+from .streams import OpenStreams
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -118,6 +119,7 @@ class Services:
                 settings.blob_quota_bytes,
                 user_share=settings.storage_user_share,
                 reserve=settings.storage_reserve,
+                streams=OpenStreams(q, aconn, settings.max_streams_per_user),
             ),
             open_turns=OpenTurns(q, aconn, publisher, alive_ttl_s=settings.app_alive_ttl_s, beat_s=settings.app_beat_s),
             recordings=Recordings(settings.max_recording_bytes),

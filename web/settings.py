@@ -159,6 +159,9 @@ class AppSettings(EnvSettings):
     # which stays for jobs, events and the turns under way (web/meter.py).
     storage_user_share: float = Field(default=0.1, gt=0, le=1)
     storage_reserve: float = Field(default=0.3, ge=0, lt=1)
+    # Microphones (`listen` streams) one user may hold open at once, all sockets together: keep it
+    # below the listeners the workers run (WORKER_LISTENERS each), so others find one free. 0: no cap.
+    max_streams_per_user: int = Field(default=2, ge=0)
     # Redis connections of this process (commands are short: a few ms each even under load), and
     # how long a command waits for a free one when a burst of sessions wants more (see services.py).
     redis_pool_size: int = Field(default=100, gt=0)
