@@ -162,6 +162,9 @@ class AppSettings(EnvSettings):
     # Microphones (`listen` streams) one user may hold open at once, all sockets together: keep it
     # below the listeners the workers run (WORKER_LISTENERS each), so others find one free. 0: no cap.
     max_streams_per_user: int = Field(default=2, ge=0)
+    # /v1/audio/transcriptions: a file larger than this goes to the batch queue, not the realtime
+    # one kept for conversations (a minute of 16 kHz WAV is ~1.9 MB).
+    v1_realtime_max_bytes: int = Field(default=2 * 2**20, gt=0)
     # Redis connections of this process (commands are short: a few ms each even under load), and
     # how long a command waits for a free one when a burst of sessions wants more (see services.py).
     redis_pool_size: int = Field(default=100, gt=0)
