@@ -56,6 +56,11 @@ class ServerSettings(EnvSettings):
     max_header_bytes: int = Field(default=64 * 1024, gt=0)
     header_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=1000, gt=0)
+    # What one client (one IP address) may hold of max_connections: connections open, and of them
+    # heads not yet complete (slowloris). Past either, a new connection is answered 503 at once.
+    # Behind a proxy every client has its address: raise them there (or let the proxy bound them).
+    max_connections_per_client: int = Field(default=100, gt=0)
+    max_heads_per_client: int = Field(default=20, gt=0)
 
     @field_validator("allowed_hosts")
     @classmethod
