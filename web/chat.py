@@ -223,14 +223,14 @@ class ChatSession:
             return await self.reject(
                 ErrorCode.AUDIO_TOO_LARGE, f"A spoken turn is limited to {MAX_AUDIO_BYTES // 2**20} MiB."
             )
-        if not self.services.recordings.take(len(data)):
+        if (over := self.services.recordings.take(len(data), self.runner.user)) is not None:
             self.drop_recording()
-            return await self.reject(ErrorCode.SERVER_BUSY, BUSY)
+            return await self.reject(*over)
         self.audio.extend(data)
 
     def drop_recording(self) -> None:
         """The open recording is over (ended, refused or abandoned): its bytes are let go."""
-        self.services.recordings.give_back(len(self.audio))
+        self.services.recordings.give_back(len(self.audio), self.runner.user)
         self.state, self.recording, self.audio = State.IDLE, None, bytearray()
 
     # -- the microphone --------------------------------------------------------------------------
@@ -337,10 +337,6 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("turn %s failed", task.get_name(), exc_info=task.exception())
 
 
-BUSY = (
-    "The server holds as much recorded audio as it may right now (others are uploading too), so this "
-    "recording was dropped. Try again in a moment, or stream the microphone instead (listen)."
-)
 TRIMMED = (
     "The oldest part of this conversation is no longer kept (the server keeps its latest events): what "
     "you see starts at the first event still there."

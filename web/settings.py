@@ -157,6 +157,8 @@ class AppSettings(EnvSettings):
     # Recordings uploaded whole (`audio_start` ... `audio_end`) are held in this process until they
     # end: at most this many bytes of them, all sockets together (each one at most MAX_AUDIO_BYTES).
     max_recording_bytes: int = Field(default=256 * 2**20, gt=0)
+    # Of those, what one user's recordings may hold, all their sockets together (one whole one).
+    max_recording_bytes_per_user: int = Field(default=64 * 2**20, gt=0)
     # Audio a user may have stored for the workers (uploads, recordings) within a blob's lifetime.
     blob_quota_bytes: int = Field(default=1024 * 2**20, gt=0)
     # With Redis's maxmemory set: one user's stored audio (uploads, recordings, answers' speech) may
