@@ -139,6 +139,7 @@ class ChatSession:
 
     async def receive(self) -> None:
         while True:
+            await self.services.pace.wait(self.runner.user)  # one user's share of the loop (pace.py)
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return

@@ -18,6 +18,7 @@ from shared_schemas import ErrorCode
 
 from .meter import Meter
 from .open_turns import OpenTurns
+from .pace import Pace
 from .settings import AppSettings
 from .streams import OpenStreams
 
@@ -82,6 +83,7 @@ class Services:
     meter: Meter
     open_turns: OpenTurns
     recordings: Recordings
+    pace: Pace
     _llm_checked: tuple[float, list[dict[str, Any]]] | None = None
 
     async def llm_status(self) -> list[dict[str, Any]] | None:
@@ -146,6 +148,7 @@ class Services:
             ),
             open_turns=OpenTurns(q, aconn, publisher, alive_ttl_s=settings.app_alive_ttl_s, beat_s=settings.app_beat_s),
             recordings=Recordings(settings.max_recording_bytes, settings.max_recording_bytes_per_user),
+            pace=Pace(settings.max_frames_per_user_s, burst=2 * settings.max_frames_per_user_s),
         )
         await services.hub.start()
         services.open_turns.start()

@@ -159,6 +159,9 @@ class AppSettings(EnvSettings):
     max_recording_bytes: int = Field(default=256 * 2**20, gt=0)
     # Of those, what one user's recordings may hold, all their sockets together (one whole one).
     max_recording_bytes_per_user: int = Field(default=64 * 2**20, gt=0)
+    # WebSocket frames one user's sockets are read at, all together, a second (a burst of twice
+    # it); past it they are read later, not refused (web/pace.py). 0: no limit.
+    max_frames_per_user_s: float = Field(default=200.0, ge=0)
     # Audio a user may have stored for the workers (uploads, recordings) within a blob's lifetime.
     blob_quota_bytes: int = Field(default=1024 * 2**20, gt=0)
     # With Redis's maxmemory set: one user's stored audio (uploads, recordings, answers' speech) may
