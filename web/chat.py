@@ -257,7 +257,8 @@ class ChatSession:
         mic = self.mic
         self.mic_closed()
         if mic is not None:
-            log.warning("microphone stream %s failed: %s", mic.stream_id, error.message)
+            level = logging.WARNING if error.code == ErrorCode.WORKER_LOST else logging.INFO
+            log.log(level, "microphone stream %s failed: %s (%s)", mic.stream_id, error.message, error.code)
             await mic.fail(error)
 
     async def hang_up(self) -> None:
@@ -329,6 +330,7 @@ class ChatSession:
         await self.runner.publish(where.turn_id, EventType.MESSAGE, payload)
 
     async def reject(self, code: str, message: str) -> None:
+        log.info("frame refused: %s (%s)", message, code)  # the client's mistake or a limit: no trace
         metrics.BAD_FRAMES.labels(code).inc()
         await self.send(error_frame(code, message))
 

@@ -122,6 +122,7 @@ async def refused(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
     error = translate(exc)
     if error is None:
         return await server_error(conn, exc)  # type: ignore[arg-type]
+    log.info("%s refused: %s (%s)", conn.url.path, error.message, error.code)  # expected: no trace
     if isinstance(conn, WebSocket):
         if conn.application_state is WebSocketState.CONNECTED:
             await conn.send_json(error_frame(error.code, error.message))
