@@ -2,6 +2,7 @@
 who asked, within a share of Redis's maxmemory; past it their turns end `audio_quota` while another
 user's turn is answered and spoken; clips heard are freed at once. A real worker speaks the answers."""
 
+import time
 import uuid
 
 import pytest
@@ -68,8 +69,15 @@ def test_one_user_flooding_long_answers_is_stopped_at_their_share_and_another_is
             # Another user, meanwhile: answered and spoken.
             with client.websocket_connect(chat_path(token=tokens[victim])) as other:
                 other.receive_json()
+                asked = time.monotonic()
                 other.send_json({"type": "text", "text": "Is the service still up? Say so.", "voice": "max"})
                 frames = until(other, "turn_done")
+                took = time.monotonic() - asked
+            print(
+                f"fill: {len(outcomes)} turns, the last refused audio_quota at {stored / 2**20:.1f} MiB "
+                f"(share {share / 2**20:.1f} MiB of maxmemory {limited / 2**20:.0f} MiB); Redis used "
+                f"{used / 2**20:.0f} MiB; another user's turn done in {took:.2f} s"
+            )
             assert frames[-1]["payload"]["status"] == "done"
             assert [f for f in frames if f["type"] == "audio"]
 
