@@ -85,22 +85,22 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
         _head_timer: asyncio.TimerHandle | None = None
         _head_bytes = 0  # received since the request head began
         _over_limit = False
-        _client = ""
+        _client: str | None = None
         _head_open = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             peer = transport.get_extra_info("peername")
-            self._client = str(peer[0]) if isinstance(peer, tuple) else ""
-            clients[self._client] += 1
-            if clients[self._client] > limits.max_connections_per_client:
-                log.info("refusing a connection: its client has %d open", clients[self._client] - 1)
+            client = self._client = str(peer[0]) if isinstance(peer, tuple) else ""
+            clients[client] += 1
+            if clients[client] > limits.max_connections_per_client:
+                log.info("refusing a connection: its client has %d open", clients[client] - 1)
                 return self._answer(
                     503,
                     *per_client("connections", limits.max_connections_per_client, "COUNCIL_MAX_CONNECTIONS_PER_CLIENT"),
                 )
-            if heads[self._client] >= limits.max_heads_per_client:
-                log.info("refusing a connection: its client has %d request heads unfinished", heads[self._client])
+            if heads[client] >= limits.max_heads_per_client:
+                log.info("refusing a connection: its client has %d request heads unfinished", heads[client])
                 return self._answer(
                     503, *per_client("unfinished requests", limits.max_heads_per_client, "COUNCIL_MAX_HEADS_PER_CLIENT")
                 )
@@ -112,10 +112,15 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._head_done()
-            clients[self._client] -= 1
-            if clients[self._client] <= 0:
-                del clients[self._client]
+            self._client_gone()
             super().connection_lost(exc)
+
+        def _client_gone(self) -> None:
+            if self._client is not None:
+                clients[self._client] -= 1
+                if clients[self._client] <= 0:
+                    del clients[self._client]
+                self._client = None
 
         def data_received(self, data: bytes) -> None:
             if self.conn.their_state is h11.IDLE:  # a request head is coming
@@ -139,6 +144,16 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
             if self._over_limit:
                 return self._answer(503, *busy)
             super().handle_websocket_upgrade(event)
+            # The socket is the WebSocket protocol's now, and this one hears no connection_lost:
+            # the client's count goes down when the WebSocket's connection goes.
+            websocket = self.transport.get_protocol()
+            lost = websocket.connection_lost
+
+            def connection_lost(exc: Exception | None) -> None:
+                self._client_gone()
+                lost(exc)
+
+            websocket.connection_lost = connection_lost  # type: ignore[method-assign]
 
         def send_400_response(self, msg: str) -> None:
             # h11 refused the head: over its limit (h11_max_incomplete_event_size), or malformed.
@@ -157,14 +172,15 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
             self._head_done()
             self._head_bytes = len(self.conn.trailing_data[0])  # pipelined, already here
             self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_late)
-            self._head_open = True
-            heads[self._client] += 1
+            if self._client is not None:
+                self._head_open = True
+                heads[self._client] += 1
 
         def _head_done(self) -> None:
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
-            if self._head_open:
+            if self._head_open and self._client is not None:
                 self._head_open = False
                 heads[self._client] -= 1
                 if heads[self._client] <= 0:

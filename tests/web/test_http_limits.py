@@ -282,3 +282,21 @@ def test_one_client_with_hundreds_of_unfinished_heads_does_not_shut_out_the_othe
     assert served == 40, f"{40 - served} of another client's 40 requests failed"
     assert refused >= 100, refused  # all but its 10 of the attacker's were answered 503 at once
     print(f"another client under 120 unfinished heads: 40/40 served, median {sorted(times)[20] * 1000:.1f} ms")
+
+
+def test_a_clients_websockets_count_while_open_and_not_after(redis_url, tmp_path):
+    """A WebSocket leaves the HTTP protocol at its upgrade: its client's count goes down when it
+    closes, not never (or one client would be shut out after its 100th socket)."""
+    env = {"COUNCIL_MAX_CONNECTIONS_PER_CLIENT": "3"}
+    with web(redis_url, tmp_path / "web.log", **env) as port:
+        url = f"ws://127.0.0.1:{port}/ws/chat"
+        for _ in range(3):  # more WebSockets in turn than the cap: each one's place comes back
+            with contextlib.ExitStack() as sockets:
+                for _ in range(3):
+                    sockets.enter_context(connect(url, open_timeout=10))
+                status, _, body = request(port, b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert status == 503
+                message = assert_error_body(body, "too_many_connections")["message"]
+                assert "COUNCIL_MAX_CONNECTIONS_PER_CLIENT" in message
+            time.sleep(0.5)
+            assert request(port, b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")[0] == 200
