@@ -320,6 +320,8 @@ class ChatSession:
                 await asyncio.wait_for(asyncio.shield(running), STOP_WAIT_S)
         if where is not None and where.turn_id == stopped:
             await self.remember_heard(where)
+        if stopped is not None:  # its clips will not be played: freed, off the user's share (meter.py)
+            await self.services.meter.heard(self.runner.user, self.session_id, stopped, None)
 
     async def remember_heard(self, where: Position) -> None:
         found = await heard(self.services.aredis, self.services.settings.queues, self.session_id, where)
