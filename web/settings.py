@@ -175,6 +175,8 @@ class AppSettings(EnvSettings):
     # /v1/audio/transcriptions: a file larger than this goes to the batch queue, not the realtime
     # one kept for conversations (a minute of 16 kHz WAV is ~1.9 MB).
     v1_realtime_max_bytes: int = Field(default=2 * 2**20, gt=0)
+    # ... or whose header says it lasts longer than this (WAV, FLAC: a 1.3 MB FLAC may hold 2 h).
+    v1_realtime_max_s: float = Field(default=120.0, gt=0)
     # Redis connections of this process (commands are short: a few ms each even under load), and
     # how long a command waits for a free one when a burst of sessions wants more (see services.py).
     redis_pool_size: int = Field(default=100, gt=0)

@@ -47,6 +47,7 @@ from shared_schemas import MAX_AUDIO_BYTES, ErrorCode, Event, EventType, Progres
 
 from ..auth import user_of
 from ..batch import format_hint, read_form, safe_filename
+from ..lengths import declared_seconds
 from ..services import Services, services
 from ..transcripts import render
 from . import jobs, sse
@@ -188,7 +189,10 @@ async def create_transcription(request: Request) -> Response:
     if not data:
         raise invalid("The file is empty: there is nothing to transcribe.", "file", ErrorCode.EMPTY_AUDIO)
     # A long file goes to the batch queue: it must not hold the worker kept free for conversations.
-    queue = s.settings.queues.batch_queue if len(data) > s.settings.v1_realtime_max_bytes else None
+    # (Long by its size, or by what its header says: a small FLAC may hold hours.)
+    seconds = declared_seconds(data)
+    long = len(data) > s.settings.v1_realtime_max_bytes or (seconds or 0) > s.settings.v1_realtime_max_s
+    queue = s.settings.queues.batch_queue if long else None
     events = _events(s, asked, data, user, queue)
     # The first event (the transcript itself, for all but long files; all of it when not streamed)
     # before any answer: a refused budget, bad audio or a timeout is then still an HTTP status. A
