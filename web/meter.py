@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis.exceptions
+
 from council import Budgets, Payer
 from queues import AsyncBlobStore, AsyncStorage, BlobTooLarge, JobClient
 from shared_schemas import ErrorCode, JobPayload, ListenJob, Refusal, SynthesisJob, TranscriptionJob
@@ -92,8 +94,10 @@ class Meter:
         """The storage limits, from Redis's `maxmemory` as it is now (read again every 30 s)."""
         now = time.monotonic()
         if self._limits is None or now - self._limits[0] > LIMITS_TTL_S:
-            info = await self.blobs.connection.info("memory")
-            maxmemory = int(info.get("maxmemory", 0))
+            try:
+                maxmemory = int((await self.blobs.connection.info("memory")).get("maxmemory", 0))
+            except redis.exceptions.ResponseError:  # INFO denied to this user (ACL): the quota alone
+                maxmemory = 0
             self._limits = (now, StorageLimits.of(maxmemory, self.quota_bytes, self.user_share, self.reserve))
         return self._limits[1]
 
