@@ -162,6 +162,9 @@ class AppSettings(EnvSettings):
     # WebSocket frames one user's sockets are read at, all together, a second (a burst of twice
     # it); past it they are read later, not refused (web/pace.py). 0: no limit.
     max_frames_per_user_s: float = Field(default=200.0, ge=0)
+    # HTTP requests (/api, /v1) one user may have under way at once, all connections together; past
+    # it, 429 rate_limited (web/requests.py). 0: no cap.
+    max_requests_per_user: int = Field(default=32, ge=0)
     # Audio a user may have stored for the workers (uploads, recordings) within a blob's lifetime.
     blob_quota_bytes: int = Field(default=1024 * 2**20, gt=0)
     # With Redis's maxmemory set: one user's stored audio (uploads, recordings, answers' speech) may
