@@ -39,6 +39,18 @@ from .scaling import pinned_worker
 SENTENCE = "please call me back tomorrow morning"
 CHUNK = 8192
 
+# The load generator is one client (one address, one anonymous user) standing in for hundreds of
+# people: the caps on what one client or user may hold (web/__main__.py, web/streams.py,
+# web/pace.py, web/requests.py) are lifted for it, or they would refuse it by design.
+ONE_CLIENT_FOR_MANY = {
+    "COUNCIL_MAX_CONNECTIONS_PER_CLIENT": "100000",
+    "COUNCIL_MAX_HEADS_PER_CLIENT": "100000",
+    "COUNCIL_MAX_STREAMS_PER_USER": "0",
+    "COUNCIL_MAX_FRAMES_PER_USER_S": "0",
+    "COUNCIL_MAX_REQUESTS_PER_USER": "0",
+    "COUNCIL_MAX_RECORDING_BYTES_PER_USER": str(2**40),
+}
+
 
 @dataclass
 class Tally:
@@ -232,7 +244,7 @@ async def main() -> None:
                 pinned_worker(settings, cores[n % len(cores)], args.worker_python, folder / f"worker-{n}.log")
             )
         port = free_port()
-        env = {**os.environ, "COUNCIL_REDIS_URL": url, "COUNCIL_RESPONDER": "echo"}
+        env = {**os.environ, "COUNCIL_REDIS_URL": url, "COUNCIL_RESPONDER": "echo", **ONE_CLIENT_FOR_MANY}
         app = [sys.executable, "-m", "web", "--port", str(port), "--log-level", "WARNING"]
         stack.enter_context(process(app, env, log=folder / "app.log"))
         app_url = f"http://127.0.0.1:{port}"

@@ -208,7 +208,10 @@ def serve(settings: QueueSettings) -> tuple[str, uvicorn.Server, threading.Threa
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(AppSettings(queues=settings), make_responder=responder_factory(("espeak", "piper")))
+    # Its speakers are one anonymous user standing in for several: no per-user cap on microphones.
+    app = create_app(
+        AppSettings(queues=settings, max_streams_per_user=0), make_responder=responder_factory(("espeak", "piper"))
+    )
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", ws_max_size=2**20))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -4,18 +4,14 @@ Each error carries a `code` and whether trying again may help (`retryable`), so 
 can turn any of them into its one error shape without knowing the council's internals.
 """
 
-from shared_schemas import ErrorCode
+from shared_schemas import ErrorCode, Refusal
 
 
-class CouncilError(Exception):
+class CouncilError(Refusal):
     """Base of the council's errors; the message says what to do about it."""
 
     code = ErrorCode.COUNCIL_FAILED
     retryable = False
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class ConfigError(CouncilError, ValueError):

@@ -15,6 +15,7 @@ from ._fair import FairShare, RateLimited
 from ._hub import REDIS_DOWN, EventHub, Subscription
 from ._logs import configure_logging, log_context
 from ._status import JobStatus, ajob_status, job_status
+from ._storage import AsyncStorage
 from ._voices import announce_voices, voices_key
 from ._wavs import join_wavs
 from .mic import MicKeys, MicReader, MicWriter
@@ -35,6 +36,7 @@ __all__ = [
     "SPEECH",
     "AsyncBlobStore",
     "AsyncEventPublisher",
+    "AsyncStorage",
     "BlobMissing",
     "BlobStore",
     "BlobTooLarge",

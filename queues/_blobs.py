@@ -9,6 +9,7 @@ import secrets
 import redis
 import redis.asyncio
 
+from ._storage import Storage, clips_key
 from .settings import QueueSettings
 
 
@@ -50,10 +51,29 @@ class BlobStore(_Blobs):
         super().__init__(settings)
         self.connection = connection
 
-    def put(self, session_id: str, data: bytes, suffix: str = "") -> str:
+    def put(
+        self,
+        session_id: str,
+        data: bytes,
+        suffix: str = "",
+        *,
+        user: str | None = None,
+        clip: tuple[str, int, int] | None = None,
+    ) -> str:
+        """Store `data`; counted against `user` when given (storage.py), and kept as a clip of a
+        turn (turn id, sentence index, chunk), to be freed when heard."""
         self._check(data)
         key = self.new_key(session_id, suffix)
-        self.connection.set(key, data, ex=self.settings.blob_ttl_s)
+        with self.connection.pipeline(transaction=True) as pipe:
+            pipe.set(key, data, ex=self.settings.blob_ttl_s)
+            if user is not None:
+                Storage(self.settings, self.connection).count(pipe, user, len(data))
+            if clip is not None:
+                turn_id, index, chunk = clip
+                clips = clips_key(self.settings, session_id, turn_id)
+                pipe.hset(clips, f"{index}:{chunk}", key)
+                pipe.expire(clips, self.settings.blob_ttl_s)
+            pipe.execute()
         return key
 
     def get(self, key: str) -> bytes:

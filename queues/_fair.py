@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from shared_schemas import ErrorCode, JobPayload, ListenJob, PingJob
+from shared_schemas import ErrorCode, JobPayload, ListenJob, PingJob, Refusal
 
 from .settings import QueueSettings
 
@@ -233,12 +233,13 @@ return false
 )
 
 
-class RateLimited(Exception):
+class RateLimited(Refusal):
     """A user or session has as many jobs waiting as it may: nothing was enqueued.
 
     The app answers it as `rate_limited` (HTTP 429 with `Retry-After: retry_after_s`)."""
 
     code = ErrorCode.RATE_LIMITED
+    retryable = True  # once some of the jobs waiting have run
 
     def __init__(self, scope: str, name: str, waiting: int, limit: int) -> None:
         self.scope = scope  # "user" or "session"
@@ -246,11 +247,10 @@ class RateLimited(Exception):
         self.limit = limit
         self.retry_after_s = RETRY_AFTER_S
         who = "You have" if scope == "user" else "This session has"
-        self.message = (
+        super().__init__(
             f"{who} {waiting} jobs waiting in the queues; at most {limit} may wait at once, so nothing more "
             f"was queued. Try again in {RETRY_AFTER_S} seconds, when some have run."
         )
-        super().__init__(self.message)
 
 
 def groups(settings: QueueSettings) -> tuple[tuple[str, ...], ...]:

@@ -4,7 +4,7 @@ Pydantic models (they cross as JSON), the limits both sides check, and the sente
 sides share. Import from here, not from the modules: they are private (`_jobs`, `_events`, ...).
 """
 
-from ._errors import ErrorCode, JobError
+from ._errors import ErrorCode, JobError, Refusal
 from ._events import Event, EventType
 from ._jobs import ChatMessage, GenerationJob, JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
 from ._limits import (
@@ -51,6 +51,7 @@ __all__ = [
     "ListenJob",
     "PingJob",
     "Progress",
+    "Refusal",
     "Segment",
     "SentenceBuffer",
     "Speech",

@@ -4,6 +4,8 @@ these; tests/shared_schemas/test_error_codes.py finds every code the code base e
 it is here, and that web/PROTOCOL.md lists them all.
 
 A failed job comes back as a `JobError` (a code, a sentence to act on, whether to try again).
+A refusal raised in the app (a budget, a quota, a queue limit, the council) is a `Refusal`: the
+same three fields, so whatever a turn meets ends it with them.
 """
 
 from enum import StrEnum
@@ -90,7 +92,10 @@ MEANING: Final[dict[ErrorCode, str]] = {
     ErrorCode.TIMEOUT: "the job ran past its time limit",
     ErrorCode.WORKER_LOST: "the worker running the job (or listening) died; try again",
     ErrorCode.BUDGET_EXCEEDED: "a budget does not allow it (which one, and when it resets), or an operator froze it",
-    ErrorCode.RATE_LIMITED: "too many jobs queued or running for this user or session; Retry-After says when",
+    ErrorCode.RATE_LIMITED: (
+        "too many jobs queued or running for this user or session, or microphones open for this user; "
+        "Retry-After says when"
+    ),
     ErrorCode.AUDIO_QUOTA: "this user has stored as much audio as they may for now",
     ErrorCode.SERVER_BUSY: "the app holds as much recorded audio as it may; try again, or stream the microphone",
     ErrorCode.LLM_UNAVAILABLE: "no language model answers: start it, or run with COUNCIL_RESPONDER=echo",
@@ -98,7 +103,9 @@ MEANING: Final[dict[ErrorCode, str]] = {
     ErrorCode.COUNCIL_CONFIG: "the members file or a council setting is wrong",
     ErrorCode.INTERRUPTED: "the server restarted while it answered; ask again",
     ErrorCode.QUEUE_UNAVAILABLE: "Redis cannot be reached right now; try again (Retry-After)",
-    ErrorCode.STORAGE_FULL: "Redis is at its memory limit: nothing was stored or queued",
+    ErrorCode.STORAGE_FULL: (
+        "Redis is at its memory limit, or stored audio at its share of it: nothing was stored or queued"
+    ),
     ErrorCode.BAD_FRAME: "a WebSocket frame is not JSON, of an unknown type, or has a wrong field",
     ErrorCode.FRAME_TOO_LARGE: "a text frame is over 64 KiB",
     ErrorCode.BAD_STATE: "a frame that does not fit now (audio outside a recording or stream, one opened twice)",
@@ -115,7 +122,9 @@ MEANING: Final[dict[ErrorCode, str]] = {
     ErrorCode.METHOD_NOT_ALLOWED: "that method does not apply to this path",
     ErrorCode.TOO_LARGE: "the request body is over its limit",
     ErrorCode.HEADERS_TOO_LARGE: "the request's head is over COUNCIL_MAX_HEADER_BYTES",
-    ErrorCode.TOO_MANY_CONNECTIONS: "the server has COUNCIL_MAX_CONNECTIONS open; try again",
+    ErrorCode.TOO_MANY_CONNECTIONS: (
+        "the server has COUNCIL_MAX_CONNECTIONS open, or this client its share of them; try again"
+    ),
     ErrorCode.NO_FILES: "a batch with no file in it",
     ErrorCode.TOO_MANY_FILES: "a batch with more files than one request may carry",
     ErrorCode.UNKNOWN_FORMAT: "a transcript format that is not json, txt, srt or vtt",
@@ -145,3 +154,19 @@ class JobError(BaseModel):
     @classmethod
     def of(cls, code: ErrorCode, message: str) -> "JobError":
         return cls(code=code, message=message, retryable=code in RETRYABLE)
+
+
+class Refusal(Exception):
+    """The one base of the errors a request or a turn can be refused or failed with: a `code`, a
+    `message` to act on, and whether trying again may help (`retryable`). Subclasses set `code`
+    and `retryable`; a turn that meets one ends with `turn_done` carrying the three."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_error(self) -> dict[str, str | bool]:
+        return {"code": str(self.code), "message": self.message, "retryable": self.retryable}

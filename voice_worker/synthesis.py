@@ -65,7 +65,13 @@ def synthesize(job: SynthesisJob, engines: Engines, blobs: BlobStore, events: Jo
             spoken = iter([(engine.synthesize(sentence, job.voice), True)])
         for n, (audio, done) in enumerate(spoken):
             clip = SpeechClip(
-                audio_key=blobs.put(job.session_id, encode_wav(audio), ".wav"),
+                audio_key=blobs.put(
+                    job.session_id,
+                    encode_wav(audio),
+                    ".wav",
+                    user=job.user or "anonymous",  # counted against them (queues/_storage.py)
+                    clip=(job.turn_id, job.index + i, n) if job.turn_id else None,
+                ),
                 sample_rate=audio.sample_rate,
                 duration_s=round(audio.duration_s, 3),
                 voice=job.voice,

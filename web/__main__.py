@@ -11,6 +11,10 @@ request head cost 20 s of CPU; 40 connections that never finished their heads st
   response, is closed.
 - A connection beyond COUNCIL_MAX_CONNECTIONS (HTTP, WebSocket, or a head still coming) is
   answered 503. uvicorn's own `limit_concurrency` answers in plain text, and lets WebSockets by.
+- One client (an IP address) may hold COUNCIL_MAX_CONNECTIONS_PER_CLIENT of them, and
+  COUNCIL_MAX_HEADS_PER_CLIENT whose request head is not complete: a connection past either is
+  answered 503 and closed at once, so it never counts against the others (1,100 half-sent heads of
+  one client had made 90 of 170 other clients' requests fail).
 
 Every refusal is in the app's one error shape.
 """
@@ -23,6 +27,7 @@ import logging
 import os
 import re
 import sys
+from collections import Counter
 from typing import Any
 
 import h11
@@ -64,6 +69,15 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
         "or shorter ones.",
     )
 
+    def per_client(what: str, limit: int, name: str) -> tuple[str, str]:
+        return (
+            ErrorCode.TOO_MANY_CONNECTIONS,
+            f"This client has {limit} {what} open, its limit ({name}). Finish or close some and try again.",
+        )
+
+    clients: Counter[str] = Counter()  # connections open, by client address
+    heads: Counter[str] = Counter()  # of them, those whose request head is still coming
+
     class BoundedH11(H11Protocol):
         # Reaches into uvicorn's H11Protocol (0.54): the methods overridden here, and its `conn`
         # (h11), `transport`, `connections` and per-connection `app`. tests/web/test_http_limits.py
@@ -71,9 +85,25 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
         _head_timer: asyncio.TimerHandle | None = None
         _head_bytes = 0  # received since the request head began
         _over_limit = False
+        _client: str | None = None
+        _head_open = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            peer = transport.get_extra_info("peername")
+            client = self._client = str(peer[0]) if isinstance(peer, tuple) else ""
+            clients[client] += 1
+            if clients[client] > limits.max_connections_per_client:
+                log.info("refusing a connection: its client has %d open", clients[client] - 1)
+                return self._answer(
+                    503,
+                    *per_client("connections", limits.max_connections_per_client, "COUNCIL_MAX_CONNECTIONS_PER_CLIENT"),
+                )
+            if heads[client] >= limits.max_heads_per_client:
+                log.info("refusing a connection: its client has %d request heads unfinished", heads[client])
+                return self._answer(
+                    503, *per_client("unfinished requests", limits.max_heads_per_client, "COUNCIL_MAX_HEADS_PER_CLIENT")
+                )
             if len(self.connections) > limits.max_connections:
                 log.warning("refusing a connection: %d open (COUNCIL_MAX_CONNECTIONS)", len(self.connections) - 1)
                 self._over_limit = True
@@ -82,7 +112,15 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._head_done()
+            self._client_gone()
             super().connection_lost(exc)
+
+        def _client_gone(self) -> None:
+            if self._client is not None:
+                clients[self._client] -= 1
+                if clients[self._client] <= 0:
+                    del clients[self._client]
+                self._client = None
 
         def data_received(self, data: bytes) -> None:
             if self.conn.their_state is h11.IDLE:  # a request head is coming
@@ -106,6 +144,16 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
             if self._over_limit:
                 return self._answer(503, *busy)
             super().handle_websocket_upgrade(event)
+            # The socket is the WebSocket protocol's now, and this one hears no connection_lost:
+            # the client's count goes down when the WebSocket's connection goes.
+            websocket = self.transport.get_protocol()
+            lost = websocket.connection_lost
+
+            def connection_lost(exc: Exception | None) -> None:
+                self._client_gone()
+                lost(exc)
+
+            websocket.connection_lost = connection_lost  # type: ignore[method-assign]
 
         def send_400_response(self, msg: str) -> None:
             # h11 refused the head: over its limit (h11_max_incomplete_event_size), or malformed.
@@ -124,14 +172,23 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
             self._head_done()
             self._head_bytes = len(self.conn.trailing_data[0])  # pipelined, already here
             self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_late)
+            if self._client is not None:
+                self._head_open = True
+                heads[self._client] += 1
 
         def _head_done(self) -> None:
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
+            if self._head_open and self._client is not None:
+                self._head_open = False
+                heads[self._client] -= 1
+                if heads[self._client] <= 0:
+                    del heads[self._client]
 
         def _head_late(self) -> None:
             self._head_timer = None
+            self._head_done()
             if not self.transport.is_closing():
                 log.info("closing a connection: no whole request head within %g s", limits.header_timeout_s)
                 self.transport.close()

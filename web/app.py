@@ -17,6 +17,7 @@ from council import Responder
 from . import audio, batch, chat, health, metrics, openapi, speech, usage, v1
 from .auth import TokenAuth
 from .errors import handlers
+from .requests import RequestsPerUser
 from .services import Services, services
 from .settings import AppSettings
 from .sitecheck import SiteCheck
@@ -82,6 +83,8 @@ def create_app(
             # First: a foreign Host or a page elsewhere is refused before anything else runs.
             Middleware(SiteCheck, hosts=settings.server.hosts, origins=settings.server.origins),
             Middleware(TokenAuth, tokens=settings.token_users),
+            # Then: what one user may have under way at once.
+            Middleware(RequestsPerUser, cap=settings.max_requests_per_user),
         ],
         exception_handlers=handlers,
         lifespan=lifespan,

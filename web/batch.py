@@ -54,6 +54,8 @@ class BatchFile(BaseModel):
     job_id: str
     filename: str
     size: int
+    # Where its audio waits for a worker (freed when the file is cancelled).
+    audio_key: str | None = None
     # Set when the file was refused at upload and never enqueued.
     error: FileError | None = None
 
@@ -214,7 +216,7 @@ async def _store(
         entry.error = FileError(code=ErrorCode.EMPTY_AUDIO, message=f"{filename} is empty: there is nothing to hear.")
         return entry, None
     session_id = f"batch-{batch_id}"
-    key = await s.meter.store_audio(user, session_id, await upload.read())
+    key = entry.audio_key = await s.meter.store_audio(user, session_id, await upload.read())
     job = TranscriptionJob(
         session_id=session_id,
         job_id=entry.job_id,
@@ -407,7 +409,7 @@ async def cancel_batch(request: Request) -> JSONResponse:
     """Cancel every file of a batch; what happened to each (see `cancel_file`)."""
     s = services(request)
     record = await load_record(s, request.path_params["batch_id"], user_of(request))
-    return _cancelled(record, [await _cancel(s, entry) for entry in record.files])
+    return _cancelled(record, [await _cancel(s, entry, record.owner) for entry in record.files])
 
 
 async def cancel_file(request: Request) -> JSONResponse:
@@ -418,13 +420,15 @@ async def cancel_file(request: Request) -> JSONResponse:
     entry = next((f for f in record.files if f.job_id == request.path_params["job_id"]), None)
     if entry is None:
         raise ApiError(404, ErrorCode.NOT_FOUND, "No such file in this batch.")
-    return _cancelled(record, [await _cancel(s, entry)])
+    return _cancelled(record, [await _cancel(s, entry, record.owner)])
 
 
-async def _cancel(s: Services, entry: BatchFile) -> dict[str, str]:
+async def _cancel(s: Services, entry: BatchFile, user: str) -> dict[str, str]:
     outcome = "ended" if entry.error else await s.jobs.astop(entry.job_id)
     if outcome == "canceled":
         await s.meter.release(entry.job_id)  # it will not run: its hold goes back
+        if entry.audio_key is not None:  # nor will its audio be read: freed, off the user's share
+            await s.meter.forget_audio(user, {entry.audio_key: entry.size})
     return {"job_id": entry.job_id, "filename": entry.filename, "cancel": outcome}
 
 

@@ -27,9 +27,8 @@ from pydantic import ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from council import BudgetExceeded
-from queues import BlobMissing, RateLimited, Subscription, atrimmed, log_context
-from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, ErrorCode, Event, EventType, JobError
+from queues import BlobMissing, Subscription, atrimmed, log_context
+from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, ErrorCode, Event, EventType, JobError, Refusal
 
 from . import metrics
 from .audio import audio_url, pcm_frame
@@ -140,6 +139,7 @@ class ChatSession:
 
     async def receive(self) -> None:
         while True:
+            await self.services.pace.wait(self.runner.user)  # one user's share of the loop (pace.py)
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
@@ -194,6 +194,10 @@ class ChatSession:
                 self.played.add(frame.turn_id)
                 self.spoken.echo.played(frame.turn_id, frame.done)
                 await self.playback.save(frame)
+                # Clips heard are freed (off the user's share of storage: web/meter.py).
+                await self.services.meter.heard(
+                    self.runner.user, self.session_id, frame.turn_id, None if frame.done else frame.index
+                )
             case Interrupt():
                 await self.interrupt(frame.heard)
 
@@ -221,14 +225,14 @@ class ChatSession:
             return await self.reject(
                 ErrorCode.AUDIO_TOO_LARGE, f"A spoken turn is limited to {MAX_AUDIO_BYTES // 2**20} MiB."
             )
-        if not self.services.recordings.take(len(data)):
+        if (over := self.services.recordings.take(len(data), self.runner.user)) is not None:
             self.drop_recording()
-            return await self.reject(ErrorCode.SERVER_BUSY, BUSY)
+            return await self.reject(*over)
         self.audio.extend(data)
 
     def drop_recording(self) -> None:
         """The open recording is over (ended, refused or abandoned): its bytes are let go."""
-        self.services.recordings.give_back(len(self.audio))
+        self.services.recordings.give_back(len(self.audio), self.runner.user)
         self.state, self.recording, self.audio = State.IDLE, None, bytearray()
 
     # -- the microphone --------------------------------------------------------------------------
@@ -239,7 +243,7 @@ class ChatSession:
         mic = Mic(self.services, self.session_id, self.runner.user, frame.mode)
         try:
             await mic.open()
-        except (BudgetExceeded, RateLimited) as exc:
+        except Refusal as exc:  # a budget, the user's queue limit or their microphones' cap
             return await self.reject(exc.code, exc.message)
         self.streams.add(mic.stream_id)
         self.state, self.mic, self.listening = State.LISTENING, mic, frame
@@ -254,7 +258,8 @@ class ChatSession:
         mic = self.mic
         self.mic_closed()
         if mic is not None:
-            log.warning("microphone stream %s failed: %s", mic.stream_id, error.message)
+            level = logging.WARNING if error.code == ErrorCode.WORKER_LOST else logging.INFO
+            log.log(level, "microphone stream %s failed: %s (%s)", mic.stream_id, error.message, error.code)
             await mic.fail(error)
 
     async def hang_up(self) -> None:
@@ -331,6 +336,8 @@ class ChatSession:
                 await asyncio.wait_for(asyncio.shield(running), STOP_WAIT_S)
         if where is not None and where.turn_id == stopped:
             await self.remember_heard(where)
+        if stopped is not None:  # its clips will not be played: freed, off the user's share (meter.py)
+            await self.services.meter.heard(self.runner.user, self.session_id, stopped, None)
 
     async def remember_heard(self, where: Position) -> None:
         found = await heard(self.services.aredis, self.services.settings.queues, self.session_id, where)
@@ -341,6 +348,7 @@ class ChatSession:
         await self.runner.publish(where.turn_id, EventType.MESSAGE, payload)
 
     async def reject(self, code: str, message: str) -> None:
+        log.info("frame refused: %s (%s)", message, code)  # the client's mistake or a limit: no trace
         metrics.BAD_FRAMES.labels(code).inc()
         await self.send(error_frame(code, message))
 
@@ -350,10 +358,6 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("turn %s failed", task.get_name(), exc_info=task.exception())
 
 
-BUSY = (
-    "The server holds as much recorded audio as it may right now (others are uploading too), so this "
-    "recording was dropped. Try again in a moment, or stream the microphone instead (listen)."
-)
 TRIMMED = (
     "The oldest part of this conversation is no longer kept (the server keeps its latest events): what "
     "you see starts at the first event still there."

@@ -14,10 +14,10 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketState
 
 from council import BudgetExceeded
-from queues import REDIS_DOWN, RateLimited
-from shared_schemas import ErrorCode
+from queues import REDIS_DOWN, BlobTooLarge, RateLimited
+from shared_schemas import ErrorCode, Refusal
 
-from .meter import QuotaExceeded
+from .meter import QuotaExceeded, StorageFull
 from .protocol import error_frame
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def translate(exc: BaseException) -> ApiError | None:
     """The ApiError a lower library's exception stands for; None for one that is a bug (500)."""
     if isinstance(exc, BudgetExceeded | QuotaExceeded | RateLimited):
         return ApiError(429, exc.code, exc.message)
+    if isinstance(exc, StorageFull):
+        return ApiError(503, exc.code, exc.message)
     if storage_full(exc):
         return ApiError(
             503,
@@ -62,6 +64,24 @@ def translate(exc: BaseException) -> ApiError | None:
             f"Try again in {RETRY_AFTER_S} seconds.",
         )
     return None
+
+
+INTERNAL_MESSAGE = "Something went wrong on our side. Try again."
+
+
+def error_of(exc: Exception) -> dict[str, str | bool]:
+    """What a turn that met `exc` ends with: `{code, message, retryable}`. A refusal carries its
+    own; Redis away or full is `queue_unavailable` / `storage_full` (worth another try later); a
+    blob too large is `audio_too_large`; anything else is a bug (`internal`), logged with its trace."""
+    if isinstance(exc, Refusal):
+        return exc.as_error()
+    if (api := translate(exc)) is not None:
+        return {"code": str(api.code), "message": api.message, "retryable": True}
+    if isinstance(exc, BlobTooLarge):
+        message = f"The recording is too large: {exc}."
+        return {"code": str(ErrorCode.AUDIO_TOO_LARGE), "message": message, "retryable": False}
+    log.error("unexpected error", exc_info=exc)
+    return {"code": str(ErrorCode.INTERNAL), "message": INTERNAL_MESSAGE, "retryable": True}
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
@@ -102,6 +122,7 @@ async def refused(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
     error = translate(exc)
     if error is None:
         return await server_error(conn, exc)  # type: ignore[arg-type]
+    log.info("%s refused: %s (%s)", conn.url.path, error.message, error.code)  # expected: no trace
     if isinstance(conn, WebSocket):
         if conn.application_state is WebSocketState.CONNECTED:
             await conn.send_json(error_frame(error.code, error.message))
@@ -115,7 +136,7 @@ async def refused(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
 
 async def server_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(error_body(ErrorCode.INTERNAL, "Something went wrong on our side. Try again."), status_code=500)
+    return JSONResponse(error_body(ErrorCode.INTERNAL, INTERNAL_MESSAGE), status_code=500)
 
 
 handlers = {
@@ -123,6 +144,7 @@ handlers = {
     HTTPException: http_error,
     BudgetExceeded: refused,
     QuotaExceeded: refused,
+    StorageFull: refused,
     RateLimited: refused,
     redis.exceptions.ResponseError: refused,
     **dict.fromkeys(REDIS_UNAVAILABLE, unavailable),

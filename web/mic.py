@@ -19,7 +19,7 @@ import time
 import uuid
 
 from queues import MicWriter, mic
-from shared_schemas import ErrorCode, Event, EventType, JobError, ListenJob
+from shared_schemas import ErrorCode, Event, EventType, JobError, ListenJob, Refusal
 
 from .services import Services
 
@@ -71,6 +71,11 @@ class Mic:
             await self.writer.append(pcm)
             return None
         self._checked_at = now
+        try:  # still within the user's budget (web/meter.py): else the stream closes, saying so
+            await self.services.meter.listening(self.user, self.stream_id)
+        except Refusal as exc:
+            await self.writer.append(pcm)
+            return JobError(code=exc.code, message=exc.message, retryable=exc.retryable)
         holder = await self.writer.append_and_ask(pcm)
         if holder is not None:
             if self._lost_at is not None:
@@ -98,11 +103,19 @@ class Mic:
     async def close(self, gone: bool = False) -> None:
         """The person closed it (the turn under way ends now), or (`gone`) their connection dropped."""
         await self.writer.close(mic.GONE if gone else mic.END)
+        await self._let_go()
+
+    async def _let_go(self) -> None:
+        """The stream's place goes back; a `listen` job no listener took is cancelled, not left behind."""
+        await self.services.meter.streams.close(self.user, self.stream_id)
+        if self._listener is None and await self.writer.listener() is None:
+            await self.services.jobs.acancel(self.stream_id)
 
     async def fail(self, error: JobError) -> None:
         """Tell the session the stream failed: its ending, published once (a listener's own failure
         for the same stream, if it comes, is dropped as a repeat)."""
         await self.writer.abandon()
+        await self._let_go()
         failed = Event(
             type=EventType.FAILED,
             session_id=self.session_id,

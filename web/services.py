@@ -1,6 +1,7 @@
 """The long-lived clients the app's routes share, opened at start and closed at shutdown."""
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,10 +14,13 @@ from starlette.requests import HTTPConnection
 from billing import AsyncLedger
 from council import Budgets, CouncilResponder, EchoResponder, LLMQueue
 from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, voices_key
+from shared_schemas import ErrorCode
 
 from .meter import Meter
 from .open_turns import OpenTurns
+from .pace import Pace
 from .settings import AppSettings
+from .streams import OpenStreams
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,20 +33,41 @@ if TYPE_CHECKING:
 class Recordings:
     """The bytes of recordings this process holds (uploaded whole, until `audio_end`), all sockets
     together, within a cap: ten sockets each near the 64 MiB of one recording took the app from
-    155 MB to 1 GB. A recording that would pass the cap is refused, the others go on."""
+    155 MB to 1 GB. And one user's, all their sockets together, within a smaller one: four sockets
+    of one user holding unfinished 64 MiB recordings had taken the whole allowance. A recording
+    that would pass a cap is refused (the error to send), the others go on."""
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, per_user: int | None = None) -> None:
         self.cap = cap
+        self.per_user = per_user or cap
         self.held = 0
+        self.users: Counter[str] = Counter()
 
-    def take(self, size: int) -> bool:
+    def take(self, size: int, user: str = "anonymous") -> tuple[str, str] | None:
+        if self.users[user] + size > self.per_user:
+            return ErrorCode.AUDIO_QUOTA, USER_BUSY.format(mib=self.per_user / 2**20)
         if self.held + size > self.cap:
-            return False
+            return ErrorCode.SERVER_BUSY, BUSY
         self.held += size
-        return True
+        self.users[user] += size
+        return None
 
-    def give_back(self, size: int) -> None:
+    def give_back(self, size: int, user: str = "anonymous") -> None:
         self.held = max(0, self.held - size)
+        self.users[user] -= size
+        if self.users[user] <= 0:
+            del self.users[user]
+
+
+BUSY = (
+    "The server holds as much recorded audio as it may right now (others are uploading too), so this "
+    "recording was dropped. Try again in a moment, or stream the microphone instead (listen)."
+)
+USER_BUSY = (
+    "Your recordings under way hold {mib:.0f} MiB, as much as one user may at once "
+    "(COUNCIL_MAX_RECORDING_BYTES_PER_USER), so this one was dropped. End the others first, or stream the "
+    "microphone instead (listen)."
+)
 
 
 @dataclass
@@ -58,6 +83,7 @@ class Services:
     meter: Meter
     open_turns: OpenTurns
     recordings: Recordings
+    pace: Pace
     _llm_checked: tuple[float, list[dict[str, Any]]] | None = None
 
     async def llm_status(self) -> list[dict[str, Any]] | None:
@@ -117,9 +143,18 @@ class Services:
             blobs=blobs,
             publisher=publisher,
             responder=responder,
-            meter=Meter(budgets, jobs, blobs, settings.blob_quota_bytes),
+            meter=Meter(
+                budgets,
+                jobs,
+                blobs,
+                settings.blob_quota_bytes,
+                user_share=settings.storage_user_share,
+                reserve=settings.storage_reserve,
+                streams=OpenStreams(q, aconn, settings.max_streams_per_user),
+            ),
             open_turns=OpenTurns(q, aconn, publisher, alive_ttl_s=settings.app_alive_ttl_s, beat_s=settings.app_beat_s),
-            recordings=Recordings(settings.max_recording_bytes),
+            recordings=Recordings(settings.max_recording_bytes, settings.max_recording_bytes_per_user),
+            pace=Pace(settings.max_frames_per_user_s, burst=2 * settings.max_frames_per_user_s),
         )
         await services.hub.start()
         services.open_turns.start()

@@ -56,6 +56,11 @@ class ServerSettings(EnvSettings):
     max_header_bytes: int = Field(default=64 * 1024, gt=0)
     header_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=1000, gt=0)
+    # What one client (one IP address) may hold of max_connections: connections open, and of them
+    # heads not yet complete (slowloris). Past either, a new connection is answered 503 at once.
+    # Behind a proxy every client has its address: raise them there (or let the proxy bound them).
+    max_connections_per_client: int = Field(default=100, gt=0)
+    max_heads_per_client: int = Field(default=20, gt=0)
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -152,8 +157,29 @@ class AppSettings(EnvSettings):
     # Recordings uploaded whole (`audio_start` ... `audio_end`) are held in this process until they
     # end: at most this many bytes of them, all sockets together (each one at most MAX_AUDIO_BYTES).
     max_recording_bytes: int = Field(default=256 * 2**20, gt=0)
+    # Of those, what one user's recordings may hold, all their sockets together (one whole one).
+    max_recording_bytes_per_user: int = Field(default=64 * 2**20, gt=0)
+    # WebSocket frames one user's sockets are read at, all together, a second (a burst of twice
+    # it); past it they are read later, not refused (web/pace.py). 0: no limit.
+    max_frames_per_user_s: float = Field(default=200.0, ge=0)
+    # HTTP requests (/api, /v1) one user may have under way at once, all connections together; past
+    # it, 429 rate_limited (web/requests.py). 0: no cap.
+    max_requests_per_user: int = Field(default=32, ge=0)
     # Audio a user may have stored for the workers (uploads, recordings) within a blob's lifetime.
     blob_quota_bytes: int = Field(default=1024 * 2**20, gt=0)
+    # With Redis's maxmemory set: one user's stored audio (uploads, recordings, answers' speech) may
+    # take this share of it (at most blob_quota_bytes), and all users' together all but the reserve,
+    # which stays for jobs, events and the turns under way (web/meter.py).
+    storage_user_share: float = Field(default=0.1, gt=0, le=1)
+    storage_reserve: float = Field(default=0.3, ge=0, lt=1)
+    # Microphones (`listen` streams) one user may hold open at once, all sockets together: keep it
+    # below the listeners the workers run (WORKER_LISTENERS each), so others find one free. 0: no cap.
+    max_streams_per_user: int = Field(default=2, ge=0)
+    # /v1/audio/transcriptions: a file larger than this goes to the batch queue, not the realtime
+    # one kept for conversations (a minute of 16 kHz WAV is ~1.9 MB).
+    v1_realtime_max_bytes: int = Field(default=2 * 2**20, gt=0)
+    # ... or whose header says it lasts longer than this (WAV, FLAC: a 1.3 MB FLAC may hold 2 h).
+    v1_realtime_max_s: float = Field(default=120.0, gt=0)
     # Redis connections of this process (commands are short: a few ms each even under load), and
     # how long a command waits for a free one when a burst of sessions wants more (see services.py).
     redis_pool_size: int = Field(default=100, gt=0)

@@ -13,13 +13,13 @@ from typing import Any
 
 import redis.exceptions
 
-from council import CouncilError, LLMUnavailable, Responder, Step
-from queues import RateLimited, log_context
+from council import LLMUnavailable, Responder, Step
+from queues import log_context
 from shared_schemas import AudioFormat, ErrorCode, Event, EventType, SentenceBuffer, SynthesisJob, TranscriptionJob
 
 from . import metrics
+from .errors import error_of
 from .hold import Holds
-from .meter import QuotaExceeded
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,9 @@ class TurnRunner:
             raise
         except TurnFailed as failed:
             await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": failed.error})
-        except (CouncilError, QuotaExceeded, RateLimited) as exc:
-            log.warning("turn %s not answered: %s", turn_id, exc.message)
-            error = {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+        except Exception as exc:  # noqa: BLE001 (whatever it met, the turn ends saying so; a bug is logged)
+            error = error_of(exc)
+            log.info("turn %s not answered: %s (%s)", turn_id, error["message"], error["code"])
             await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": error})
 
     async def checked(self, turn_id: str, payload: dict[str, Any]) -> None:

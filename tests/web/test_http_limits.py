@@ -66,7 +66,8 @@ def web(redis_url: str, log: Path, **env: str) -> Iterator[int]:
 @pytest.fixture(scope="module")
 def port(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     log = tmp_path_factory.mktemp("web") / "web.log"
-    with web(redis_url, log, COUNCIL_HEADER_TIMEOUT_S=str(HEAD_TIMEOUT_S)) as port:
+    # Heads per client raised: these tests hold more than the default 20 to time them out.
+    with web(redis_url, log, COUNCIL_HEADER_TIMEOUT_S=str(HEAD_TIMEOUT_S), COUNCIL_MAX_HEADS_PER_CLIENT="100") as port:
         yield port
 
 
@@ -243,3 +244,59 @@ def test_the_limits_come_from_the_environment():
     ]:
         with pytest.raises(SettingsError, match=name):
             ServerSettings.from_env({name: bad})
+
+
+def from_address(port: int, address: str) -> socket.socket:
+    """A connection from another loopback address: another client, as the server counts them."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(address, 0))
+    sock.settimeout(10)
+    return sock
+
+
+def test_one_client_with_hundreds_of_unfinished_heads_does_not_shut_out_the_others(redis_url, tmp_path):
+    """Slowloris (#22, break 6): one client's half-sent heads fill what is left of the connection
+    limit no more; past its share of unfinished heads, its new connections are answered 503 and
+    closed at once, while every request of another client (another address) is served."""
+    env = {"COUNCIL_MAX_CONNECTIONS": "60", "COUNCIL_MAX_HEADS_PER_CLIENT": "10", "COUNCIL_HEADER_TIMEOUT_S": "30"}
+    with web(redis_url, tmp_path / "web.log", **env) as port:
+        held, refused = [], 0
+        for _ in range(120):
+            sock = opened(port)
+            sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            held.append(sock)
+        time.sleep(0.5)
+        for sock in held:
+            sock.settimeout(0.2)
+            with contextlib.suppress(TimeoutError):
+                if sock.recv(4096).startswith(b"HTTP/1.1 503"):
+                    refused += 1
+        served, times = 0, []
+        for _ in range(40):
+            start = time.monotonic()
+            with from_address(port, "127.0.0.2") as sock:
+                sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                served += read_response(sock)[0] == 200
+            times.append(time.monotonic() - start)
+        for sock in held:
+            sock.close()
+    assert served == 40, f"{40 - served} of another client's 40 requests failed"
+    assert refused >= 100, refused  # all but its 10 of the attacker's were answered 503 at once
+    print(f"another client under 120 unfinished heads: 40/40 served, median {sorted(times)[20] * 1000:.1f} ms")
+
+
+def test_a_clients_websockets_count_while_open_and_not_after(redis_url, tmp_path):
+    """A WebSocket leaves the HTTP protocol at its upgrade: its client's count goes down when it
+    closes, not never (or one client would be shut out after its 100th socket)."""
+    env = {"COUNCIL_MAX_CONNECTIONS_PER_CLIENT": "3"}
+    with web(redis_url, tmp_path / "web.log", **env) as port:
+        url = f"ws://127.0.0.1:{port}/ws/chat"
+        for _ in range(3):  # more WebSockets in turn than the cap: each one's place comes back
+            with contextlib.ExitStack() as sockets:
+                for _ in range(3):
+                    sockets.enter_context(connect(url, open_timeout=10))
+                status, _, body = request(port, b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert status == 503
+                message = assert_error_body(body, "too_many_connections")["message"]
+                assert "COUNCIL_MAX_CONNECTIONS_PER_CLIENT" in message
+            time.sleep(0.5)
+            assert request(port, b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")[0] == 200

@@ -56,3 +56,38 @@ def test_a_full_redis_answers_storage_full_and_nothing_is_half_enqueued(own_redi
                 ws.receive_json()
             assert getattr(closed.value, "code", None) == 1013
         conn.config_set("maxmemory", 0)
+
+
+def _stored(connection, settings: QueueSettings, user: str) -> int:
+    """What `user` holds, as the counters say (web/meter.py, queues/_storage.py)."""
+    keys = connection.keys(f"{settings.key_prefix}:stored:{user}:*")
+    return sum(int(v) for v in connection.mget(keys)) if keys else 0
+
+
+@pytest.mark.timeout(30)  # before: no quota, and no worker here to answer
+def test_a_v1_transcription_upload_counts_against_its_users_share(settings, connection, flite, assert_error):
+    """/v1/audio/transcriptions stored uploads with no quota at all (17 at once: Redis at 1.8x its cap)."""
+    data = flite("memo number 0")
+    user, token = f"dave{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    app = create_app(
+        AppSettings(queues=settings, responder="echo", blob_quota_bytes=len(data) // 2, api_users={user: token})
+    )
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
+        response = client.post("/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"file": ("m.wav", data)})
+        assert_error(response, 429, "audio_quota")
+    assert _stored(connection, settings, user) == 0
+
+
+def test_cancelling_a_batch_frees_its_stored_files(settings, connection, flite):
+    idle = settings.model_copy(update={"batch_queue": f"nobody-{uuid.uuid4().hex[:6]}"})
+    user, token = f"erin{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    app = create_app(AppSettings(queues=idle, responder="echo", api_users={user: token}))
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
+        batch = client.post("/api/transcriptions", files=files(flite, 2)).json()
+        held = _stored(connection, settings, user)
+        assert held > 0
+        blobs = connection.keys(f"{settings.key_prefix}:blob:batch-{batch['batch_id']}:*")
+        assert len(blobs) == 2
+        cancelled = client.delete(batch["status_url"]).json()
+        assert [f["cancel"] for f in cancelled["files"]] == ["canceled", "canceled"]
+        assert not connection.exists(*blobs) and _stored(connection, settings, user) == 0

@@ -138,6 +138,7 @@ def answered(endpoint: Endpoint) -> Endpoint:
             log.info("%s refused: %s", request.url.path, exc.message)
             return from_council(exc).response()
         except RateLimited as exc:
+            log.info("%s refused: %s (%s)", request.url.path, exc.message, exc.code)
             return from_rate_limit(exc).response()
 
     return wrapped

@@ -29,15 +29,16 @@ async def run(
     *,
     timeout: float,
     audio_bytes: Sequence[int] | None = None,
+    queue: str | None = None,
 ) -> AsyncIterator[tuple[int, Event]]:
     """(job's place in `jobs`, event) for every event of the jobs, all of one session, on the
-    realtime queue, until each has ended. A failed job raises its error (a bad input's names
+    realtime queue (or `queue`), until each has ended. A failed job raises its error (a bad input's names
     the request field at fault); `timeout` seconds with no event raise 504."""
     places = {job.job_id: n for n, job in enumerate(jobs)}
     running: set[str] = set()
     try:
         async with s.hub.subscribe(jobs[0].session_id) as sub:
-            await s.meter.enqueue_all(jobs, s.settings.queues.realtime_queue, audio_bytes=audio_bytes)
+            await s.meter.enqueue_all(jobs, queue or s.settings.queues.realtime_queue, audio_bytes=audio_bytes)
             running.update(places)
             while running:
                 try:
@@ -63,10 +64,11 @@ async def run(
 
 
 async def _cancel(s: Services, job_ids: list[str]) -> None:
-    """Cancel the jobs still queued (a running one finishes) and give their holds back."""
+    """Cancel the jobs still queued and give their holds back; a running transcription is asked
+    to stop at the end of its piece (nobody waits for it), anything else finishes."""
     for job_id in job_ids:
         try:
-            if await s.jobs.acancel(job_id):
+            if await s.jobs.astop(job_id) == "canceled":
                 await s.meter.release(job_id)
         except redis.exceptions.RedisError as exc:
             log.warning("could not cancel job %s: %s", job_id, exc)

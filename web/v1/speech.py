@@ -140,13 +140,13 @@ class Samples:
     pcm: bytes
 
 
-async def _samples_of(s: Services, clip: SpeechClip) -> Samples:
+async def _samples_of(s: Services, clip: SpeechClip, user: str) -> Samples:
     try:
         data = await s.blobs.get(clip.audio_key)
     except BlobMissing:
         message = "A spoken clip expired before it was read. Try again."
         raise OpenAIError(502, message, code=ErrorCode.BLOB_MISSING) from None
-    await s.blobs.delete(clip.audio_key)
+    await s.meter.forget_audio(user, {clip.audio_key: 0})  # read: off the user's share
     with wave.open(io.BytesIO(data)) as w:
         if w.getnchannels() != 1 or w.getsampwidth() != 2:
             raise OpenAIError(502, "A voice worker sent audio that is not 16-bit mono.", code=ErrorCode.ENGINE_FAILED)
@@ -161,7 +161,7 @@ async def spoken(s: Services, jobs_: list[SynthesisJob]) -> AsyncIterator[Sample
         async for n, event in run:
             if event.type is EventType.AUDIO:
                 for clip in order.add(n, SpeechClip.model_validate(event.payload)):
-                    yield await _samples_of(s, clip)
+                    yield await _samples_of(s, clip, jobs_[0].user or "anonymous")
 
 
 async def frames(first: Samples, rest: AsyncIterator[Samples]) -> AsyncIterator[bytes]:

@@ -3,7 +3,9 @@
 Multipart fields, as OpenAI's clients send them:
 - `file` (required): the audio, stored in the blob store as the batch page stores files; its name's
   extension is the worker's format hint (it sniffs the bytes anyway). One transcription job on the
-  realtime queue, reserved through the app's meter before it is enqueued.
+  realtime queue (a file over COUNCIL_V1_REALTIME_MAX_BYTES: the batch queue, so a long file never
+  holds the worker kept for conversations), reserved through the app's meter before it is enqueued.
+  A client that hangs up before its answer stops its job, streamed or not.
 - `model` (required): `whisper-1`, `whisper` or `parakeet`, all meaning the workers' STT engine
   (see models.py); the answer's `X-Council-Engine` header names the one that heard it.
 - `language`: an ISO-639-1 code (`en`). Without it, English: our engines do not detect the language.
@@ -29,9 +31,10 @@ that does not decode or a timeout is an HTTP status. The audio is deleted when t
 
 import asyncio
 import contextlib
+import logging
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Final
 
 import redis.exceptions
@@ -44,6 +47,7 @@ from shared_schemas import MAX_AUDIO_BYTES, ErrorCode, Event, EventType, Progres
 
 from ..auth import user_of
 from ..batch import format_hint, read_form, safe_filename
+from ..lengths import declared_seconds
 from ..services import Services, services
 from ..transcripts import render
 from . import jobs, sse
@@ -58,6 +62,7 @@ FIELDS: Final = frozenset(
     {"file", "model", "language", "response_format", "stream", "timestamp_granularities[]", *IGNORED}
 )
 LANGUAGE = re.compile(r"^[a-z]{2}$")
+log = logging.getLogger(__name__)
 
 
 def _text_field(form: FormData, name: str) -> str | None:
@@ -183,24 +188,66 @@ async def create_transcription(request: Request) -> Response:
         await form.close()
     if not data:
         raise invalid("The file is empty: there is nothing to transcribe.", "file", ErrorCode.EMPTY_AUDIO)
-    events = _events(s, asked, data, user)
-    # The first event (the transcript itself, for all but long files) before any answer: a
-    # refused budget, bad audio or a timeout is then still an HTTP status, even when streamed.
-    _, first = await anext(events)
+    # A long file goes to the batch queue: it must not hold the worker kept free for conversations.
+    # (Long by its size, or by what its header says: a small FLAC may hold hours.)
+    seconds = declared_seconds(data)
+    long = len(data) > s.settings.v1_realtime_max_bytes or (seconds or 0) > s.settings.v1_realtime_max_s
+    queue = s.settings.queues.batch_queue if long else None
+    events = _events(s, asked, data, user, queue)
+    # The first event (the transcript itself, for all but long files; all of it when not streamed)
+    # before any answer: a refused budget, bad audio or a timeout is then still an HTTP status. A
+    # client that hangs up meanwhile stops its job: nobody waits for it.
+    try:
+        first = await unless_gone(request, _first(events, whole=not asked.stream))
+    except BaseException:
+        await events.aclose()
+        raise
+    if first is None:
+        log.info("%s: the client left before its transcript; its job was stopped", request.url.path)
+        return Response(status_code=499)
     if asked.stream:
         return sse.response(streamed(first, events))
-    async with contextlib.aclosing(events):
-        while first.type is not EventType.TRANSCRIPT:
-            _, first = await anext(events)
+    await events.aclose()
     return answer(Transcript.model_validate(first.payload), asked)
 
 
-async def _events(s: Services, asked: Asked, data: bytes, user: str) -> AsyncIterator[tuple[int, Event]]:
+async def _first(events: AsyncIterator[tuple[int, Event]], whole: bool) -> Event:
+    """The job's first event, or (`whole`) its transcript."""
+    _, event = await anext(events)
+    while whole and event.type is not EventType.TRANSCRIPT:
+        _, event = await anext(events)
+    return event
+
+
+async def unless_gone(request: Request, waiting: Coroutine[Any, Any, Event]) -> Event | None:
+    """What `waiting` gives, or None when the client hangs up first (`waiting` is cancelled, and
+    with it the job it waits for). The request's body has been read: the next ASGI message is the
+    disconnect."""
+    task = asyncio.ensure_future(waiting)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, gone):
+            if not pending.done():
+                pending.cancel()
+        await asyncio.gather(task, gone, return_exceptions=True)
+    return task.result() if not task.cancelled() else None
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _events(
+    s: Services, asked: Asked, data: bytes, user: str, queue: str | None = None
+) -> AsyncIterator[tuple[int, Event]]:
     """The job's events: its audio stored, the job enqueued through the meter, and the audio
     deleted when the request is over (the worker has read it by then, or will not need it)."""
     session_id = f"v1-stt-{uuid.uuid4().hex}"
     filename = safe_filename(asked.upload.filename, 0)
-    key = await s.blobs.put(session_id, data)
+    key = await s.meter.store_audio(user, session_id, data)  # within the user's share
     job = TranscriptionJob(
         session_id=session_id,
         job_id=session_id,
@@ -210,14 +257,15 @@ async def _events(s: Services, asked: Asked, data: bytes, user: str) -> AsyncIte
         language=asked.language,
         user=user,
     )
-    run = jobs.run(s, [job], timeout=float(s.settings.queues.transcribe_timeout_s), audio_bytes=[len(data)])
+    timeout = float(s.settings.queues.transcribe_timeout_s)
+    run = jobs.run(s, [job], timeout=timeout, audio_bytes=[len(data)], queue=queue)
     try:
         async with contextlib.aclosing(run):
             async for item in run:
                 yield item
     finally:
         with contextlib.suppress(redis.exceptions.RedisError):
-            await asyncio.shield(s.blobs.delete(key))
+            await asyncio.shield(s.meter.forget_audio(user, {key: len(data)}))
 
 
 routes = [Route("/v1/audio/transcriptions", create_transcription, methods=["POST"])]

@@ -1,0 +1,54 @@
+"""A cap on the HTTP requests one user has under way at once, all connections together: past it,
+429 `rate_limited` at once, in the one error shape. 400 concurrent chat completions of one user had
+pushed other users' first audio to 2-4 s on the one event loop; their work is bounded here before
+it starts. A streamed answer (server-sent events) counts until it ends. WebSockets are bounded by
+the frame pace instead (pace.py); the static pages and files are not counted.
+"""
+
+import json
+from collections import Counter
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shared_schemas import ErrorCode
+
+from .errors import error_body
+from .settings import ANONYMOUS
+
+RETRY_AFTER_S = 1
+
+
+class RequestsPerUser:
+    def __init__(self, app: ASGIApp, cap: int) -> None:
+        self.app = app
+        self.cap = cap
+        self.running: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or self.cap <= 0 or not path.startswith(("/api/", "/v1/")):
+            return await self.app(scope, receive, send)
+        user = str(scope.get("user") or ANONYMOUS)
+        if self.running[user] >= self.cap:
+            return await self._refuse(send)
+        self.running[user] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.running[user] -= 1
+            if self.running[user] <= 0:
+                del self.running[user]
+
+    async def _refuse(self, send: Send) -> None:
+        message = (
+            f"You have {self.cap} requests under way, as many as one user may at once "
+            f"(COUNCIL_MAX_REQUESTS_PER_USER). Wait for some to finish, and try again."
+        )
+        body = json.dumps(error_body(ErrorCode.RATE_LIMITED, message)).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(RETRY_AFTER_S).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
