@@ -107,10 +107,11 @@ def _groups(words: list[_Word]) -> list[list[_Word]]:
             if paused:
                 groups.append(group)
                 group = []
-            elif not fits(_text([*group, word])) or word.end - group[0].start > MAX_SECONDS:
-                n = _break_at(group)
-                groups.append(group[:n])
-                group = group[n:]
+            else:  # what a clause break leaves may still not take the word: break again
+                while group and (not fits(_text([*group, word])) or word.end - group[0].start > MAX_SECONDS):
+                    n = _break_at(group)
+                    groups.append(group[:n])
+                    group = group[n:]
         group.append(word)
         if _SENTENCE_END.search(word.text) and len(_text(group)) >= SENTENCE_MIN_CHARS:
             groups.append(group)

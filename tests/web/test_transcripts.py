@@ -138,6 +138,16 @@ def test_cues_end_at_sentences_and_clauses_not_where_a_segment_did():
     ]
 
 
+def test_what_a_clause_break_leaves_is_cut_again_when_it_cannot_take_the_next_word():
+    t = read_aloud(
+        "In short, the period was so far like the present period that some of its noisiest authorities "
+        "insisted on its being received for good or for evil"
+    )
+    found = cues(t)
+    assert_good_cues(found)
+    assert found[0].text.startswith("In short,")
+
+
 def test_a_word_alone_joins_a_neighbour():
     t = read_aloud("Yes.", "The council will now meet in the hall.")
     assert [c.text.replace("\n", " ") for c in cues(t)] == ["Yes. The council will now meet in the hall."]

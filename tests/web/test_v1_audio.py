@@ -148,6 +148,38 @@ def test_the_stream_is_server_sent_events(url, recording):
     assert json.loads(lines[-1].removeprefix("data: "))["type"] == "transcript.text.done"
 
 
+def srt_cues(srt: str) -> list[tuple[float, float, list[str]]]:
+    def seconds(stamp: str) -> float:
+        h, m, rest = stamp.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(rest.replace(",", "."))
+
+    found = []
+    for block in srt.strip().split("\n\n"):
+        _, times, *lines = block.split("\n")
+        start, _, end = times.partition(" --> ")
+        found.append((seconds(start), seconds(end), lines))
+    return found
+
+
+def test_subtitles_of_a_long_reading_follow_subtitling_practice(client):
+    """A person reading for 44 s, as SRT: two lines of at most 42 characters, 1 to 7 s a cue (or
+    up to the next), no one-word cues, and cues that end where a clause or sentence does."""
+    srt = client.audio.transcriptions.create(
+        model="whisper-1", file=("reading.wav", TWO_CITIES.path().read_bytes(), "audio/wav"), response_format="srt"
+    )
+    found = srt_cues(srt)
+    assert len(found) >= 6 and words_kept(TWO_CITIES.text, [" ".join(" ".join(c[2]) for c in found)]) > 0.9
+    for n, (start, end, lines) in enumerate(found):
+        assert 1 <= len(lines) <= 2 and all(len(line) <= 42 for line in lines), lines
+        assert end - start <= 7.0 and len(" ".join(lines).split()) > 1, (start, end, lines)
+        assert end - start >= 1.0 or (n + 1 < len(found) and end == found[n + 1][0]), (start, end, lines)
+    # Its first 28 s are short clauses, each closed by a comma Whisper writes: every cue ends at
+    # one. The last sentence is long and Whisper leaves some of its commas out: cut between words.
+    clauses = [lines for _, end, lines in found if end < 28.5]
+    assert len(clauses) >= 5 and all(lines[-1][-1] in ",.;:!?" for lines in clauses), srt
+    assert not any(lines[0].startswith("was ") for _, _, lines in found), srt  # "...wisdom, it / was the age"
+
+
 def test_bad_transcription_requests_say_what_to_fix(client, recording):
     with pytest.raises(openai.NotFoundError) as missing:
         client.audio.transcriptions.create(model="gpt-9-transcribe", file=("memo.wav", recording))
