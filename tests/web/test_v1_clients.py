@@ -80,7 +80,11 @@ def test_langchain_sees_503_before_a_stream_when_no_llm_answers(settings, serve)
 
 # litellm.
 
+# litellm's own types warn (pydantic on its ReadOnly TypedDicts) whenever it builds them.
+LITELLM_WARNS = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
+
+@LITELLM_WARNS
 def test_litellm_completion_whole_and_streamed(url, litellm):
     options = {"model": "openai/council", "api_base": f"{url}/v1", "api_key": "x", "num_retries": 0}
     messages = [{"role": "user", "content": QUESTION}]
@@ -90,6 +94,7 @@ def test_litellm_completion_whole_and_streamed(url, litellm):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == QUESTION
 
 
+@LITELLM_WARNS
 def test_litellm_speech_and_transcription_on_openai_s_default_names(url, litellm, recording):
     base = {"api_base": f"{url}/v1", "api_key": "x"}
     speech = litellm.speech(model="openai/tts-1", voice="alloy", input="The bridge is built.", **base)
