@@ -227,15 +227,15 @@ async def streamed(first: Event, rest: AsyncIterator[tuple[int, Event]]) -> Asyn
 
 @answered
 async def create_transcription(request: Request) -> Response:
-    return await _answer(request, "transcribe")
+    return await _transcribe_or_translate(request, "transcribe")
 
 
 @answered
 async def create_translation(request: Request) -> Response:
-    return await _answer(request, "translate")
+    return await _transcribe_or_translate(request, "translate")
 
 
-async def _answer(request: Request, task: str) -> Response:
+async def _transcribe_or_translate(request: Request, task: str) -> Response:
     s = services(request)
     user = user_of(request)
     # Refused before the upload is read: a frozen or spent user sends 25 MB for nothing otherwise.
