@@ -117,6 +117,7 @@ def test_a_long_reading_streams_each_segment_as_it_is_decoded(url):
     reading = TWO_CITIES.path().read_bytes()
     files = {"file": ("reading.wav", reading, "audio/wav")}
     arrived: list[tuple[float, dict]] = []
+    began = time.monotonic()
     with httpx.stream(
         "POST",
         f"{url}/v1/audio/transcriptions",
@@ -133,8 +134,10 @@ def test_a_long_reading_streams_each_segment_as_it_is_decoded(url):
     assert done["type"] == "transcript.text.done" and "".join(e["delta"] for _, e in deltas) == done["text"]
     assert len(deltas) >= 4 and words_kept(TWO_CITIES.text, [done["text"]]) > 0.9
     first_at = deltas[0][0]
-    # Whisper tiny.en takes seconds on 44 s here; the first segment came long before the last.
-    assert done_at - first_at > 1.0, f"the deltas came together: {[round(done_at - at, 2) for at, _ in deltas]}"
+    # Whisper decodes a piece (up to 30 s, cut at pauses) at a time: the first piece's text came
+    # while the rest was still being recognized (measured here: ~35 % of the time before the end).
+    late = [round(done_at - at, 2) for at, _ in deltas]
+    assert done_at - first_at > 0.15 * (done_at - began), f"the deltas came together: {late} s before the end"
 
 
 def test_the_stream_is_server_sent_events(url, recording):
