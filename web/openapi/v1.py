@@ -142,11 +142,12 @@ V1_PATHS: Final[dict[str, Any]] = {
     },
     "/v1/audio/speech": {
         "post": _operation(
-            "OpenAI's text to speech: our voices, streamed as each sentence is spoken",
+            "OpenAI's text to speech: our voices (or OpenAI's, mapped to ours), streamed as each sentence is spoken",
             {
                 "200": {
-                    "description": "The speech (chunked, but for wav); X-Sample-Rate: the samples' rate (pcm is "
-                    "16-bit little-endian mono at it)",
+                    "description": "The speech (chunked, but for wav and flac, whole with their length); "
+                    "X-Sample-Rate: the samples' rate (pcm is 16-bit little-endian mono at it); X-Council-Voice: "
+                    "the voice of ours that spoke",
                     "content": {v1_encoder.MEDIA_TYPES[f].partition(";")[0]: {} for f in v1_encoder.MEDIA_TYPES},
                 },
                 "400": _error(
@@ -171,7 +172,7 @@ V1_PATHS: Final[dict[str, Any]] = {
                             "properties": {
                                 "model": {"type": "string", "examples": ["tts-1"]},
                                 "input": {"type": "string", "maxLength": v1_speech.MAX_INPUT_CHARS},
-                                "voice": {"type": "string", "examples": ["max"]},
+                                "voice": {"type": "string", "examples": ["max", "alloy"]},
                                 "response_format": {"type": "string", "enum": list(v1_encoder.MEDIA_TYPES)},
                                 "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0, "default": 1.0},
                             },

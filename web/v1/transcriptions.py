@@ -22,7 +22,8 @@ Multipart fields, as OpenAI's clients send them:
   0 (it decodes greedily), `avg_logprob` the mean log of its word probabilities (0 without them),
   `compression_ratio` of the text as Whisper computes it (gzip), `no_speech_prob` 0.
 - `stream=true` (with `json` or `text`): server-sent events, a `transcript.text.delta` for each
-  segment as the worker decodes it (it publishes each in a progress event), then
+  segment as the worker decodes it (it publishes each in a progress event; Whisper decodes a
+  piece of up to 30 s, cut at pauses, at a time, so one piece's segments come together), then
   `transcript.text.done` with the whole text and `usage` (`{"type": "duration", "seconds"}`).
   Progress without new text comes as SSE comments (`: progress 0.40`).
 
