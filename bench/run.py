@@ -2,6 +2,8 @@
 
 Prints a table, then one JSON line whose keys are read by tools outside the repository.
 Starts its own worker (the worker interpreter), a floor echo process and a tiny HTTP service.
+What it needs is checked first (preflight.py); each part says on stderr when it starts and how
+long it took; Ctrl-C stops it and everything it started, with one line.
 """
 
 import argparse
@@ -25,6 +27,7 @@ from shared_schemas import EventType, PingJob, TranscriptionJob
 from .llm import bench_llm
 from .llm import report as report_llm
 from .page import bench_page
+from .preflight import Progress, missing
 from .procs import ROOT, percentile, private_redis, process
 from .stream import bench_stream
 from .turns import bench_turns
@@ -168,21 +171,31 @@ async def run(args: argparse.Namespace, url: str) -> None:
     settings = QueueSettings.from_env(env)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench-worker.log"
     worker = [args.worker_python, "-m", "voice_worker", "--log-level", "WARNING"]
+    say = Progress()
+    say(f"starting a voice worker (it loads its models; its log: {log})")
     with process(worker, env, ready="worker ready", log=log) as worker_proc:
+        say(f"{args.warmup + args.n} no-op jobs one by one, then {args.n} at once")
         rq_samples, rate = await bench_rq(settings, args.n, args.warmup)
+        say(f"transcribing a 3 s clip {args.stt_runs + 1} times")
         stt_samples, clip_s, text = await bench_stt(settings, args.stt_runs)
         question = (Path(os.environ.get("TMPDIR", "/tmp")) / "bench-3s.wav").read_bytes()
+        say(f"{args.turns} voice turns in espeak's voice, then {args.turns} in Piper's")
         espeak = await bench_turns(settings, ("espeak", "piper"), args.turns, question)  # the default
         piper = await bench_turns(settings, ("piper", "espeak"), args.turns, question)
         with tempfile.TemporaryDirectory(prefix="council-bench-") as folder:
+            say(f"streamed voice: {args.turns} hands-free turns, then 2 and 4 people at once")
             streamed = await bench_stream(settings, args.worker_python, worker_proc.pid, args.turns, Path(folder))
+            say("the page in Chromium with a fake microphone")
             page = await asyncio.to_thread(bench_page, settings, args.worker_python, Path(folder))
         llm = await bench_llm(settings, args.worker_python, args.llm_turns, env)  # with an LLM worker
     from .scaling import bench_scaling  # starts workers of its own, pinned to one core each
 
+    say("a batch of 40 files on 1 worker, then 2")
     scaling = await bench_scaling(settings, files=40)
+    say(f"the floor and HTTP round trips, {args.warmup + args.n} each")
     floor = await bench_floor(settings, args.n, args.warmup, env)
     http = await bench_http(args.n, args.warmup, env)
+    say.finished()
 
     rq, fl, ht = summary(rq_samples), summary(floor), summary(http)
     stt_ms = statistics.median(stt_samples) * 1000
@@ -283,5 +296,25 @@ async def run(args: argparse.Namespace, url: str) -> None:
     print(json.dumps(result))
 
 
+def cli() -> int:
+    """Check what the benchmark needs, run it; Ctrl-C or a part that cannot start is one line."""
+    pick = argparse.ArgumentParser(add_help=False)
+    pick.add_argument("--worker-python", default=str(ROOT / ".venv-worker/bin/python"))
+    known, _ = pick.parse_known_args()
+    if problems := missing(known.worker_python):
+        for line in problems:
+            print(f"make bench: {line}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("\nmake bench: interrupted; the processes and the Redis it started are stopped", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:  # a process of its own did not start (procs.process): its log says why
+        print(f"make bench: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(cli())

@@ -99,6 +99,18 @@ class Budgets:
 
         return cls(ledger, settings, members.load(settings.members_file), price_table.load(settings.prices_file))
 
+    @staticmethod
+    def check(settings: CouncilSettings) -> None:
+        """What `from_settings` would refuse, found before a process starts (ConfigError naming
+        the variable or file): the budgets' syntax, the members file, the price table."""
+        from . import members
+        from . import prices as price_table
+
+        parse_budget(settings.budget_daily, "COUNCIL_BUDGET_DAILY")
+        parse_budget(settings.budget_turn, "COUNCIL_BUDGET_TURN")
+        members.load(settings.members_file)
+        price_table.load(settings.prices_file)
+
     def __init__(self, ledger: AsyncLedger, settings: CouncilSettings, council: Council, prices: Prices) -> None:
         self.ledger = ledger
         self.council = council

@@ -3,7 +3,10 @@
 # serves only conversations (the speech and realtime queues: whatever batch files the first is on,
 # a turn finds a worker free; REALTIME_WORKERS=0 starts none, 2 starts two), an LLM worker for the
 # council's built-in model (WORKER_QUEUES=llm: synthesis never waits behind generation;
-# LLM_WORKERS=0 starts none), and the app (Python 3.13) on http://127.0.0.1:8000. Ctrl-C stops them all.
+# LLM_WORKERS=0 starts none), and the app (Python 3.13) on http://127.0.0.1:8000. Ctrl-C stops them
+# all, and the Redis it started (a Redis that was already running is left running, and it says so).
+# Before starting anything it checks the settings (`python -m web --check`) and that nothing
+# else listens on the app's port: each problem is one line saying what to do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export COUNCIL_REDIS_URL=${COUNCIL_REDIS_URL:-redis://127.0.0.1:6379/0}
@@ -14,6 +17,19 @@ LLM_WORKERS=${LLM_WORKERS:-1}
 # The app answers only the host names it knows (COUNCIL_ALLOWED_HOSTS): ask by a loopback one
 # when it listens on every interface (which it does only with a token, or COUNCIL_ALLOW_OPEN=1).
 case "$HOST" in 0.0.0.0|::|"[::]") LOCAL=127.0.0.1 ;; *) LOCAL=$HOST ;; esac
+
+# Checked before anything starts: the settings, then the port.
+.venv-app/bin/python -m web --check --host "$HOST" --port "$PORT" || exit 1
+if (exec 3<>"/dev/tcp/$LOCAL/$PORT") 2>/dev/null; then
+  echo "Port $PORT on $LOCAL is in use by another program (another Council?): stop it, or run on another port:" \
+    "COUNCIL_PORT=$((PORT + 1)) make run" >&2
+  exit 1
+fi
+
+hostport=${COUNCIL_REDIS_URL#*://}; hostport=${hostport#*@}; hostport=${hostport%%/*}
+REDIS_HOST=${hostport%%:*}; REDIS_PORT=${hostport##*:}; [[ $REDIS_PORT == "$REDIS_HOST" ]] && REDIS_PORT=6379
+redis_was_up=0
+redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1 && redis_was_up=1
 scripts/ensure-redis.sh
 
 pids=()
@@ -22,9 +38,15 @@ stop() {
   echo; echo "Stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if ((redis_was_up)); then
+    echo "Redis at $REDIS_HOST:$REDIS_PORT was running before: left running."
+  elif redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" shutdown >/dev/null 2>&1; then
+    echo "Stopped the Redis started on $REDIS_HOST:$REDIS_PORT (its data is kept for the next make run)."
+  fi
   echo "Stopped."
 }
-trap stop INT TERM EXIT
+trap 'stop; exit 130' INT TERM
+trap stop EXIT
 
 .venv-worker/bin/python -m voice_worker &
 pids+=($!)

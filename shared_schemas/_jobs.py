@@ -46,6 +46,9 @@ class TranscriptionJob(_Payload):
     vad: bool = True
     # The conversation turn this recording starts, when it does.
     turn_id: Id | None = None
+    # `translate`: English text of speech in any language (/v1/audio/translations); an engine
+    # that cannot refuses the job, saying so.
+    task: Literal["transcribe", "translate"] = "transcribe"
 
 
 class SynthesisJob(_Payload):

@@ -21,6 +21,16 @@ class Segment(_Result):
     start: float = Field(ge=0)
     end: float = Field(ge=0)
     words: list[Word] = []
+    # Whisper's decoding details, where the engine reports them (None elsewhere): the mean log
+    # probability of its tokens, the gzip compression ratio of its text, the probability that
+    # the window held no speech, the decoding temperature, its token ids, and the window's start
+    # in 10 ms frames (Whisper's `seek`).
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+    temperature: float | None = None
+    tokens: list[int] | None = None
+    seek: int | None = Field(default=None, ge=0)
 
 
 class Transcript(_Result):
@@ -85,6 +95,8 @@ class Progress(_Result):
     kind: Literal["progress"] = "progress"
     done: float = Field(ge=0, description="Seconds of audio processed so far.")
     total: float = Field(ge=0)
+    # What was recognized since the last progress event, as it was decoded (a transcription's).
+    segments: list[Segment] = []
 
     @property
     def fraction(self) -> float:

@@ -1,7 +1,9 @@
 """Speech to text for one job: fetch the audio, decode, trim and split with the VAD, recognize.
 
-A long file is worked in pieces (the VAD's spans, at most 30 s each), and between two pieces the
-job asks `between` whether to go on. It may raise `Paused`: the worker puts the job back in its
+Each segment goes out in a progress event as the engine decodes it (`STT.stream`), so a client
+that streams the transcription sees the text while the rest is recognized. A long file is worked
+in pieces (the VAD's spans, at most 30 s each), and between two pieces the job asks `between`
+whether to go on. It may raise `Paused`: the worker puts the job back in its
 queue and runs the speech and realtime work that waits first (so a conversation waits for at most
 one piece of a batch file, never for the whole file), or `Cancelled`. What is done survives in a
 `PieceLog` in Redis: the next run, on this worker or another, or after a crash, starts at the first
@@ -110,6 +112,10 @@ def transcribe(
 ) -> Transcript:
     """The job's transcript. With `log`, a file of several pieces keeps its progress there; with
     `between`, called after each piece but the last, the job may be paused or cancelled there."""
+    if job.task == "translate":
+        raise VoiceError(
+            ErrorCode.INVALID_PAYLOAD, cannot_translate(engines.stt.name, engines.stt.capabilities.languages)
+        )
     spans, done = log.load() if log is not None else (None, {})
     audio = _paused_audio.pop(job.job_id, None) or decode(fetch_audio(blobs, job.session_id, job.audio_key), job.format)
     if spans is None:
@@ -121,13 +127,19 @@ def transcribe(
         if log is not None and len(spans) > 1:
             log.start(spans)
     segments: list[Segment] = []
+    total = audio.duration_s
     for index, (start, end) in enumerate(spans):
         if index in done:
             part_segments = done[index]
+            for segment in part_segments:  # the events of the run that did it: each stored once
+                _emit_segment(events, segment, total)
         else:
             rate = audio.sample_rate
             piece = Audio(audio.samples[int(start * rate) : int(end * rate)], rate)
-            part_segments = engines.stt.transcribe(piece, job.language, offset_s=start).segments
+            part_segments = []
+            for segment in engines.stt.stream(piece, job.language, offset_s=start):
+                part_segments.append(segment)
+                _emit_segment(events, segment, total)
             if log is not None and len(spans) > 1:
                 log.piece(index, part_segments)
         segments.extend(part_segments)
@@ -154,6 +166,26 @@ def transcribe(
     )
 
 
+def cannot_translate(engine: str, languages: Sequence[str]) -> str:
+    """Why a translation job is refused: no engine of ours translates (Whisper tiny.en and
+    Parakeet know English only)."""
+    if tuple(languages) == ("en",):
+        return (
+            f"The workers' speech recognizer ({engine}) knows only English, so it cannot translate. English speech "
+            "needs no translation: send it to /v1/audio/transcriptions."
+        )
+    return (
+        f"The workers' speech recognizer ({engine}) transcribes but does not translate: use /v1/audio/transcriptions."
+    )
+
+
+def _emit_segment(events: JobEvents, segment: Segment, total_s: float) -> None:
+    """A segment as soon as it is decoded, in a progress event: a streamed transcription
+    (/v1's stream=true) sends its text on while the rest of the file is being recognized."""
+    progress = Progress(done=min(segment.end, total_s), total=total_s, segments=[segment])
+    events.emit(EventType.PROGRESS, progress.model_dump(mode="json"))
+
+
 def _turn(job: TranscriptionJob, engines: Engines, audio: Audio, start: float, end: float) -> Transcript:
     """A recorded turn of a conversation: its speech in one call of the engine's live path (what
     the person said is what counts; word times may be left out)."""
@@ -176,7 +208,7 @@ def transcribe_together(jobs: Sequence[TranscriptionJob], engines: Engines, blob
     language = jobs[0].language if jobs else "en"
     ready: list[tuple[TranscriptionJob, Audio, float, float]] = []  # job, clip, offset, whole duration
     for job in jobs:
-        if job.language != language:
+        if job.language != language or job.task != "transcribe":
             continue
         try:
             audio = decode(fetch_audio(blobs, job.session_id, job.audio_key), job.format)

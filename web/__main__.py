@@ -34,6 +34,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from council import Budgets, ConfigError
 from queues import SettingsError, configure_logging
 from shared_schemas import ErrorCode
 
@@ -212,6 +213,7 @@ def main() -> None:
     parser.add_argument("--host", help="default: COUNCIL_HOST, else 127.0.0.1")
     parser.add_argument("--port", type=int, help="default: COUNCIL_PORT, else 8000")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--check", action="store_true", help="check the settings, say what is wrong, and exit")
     args = parser.parse_args()
     configure_logging(args.log_level)
     environ = dict(os.environ)  # the flags say what COUNCIL_HOST and COUNCIL_PORT would
@@ -222,8 +224,13 @@ def main() -> None:
     try:
         settings = AppSettings.from_env(environ)
         settings.queues.check_credentials()
-    except SettingsError as exc:
+        # The council's budgets, members and prices: refused here in one line, not by a traceback
+        # in a JSON log line once uvicorn has started.
+        Budgets.check(settings.council)
+    except (SettingsError, ConfigError) as exc:
         sys.exit(f"web: cannot start: {exc}")
+    if args.check:
+        return
     server = settings.server
     uvicorn.run(
         create_app(settings),

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from council import Responder
 
-from . import audio, batch, chat, health, metrics, openapi, speech, usage, v1
+from . import audio, batch, chat, docs, health, metrics, openapi, speech, usage, v1
 from .auth import TokenAuth
 from .errors import handlers
 from .requests import RequestsPerUser
@@ -77,6 +77,7 @@ def create_app(
             *usage.routes,
             *v1.routes,
             *openapi.routes,
+            *docs.routes(),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[

@@ -21,8 +21,8 @@ from shared_schemas import ErrorCode
 from .errors import error_body
 from .settings import ANONYMOUS
 
-PUBLIC = ("/", "/batch", "/favicon.ico", "/openapi.json")
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC = ("/", "/batch", "/favicon.ico", "/openapi.json", "/docs")
+PUBLIC_PREFIXES = ("/static/", "/docs/static/")
 
 
 def _digest(token: str | bytes) -> bytes:

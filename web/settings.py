@@ -32,6 +32,42 @@ def _users(value: Any) -> Any:
     return parse_users(value) if isinstance(value, str) else value
 
 
+# OpenAI's voices (tts-1, gpt-4o-mini-tts) -> ours (espeak's five), for /v1/audio/speech:
+# COUNCIL_OPENAI_VOICES (`alloy=joe,nova=ada`) changes some or all of them (web/v1/voices.py).
+OPENAI_VOICES: Mapping[str, str] = {
+    "alloy": "max",
+    "ash": "angus",
+    "ballad": "ada",
+    "coral": "iris",
+    "echo": "max",
+    "fable": "ada",
+    "nova": "iris",
+    "onyx": "leon",
+    "sage": "ada",
+    "shimmer": "iris",
+    "verse": "angus",
+}
+
+
+def parse_voice_map(raw: str) -> dict[str, str]:
+    """`alloy=joe,nova=ada` over OPENAI_VOICES; SettingsError naming the variable and the entry."""
+    mapping = dict(OPENAI_VOICES)
+    for place, entry in enumerate((e.strip() for e in raw.split(",")), 1):
+        if not entry:
+            continue
+        name, sep, ours = (part.strip() for part in entry.partition("="))
+        if not sep or not name or not ours:
+            raise SettingsError(
+                f"COUNCIL_OPENAI_VOICES: entry {place} ({entry!r}) is not NAME=VOICE (write alloy=joe,nova=ada)."
+            )
+        mapping[name] = ours
+    return mapping
+
+
+def _voice_map(value: Any) -> Any:
+    return parse_voice_map(value) if isinstance(value, str) else value
+
+
 class ServerSettings(EnvSettings):
     """How `python -m web` serves the app, and whom it answers.
 
@@ -194,6 +230,10 @@ class AppSettings(EnvSettings):
     mic_resume_wait_s: float = Field(default=30.0, gt=0)
     # How long the app trusts its last look at the council's LLM servers (/health, the pages).
     llm_status_ttl_s: float = Field(default=10.0, ge=0)
+    # OpenAI's voice names on /v1/audio/speech -> ours (see OPENAI_VOICES).
+    openai_voices: Annotated[Mapping[str, str], BeforeValidator(_voice_map)] = Field(
+        default_factory=lambda: dict(OPENAI_VOICES)
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -1,17 +1,17 @@
 """A transcript as a file: plain text, SubRip (SRT), WebVTT or JSON. Pure functions, no I/O.
 
-Subtitle cues follow the transcript's segments; a segment too long to read at once is cut into
-several cues at word boundaries when the engine gave word timings (otherwise it stays whole).
+Subtitle cues (SRT, WebVTT) are made as subtitlers make them: subtitles.py.
 """
 
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 from urllib.parse import quote
 
-from shared_schemas import Segment, Transcript, Word
+from shared_schemas import Transcript
+
+from .subtitles import Cue, subtitle_cues
 
 Format = Literal["json", "txt", "srt", "vtt"]
 FORMATS: Final[tuple[Format, ...]] = get_args(Format)
@@ -21,18 +21,7 @@ MEDIA_TYPES: Final[dict[str, str]] = {
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
 }
-# What one subtitle cue may hold before a segment is cut (about two lines, read in time).
-MAX_CUE_CHARS: Final = 84
-MAX_CUE_SECONDS: Final = 7.0
-
 _SPACE = re.compile(r"\s+")
-
-
-@dataclass(frozen=True)
-class Cue:
-    start: float
-    end: float
-    text: str
 
 
 def as_transcript(value: Transcript | Mapping[str, Any]) -> Transcript:
@@ -48,54 +37,16 @@ def timestamp(seconds: float, separator: str = ",") -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def _clean(text: str) -> str:
-    """One line of text: a blank line inside a cue would end it early."""
-    return _SPACE.sub(" ", text).strip()
-
-
-def _split_words(words: list[Word], max_chars: int, max_seconds: float) -> list[Cue]:
-    cues: list[Cue] = []
-    group: list[Word] = []
-
-    def close() -> None:
-        text = _clean(" ".join(w.text.strip() for w in group))
-        if text:
-            cues.append(Cue(group[0].start, max(group[-1].end, group[0].start), text))
-        group.clear()
-
-    for word in words:
-        if group:
-            chars = len(" ".join(w.text.strip() for w in [*group, word]))
-            if chars > max_chars or word.end - group[0].start > max_seconds:
-                close()
-        group.append(word)
-    if group:
-        close()
-    return cues
-
-
-def _segment_cues(segment: Segment, max_chars: int, max_seconds: float) -> list[Cue]:
-    text = _clean(segment.text)
-    long = len(text) > max_chars or segment.end - segment.start > max_seconds
-    if long and segment.words:
-        return _split_words(segment.words, max_chars, max_seconds)
-    return [Cue(segment.start, max(segment.end, segment.start), text)] if text else []
-
-
-def cues(
-    transcript: Transcript | Mapping[str, Any],
-    max_chars: int = MAX_CUE_CHARS,
-    max_seconds: float = MAX_CUE_SECONDS,
-) -> list[Cue]:
-    """Subtitle cues in time order. A transcript without segments is one cue over the whole audio."""
+def cues(transcript: Transcript | Mapping[str, Any]) -> list[Cue]:
+    """Subtitle cues in time order (subtitles.py): at most two lines each, joined by a newline."""
     t = as_transcript(transcript)
-    if not t.segments:
-        text = _clean(t.text)
-        return [Cue(0.0, t.duration_s, text)] if text else []
-    found: list[Cue] = []
-    for segment in sorted(t.segments, key=lambda s: s.start):
-        found.extend(_segment_cues(segment, max_chars, max_seconds))
-    return found
+    clean = t.model_copy(
+        update={
+            "text": _SPACE.sub(" ", t.text).strip(),
+            "segments": [s.model_copy(update={"text": _SPACE.sub(" ", s.text).strip()}) for s in t.segments],
+        }
+    )
+    return subtitle_cues(clean)
 
 
 def to_txt(transcript: Transcript | Mapping[str, Any]) -> str:

@@ -7,7 +7,7 @@ Folders are walked, sub-folders too, for audio files (wav, flac, ogg, mp3, webm)
 hold is skipped and named on stderr. A file named on the command line is sent whatever its
 extension. Uploads in batches, shows progress on stderr while the server works, and writes each
 transcript next to its file (`a.srt`). Exits 1 when any file failed, 2 when the server cannot be
-used.
+used (one line saying so), 130 on Ctrl-C.
 """
 
 import argparse
@@ -175,9 +175,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with httpx.Client(base_url=args.url, headers=headers, timeout=httpx.Timeout(30.0, write=300.0)) as client:
             return run(client, paths, args.format, args.interval, sys.stderr)
-    except httpx.HTTPError as exc:
-        print(f"cannot use {args.url}: {exc}", file=sys.stderr)
+    except httpx.ConnectError:
+        print(
+            f"python -m web.upload: nothing answers at {args.url}: start the app (make run) or pass --url",
+            file=sys.stderr,
+        )
         return 2
+    except httpx.HTTPError as exc:
+        print(f"python -m web.upload: cannot use {args.url}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # What was uploaded goes on at the server: /batch shows it, `python -m queues cancel ID` stops it.
+        print(
+            "\npython -m web.upload: interrupted; files already sent are still being transcribed on the server "
+            "(see /batch; python -m queues cancel BATCH_ID stops a batch)",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -96,8 +96,12 @@ def test_a_file_paused_between_pieces_goes_on_where_it_stopped(own, connection, 
     assert again == whole and len(again.segments) > 3
     assert not connection.exists(log.key)
     progress = [e for e in replay(connection, own, session) if e.type is EventType.PROGRESS]
-    assert [e.seq for e in progress] == [0, 1, 2]  # each piece's progress once, in order, over both runs
-    assert [round(e.payload["done"], 1) for e in progress] == [round(end, 1) for _, end in spans]
+    # Each event once, in order, over both runs: a segment's as it was decoded, then its piece's.
+    assert [e.seq for e in progress] == list(range(len(progress)))
+    pieces = [e for e in progress if not e.payload["segments"]]
+    assert [round(e.payload["done"], 1) for e in pieces] == [round(end, 1) for _, end in spans]
+    streamed = [segment["text"] for e in progress for segment in e.payload["segments"]]
+    assert streamed == [segment.text for segment in whole.segments]
 
 
 def test_a_worker_runs_a_long_file_in_several_runs_of_the_same_job(own, connection, meeting, engines):
@@ -109,8 +113,12 @@ def test_a_worker_runs_a_long_file_in_several_runs_of_the_same_job(own, connecti
     text = rq_job.return_value()["text"]
     assert words(text)[:6] == words(MEETING)[:6] and "frost" in words(text)
     events = replay(connection, own, job.session_id)
-    assert [e.type for e in events] == [EventType.PROGRESS] * 3 + [EventType.TRANSCRIPT]
-    assert [e.seq for e in events] == [0, 1, 2, 3]
+    types = [e.type for e in events]
+    assert types[-1] is EventType.TRANSCRIPT and set(types[:-1]) == {EventType.PROGRESS}
+    assert [e.seq for e in events] == list(range(len(events)))  # each once over the runs
+    assert len([e for e in events[:-1] if not e.payload["segments"]]) == 3  # a piece's progress each
+    streamed = [segment["text"] for e in events[:-1] for segment in e.payload["segments"]]
+    assert " ".join(streamed) == text  # every segment went out as it was decoded, once
     # Each run is metered, the file's audio once; the pauses are noted.
     runs = Ledger(connection, own.key_prefix).entries(user="alice")
     assert len(runs) == 3, runs

@@ -26,8 +26,9 @@ from web.settings import AppSettings
 
 pytestmark = pytest.mark.timeout(60)
 
-# The only paths that answer without a token: the pages, their static files, the API description.
-PUBLIC = {"/", "/batch", "/openapi.json", "/static"}
+# The only paths that answer without a token: the pages, their static files, the API description
+# and Swagger UI over it (/docs, whose token goes in its Authorize dialog).
+PUBLIC = {"/", "/batch", "/openapi.json", "/static", "/docs", "/docs/static"}
 USERS = {"alice": "token-of-alice", "bob": "token-of-bob"}
 TOKENS = {"alice": {"Authorization": f"Bearer {USERS['alice']}"}, "bob": {"Authorization": f"Bearer {USERS['bob']}"}}
 

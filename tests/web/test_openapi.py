@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 NOT_DOCUMENTED = {
     "/ws/chat": "a WebSocket: OpenAPI cannot describe its frames; web/PROTOCOL.md does",
     "/static": "the pages' own files (scripts, styles), not an API",
+    "/docs/static": "Swagger UI's own files (from the swagger-ui-py package), not an API",
 }
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -119,7 +120,7 @@ def test_with_redis_away_the_api_answers_503_queue_unavailable_as_documented(ser
         for path, method, op in operations():
             response = example_request(c, path, method, op)
             assert_documented(response, path, method)
-            if path in ("/", "/batch", "/openapi.json"):  # need no Redis
+            if path in ("/", "/batch", "/openapi.json", "/docs"):  # need no Redis
                 assert response.status_code == 200, path
                 continue
             assert response.status_code == 503, f"{method.upper()} {path} answered {response.status_code}"
@@ -174,3 +175,19 @@ def test_bad_input_is_answered_as_documented(alice, method, path, request_args, 
     response = alice.request(method, example_url(path, SPEC["paths"][path][method]), **request_args)
     assert response.status_code == status, response.text
     assert_documented(response, path, method)
+
+
+def test_docs_is_swagger_ui_from_the_app_itself_with_no_cdn(settings, serve):
+    with (
+        serve(create_app(AppSettings(queues=settings, api_token="secret"))) as url,
+        httpx.Client(base_url=url) as c,
+    ):
+        page = c.get("/docs")  # public, as /openapi.json is: the token goes in its Authorize dialog
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "/openapi.json" in page.text and "SwaggerUIBundle" in page.text
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text), "loads something from elsewhere"
+        for asset in re.findall(r"""(?:src|href)="(/docs/static/[^"]+)\"""", page.text):
+            served = c.get(asset)
+            assert served.status_code == 200 and len(served.content) > 100, asset
+        bundle = c.get("/docs/static/swagger-ui-bundle.js").text
+        assert "OpenAPI 3.1" in bundle or "openapi31" in bundle.lower()  # Swagger UI 5 reads our 3.1 document

@@ -53,7 +53,11 @@ def test_no_server_exits_2(tmp_path, capsys):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     assert upload.main([str(tmp_path), "--url", f"http://127.0.0.1:{port}"]) == 2
-    assert "cannot use" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"python -m web.upload: nothing answers at http://127.0.0.1:{port}: start the app (make run) or pass --url\n"
+    )
 
 
 def test_batches_and_names(tmp_path, monkeypatch, capsys):

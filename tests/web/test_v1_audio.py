@@ -5,7 +5,9 @@ streamed, speech decoded (by ffmpeg) to the length the worker spoke, in every fo
 import io
 import json
 import subprocess
+import time
 import uuid
+import warnings
 import wave
 
 import httpx
@@ -16,6 +18,7 @@ from rq.serializers import JSONSerializer
 
 from billing import Ledger
 from shared_schemas import SpeechClip
+from tests.speech import TWO_CITIES, words_kept
 from web.app import create_app
 from web.settings import AppSettings
 from web.v1.speech import InOrder, parts
@@ -90,6 +93,11 @@ def test_verbose_json_has_segments_and_words_when_asked(client, recording):
     assert words[-1].end <= both.duration + 0.05
     default = transcribe(client, recording, response_format="verbose_json")
     assert default.segments and default.words is None  # segments by default, words when asked
+    # Every field of OpenAI's segment, as Whisper decoded it (strictly typed clients need them all).
+    for segment in both.segments:
+        assert isinstance(segment.seek, int) and segment.temperature == 0.0
+        assert segment.tokens and all(isinstance(t, int) for t in segment.tokens)
+        assert -5 < segment.avg_logprob < 0 and 0 <= segment.no_speech_prob <= 1 and segment.compression_ratio > 0
 
 
 def test_a_streamed_transcription_is_deltas_then_the_whole_text(client, recording):
@@ -98,6 +106,38 @@ def test_a_streamed_transcription_is_deltas_then_the_whole_text(client, recordin
     assert types[-1] == "transcript.text.done" and set(types[:-1]) == {"transcript.text.delta"}, types
     assert "".join(e.delta for e in events[:-1]) == events[-1].text
     heard_it(events[-1].text)
+    assert events[-1].usage.type == "duration" and events[-1].usage.seconds == pytest.approx(
+        seconds_of_wav(recording), abs=0.01
+    )
+
+
+def test_a_long_reading_streams_each_segment_as_it_is_decoded(url):
+    """A 44 s reading by a person: its text arrives segment by segment while the rest is being
+    recognized, not all together at the end (before: every delta within a few ms of the done)."""
+    reading = TWO_CITIES.path().read_bytes()
+    files = {"file": ("reading.wav", reading, "audio/wav")}
+    arrived: list[tuple[float, dict]] = []
+    began = time.monotonic()
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/audio/transcriptions",
+        files=files,
+        data={"model": "whisper-1", "stream": "true"},
+        timeout=120,
+    ) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                arrived.append((time.monotonic(), json.loads(line.removeprefix("data: "))))
+    deltas = [(at, e) for at, e in arrived if e["type"] == "transcript.text.delta"]
+    done_at, done = arrived[-1]
+    assert done["type"] == "transcript.text.done" and "".join(e["delta"] for _, e in deltas) == done["text"]
+    assert len(deltas) >= 4 and words_kept(TWO_CITIES.text, [done["text"]]) > 0.9
+    first_at = deltas[0][0]
+    # Whisper decodes a piece (up to 30 s, cut at pauses) at a time: the first piece's text came
+    # while the rest was still being recognized (measured here: ~35 % of the time before the end).
+    late = [round(done_at - at, 2) for at, _ in deltas]
+    assert done_at - first_at > 0.15 * (done_at - began), f"the deltas came together: {late} s before the end"
 
 
 def test_the_stream_is_server_sent_events(url, recording):
@@ -109,6 +149,38 @@ def test_the_stream_is_server_sent_events(url, recording):
         lines = [line for line in response.iter_lines() if line]
     assert all(line.startswith(("data: ", ": ")) for line in lines), lines
     assert json.loads(lines[-1].removeprefix("data: "))["type"] == "transcript.text.done"
+
+
+def srt_cues(srt: str) -> list[tuple[float, float, list[str]]]:
+    def seconds(stamp: str) -> float:
+        h, m, rest = stamp.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(rest.replace(",", "."))
+
+    found = []
+    for block in srt.strip().split("\n\n"):
+        _, times, *lines = block.split("\n")
+        start, _, end = times.partition(" --> ")
+        found.append((seconds(start), seconds(end), lines))
+    return found
+
+
+def test_subtitles_of_a_long_reading_follow_subtitling_practice(client):
+    """A person reading for 44 s, as SRT: two lines of at most 42 characters, 1 to 7 s a cue (or
+    up to the next), no one-word cues, and cues that end where a clause or sentence does."""
+    srt = client.audio.transcriptions.create(
+        model="whisper-1", file=("reading.wav", TWO_CITIES.path().read_bytes(), "audio/wav"), response_format="srt"
+    )
+    found = srt_cues(srt)
+    assert len(found) >= 6 and words_kept(TWO_CITIES.text, [" ".join(" ".join(c[2]) for c in found)]) > 0.9
+    for n, (start, end, lines) in enumerate(found):
+        assert 1 <= len(lines) <= 2 and all(len(line) <= 42 for line in lines), lines
+        assert end - start <= 7.0 and len(" ".join(lines).split()) > 1, (start, end, lines)
+        assert end - start >= 1.0 or (n + 1 < len(found) and end == found[n + 1][0]), (start, end, lines)
+    # Its first 28 s are short clauses, each closed by a comma Whisper writes: every cue ends at
+    # one. The last sentence is long and Whisper leaves some of its commas out: cut between words.
+    clauses = [lines for _, end, lines in found if end < 28.5]
+    assert len(clauses) >= 5 and all(lines[-1][-1] in ",.;:!?" for lines in clauses), srt
+    assert not any(lines[0].startswith("was ") for _, _, lines in found), srt  # "...wisdom, it / was the age"
 
 
 def test_bad_transcription_requests_say_what_to_fix(client, recording):
@@ -170,6 +242,16 @@ def speak(client, **options) -> tuple[bytes, httpx.Headers]:
 CODECS = {"mp3": "mp3", "opus": "opus", "aac": "aac", "flac": "flac"}
 
 
+def flac_header_seconds(data: bytes) -> float:
+    """The length a FLAC's STREAMINFO states (0 when its writer could not go back to fill it in)."""
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO comes first
+    info = data[8:42]
+    rate = (info[10] << 12) | (info[11] << 4) | (info[12] >> 4)
+    samples = ((info[13] & 0x0F) << 32) | int.from_bytes(info[14:18], "big")
+    assert samples > 0, "the FLAC does not state its length"
+    return samples / rate
+
+
 @pytest.mark.parametrize("fmt", ["wav", "pcm", "mp3", "opus", "aac", "flac"])
 def test_speech_in_each_format_is_as_long_as_the_worker_spoke_it(client, spoken, fmt):
     data, headers = speak(client, response_format=fmt)
@@ -182,6 +264,10 @@ def test_speech_in_each_format_is_as_long_as_the_worker_spoke_it(client, spoken,
     elif fmt == "pcm":
         assert headers["content-type"] == "audio/pcm" and headers["transfer-encoding"] == "chunked"
         seconds = len(data) / 2 / rate
+    elif fmt == "flac":  # whole, with its length in STREAMINFO: players show it and can seek
+        assert int(headers["content-length"]) == len(data) and codec_of(data) == "flac"
+        assert flac_header_seconds(data) == pytest.approx(decoded_seconds(data), abs=0.01)
+        seconds = decoded_seconds(data)
     else:
         assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
         assert codec_of(data) == CODECS[fmt]
@@ -206,15 +292,44 @@ def test_input_longer_than_one_job_is_spoken_whole_in_order(client, url):
     assert seconds_of_wav(data) == pytest.approx(sum(spoken_seconds(url, part) for part in parts(long)), abs=0.05)
 
 
+def test_openai_s_own_model_and_voice_names_are_spoken_by_ours(client):
+    # What OpenAI's clients send on their defaults: gpt-4o-mini-tts, alloy.
+    data, headers = speak(client, model="gpt-4o-mini-tts", voice="alloy", response_format="wav")
+    assert headers["x-council-voice"] == "max" and seconds_of_wav(data) > 1
+    _, onyx = speak(client, model="tts-1-hd", voice="onyx", response_format="pcm")
+    assert onyx["x-council-voice"] == "leon"  # each name its own voice of ours
+    listed = {m.id for m in client.models.list()}
+    assert {"gpt-4o-mini-tts", "gpt-4o-mini-transcribe", "gpt-4o-transcribe", "whisper-1", "tts-1"} <= listed
+
+
+def test_openai_s_transcription_model_names_are_our_stt(client, recording):
+    for model in ("gpt-4o-mini-transcribe", "gpt-4o-transcribe"):
+        heard_it(client.audio.transcriptions.create(model=model, file=("memo.wav", recording, "audio/wav")).text)
+
+
+def test_a_translation_is_refused_naming_the_engine_that_knows_only_english(client, recording):
+    with warnings.catch_warnings():  # openai 3.x marks audio.translations deprecated; clients still call it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.audio.translations.create(model="whisper-1", file=("memo.wav", recording, "audio/wav"))
+        with pytest.raises(openai.BadRequestError) as field:
+            client.audio.translations.create(
+                model="whisper-1", file=("memo.wav", recording, "audio/wav"), extra_body={"language": "de"}
+            )
+    message = refused.value.message
+    assert "(whisper) knows only English" in message and "/v1/audio/transcriptions" in message, message
+    assert field.value.param == "language"
+
+
 def test_bad_speech_requests_answer_in_openai_s_error_shape(client, url):
     with pytest.raises(openai.BadRequestError) as voice:
-        speak(client, voice="alloy")
+        speak(client, voice="nobody")
     assert (voice.value.code, voice.value.type, voice.value.param) == (
         "unknown_voice",
         "invalid_request_error",
         "voice",
     )
-    assert "max" in voice.value.message  # names the voices there are
+    assert "max" in voice.value.message and "alloy" in voice.value.message  # names the voices there are
     with pytest.raises(openai.BadRequestError) as speed:
         speak(client, speed=5.0)
     assert speed.value.param == "speed"

@@ -1,10 +1,10 @@
 """The speech-to-text interface every STT engine implements."""
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from shared_schemas import Transcript
+from shared_schemas import Segment, Transcript
 
 from ..audio import Audio
 
@@ -25,6 +25,11 @@ class STT(ABC):
     @abstractmethod
     def transcribe(self, audio: Audio, language: str = "en", offset_s: float = 0.0) -> Transcript:
         """Transcribe 16 kHz mono audio; segment and word times are shifted by `offset_s`."""
+
+    def stream(self, audio: Audio, language: str = "en", offset_s: float = 0.0) -> Iterator[Segment]:
+        """The segments of `transcribe`, each as soon as the engine has decoded it (a client
+        streaming a transcription sees them as they come). By default, all once it returns."""
+        yield from self.transcribe(audio, language, offset_s).segments
 
     def recognize(self, audio: Audio, language: str = "en") -> Transcript:
         """Recognize a short live clip (a spoken turn, or the part of one heard so far) as fast as

@@ -20,6 +20,7 @@ against 0.102.
 
 import re
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -165,17 +166,30 @@ class WhisperSTT(STT):
         return self._tokenizers[language]
 
     def transcribe(self, audio: Audio, language: str = "en", offset_s: float = 0.0) -> Transcript:
+        segments = list(self.stream(audio, language, offset_s))
+        return Transcript(
+            text=" ".join(segment.text for segment in segments),
+            language=language,
+            duration_s=round(audio.duration_s, 3),
+            segments=segments,
+            engine=self.name,
+        )
+
+    def stream(self, audio: Audio, language: str = "en", offset_s: float = 0.0) -> Iterator[Segment]:
+        """Each segment as faster-whisper decodes it (its generator decodes one window at a time)."""
         self._check_language(language)
         samples = resample(audio, STT_SAMPLE_RATE).samples.astype(np.float32, copy=False)
-        pieces, info = self._model.transcribe(
+        pieces, _ = self._model.transcribe(
             samples,
             language=language,
             beam_size=1,
             word_timestamps=True,
             vad_filter=False,
         )
-        segments = [
-            Segment(
+        for piece in pieces:
+            if not piece.text.strip():
+                continue
+            yield Segment(
                 text=piece.text.strip(),
                 start=_at(piece.start, offset_s),
                 end=_at(piece.end, offset_s),
@@ -188,17 +202,13 @@ class WhisperSTT(STT):
                     )
                     for word in piece.words or []
                 ],
+                avg_logprob=round(piece.avg_logprob, 4),
+                compression_ratio=round(piece.compression_ratio, 4),
+                no_speech_prob=round(piece.no_speech_prob, 4),
+                temperature=piece.temperature,
+                tokens=list(piece.tokens),
+                seek=piece.seek + round(offset_s * 100),
             )
-            for piece in pieces
-            if piece.text.strip()
-        ]
-        return Transcript(
-            text=" ".join(segment.text for segment in segments),
-            language=info.language,
-            duration_s=round(audio.duration_s, 3),
-            segments=segments,
-            engine=self.name,
-        )
 
 
 def _at(seconds: float, offset_s: float) -> float:
@@ -249,7 +259,7 @@ def _restarts(words: str, spans: list[tuple[float, float, str]]) -> bool:
 
 
 def _without_restart(text: str) -> str:
-    """"Book a table for two. Book" -> "Book a table for two.": a last sentence that begins the
+    """ "Book a table for two. Book" -> "Book a table for two.": a last sentence that begins the
     first one again is the decoder starting over."""
     sentences = re.findall(r"[^.!?]+[.!?]*", text)
     if len(sentences) > 1 and _plain(sentences[0]).startswith(_plain(sentences[-1])):

@@ -14,6 +14,7 @@ from .parts import _BATCH_ID, _JOB_ID, _UPLOAD, _WAV, _error, _json, _operation,
 REST_PATHS: Final[dict[str, Any]] = {
     "/": _page("The chat page"),
     "/batch": _page("The batch transcription page"),
+    "/docs": _page("Swagger UI over this document (its files from the swagger-ui-py package, no CDN)"),
     "/openapi.json": {
         "get": _operation("This document", {"200": _json("OpenAPI 3.1", {"type": "object"})}, public=True, redis=False)
     },

@@ -94,13 +94,60 @@ V1_PATHS: Final[dict[str, Any]] = {
             },
         )
     },
-    "/v1/audio/speech": {
+    "/v1/audio/translations": {
         "post": _operation(
-            "OpenAI's text to speech: our voices, streamed as each sentence is spoken",
+            "OpenAI's translation to English: refused by our engines, which know English only",
             {
                 "200": {
-                    "description": "The speech (chunked, but for wav); X-Sample-Rate: the samples' rate (pcm is "
-                    "16-bit little-endian mono at it)",
+                    "description": "English text of the speech, as `response_format` asks (an engine that translates)",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        **{
+                            MEDIA_TYPES[f].partition(";")[0]: {"schema": {"type": "string"}}
+                            for f in ("txt", "srt", "vtt")
+                        },
+                    },
+                },
+                "400": _error(
+                    "`invalid_payload`: the workers' engine (named) knows only English and cannot translate; "
+                    "`invalid_request` (a field missing, malformed or unknown), the worker's word on the audio"
+                ),
+                "404": _V1_MODEL,
+                "413": _error("`audio_too_large`, `too_large`"),
+                "429": _V1_JOBS_REFUSED,
+                "502": _error("`blob_missing`: the audio expired before a worker read it"),
+                "504": _V1_TIMEOUT,
+            },
+            description=(
+                f"Fields: {', '.join(sorted(v1_transcriptions.TRANSLATION_FIELDS))}; response_format "
+                f"{', '.join(v1_transcriptions.FORMATS)}." + _V1_PAGE
+            ),
+            requestBody={
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file", "model"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "model": {"type": "string", "examples": ["whisper-1"]},
+                                "response_format": {"type": "string", "enum": list(v1_transcriptions.FORMATS)},
+                            },
+                        }
+                    }
+                },
+            },
+        )
+    },
+    "/v1/audio/speech": {
+        "post": _operation(
+            "OpenAI's text to speech: our voices (or OpenAI's, mapped to ours), streamed as each sentence is spoken",
+            {
+                "200": {
+                    "description": "The speech (chunked, but for wav and flac, whole with their length); "
+                    "X-Sample-Rate: the samples' rate (pcm is 16-bit little-endian mono at it); X-Council-Voice: "
+                    "the voice of ours that spoke",
                     "content": {v1_encoder.MEDIA_TYPES[f].partition(";")[0]: {} for f in v1_encoder.MEDIA_TYPES},
                 },
                 "400": _error(
@@ -125,7 +172,7 @@ V1_PATHS: Final[dict[str, Any]] = {
                             "properties": {
                                 "model": {"type": "string", "examples": ["tts-1"]},
                                 "input": {"type": "string", "maxLength": v1_speech.MAX_INPUT_CHARS},
-                                "voice": {"type": "string", "examples": ["max"]},
+                                "voice": {"type": "string", "examples": ["max", "alloy"]},
                                 "response_format": {"type": "string", "enum": list(v1_encoder.MEDIA_TYPES)},
                                 "speed": {"type": "number", "minimum": 0.25, "maximum": 4.0, "default": 1.0},
                             },

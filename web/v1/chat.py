@@ -27,7 +27,9 @@
   /v1/audio/speech), and any other field.
 
 Every model call is metered against the token's user, and a frozen or spent user is refused
-(429 `budget_exceeded`) before the council starts.
+(429 `budget_exceeded`) before the council starts. When none of the council's LLM servers answers
+(the app's cached look at them, as /health gives it), the request is refused with 503
+`llm_unavailable` and Retry-After before anything starts, streamed or not.
 """
 
 import hashlib
@@ -42,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from council import CouncilError, Reply, Step
+from council import CouncilError, LLMUnavailable, Reply, Step
 
 from ..auth import user_of
 from ..chat import DEFAULT_VOICE
@@ -231,6 +233,9 @@ async def create_completion(request: Request) -> Response:
     user = user_of(request)
     # The council meters its own calls; this refuses a frozen or spent user whatever answers.
     await s.meter.budgets.check_user(user)
+    if (down := await s.llm_down()) is not None:
+        # 503 before any stream starts: what clients retry or report, not an error mid-stream.
+        raise LLMUnavailable(down)
     out = Completion(chat.model)
     options: dict[str, Any] = {"hear_members": False, "user": user}
     if chat.model == "council-fast" and "critique" in inspect.signature(s.responder.answer).parameters:

@@ -7,12 +7,17 @@ an mp3 starts playing while later sentences are still being spoken. `speed` is f
 
 ffmpeg runs as a subprocess, never on the event loop's thread, and is killed when the request
 ends early (the client left, a job failed).
+
+A FLAC written to a pipe has no length (ffmpeg cannot go back to fill in its STREAMINFO's total
+samples), so players show no duration and cannot seek: `whole` encodes a complete clip to a
+temporary file instead, which ffmpeg finishes with its length, as a WAV's header holds its own.
 """
 
 import asyncio
 import contextlib
 import logging
 import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -64,7 +69,33 @@ class Encoder:
         self.args += ["-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0"]
         if filters := tempo_filters(speed):
             self.args += ["-filter:a", ",".join(filters)]
-        self.args += [*OUTPUTS[fmt], "pipe:1"]
+        self.args += list(OUTPUTS[fmt])
+
+    async def whole(self, pcm: bytes) -> bytes:
+        """The encoding of all of `pcm` at once, written to a seekable file (FLAC's length)."""
+        if shutil.which(FFMPEG) is None:
+            raise EncoderFailed("ffmpeg is not installed on the app's machine (Debian: apt-get install ffmpeg).")
+        with tempfile.NamedTemporaryFile(suffix=".out") as out:
+            proc = await asyncio.create_subprocess_exec(
+                *self.args,
+                "-y",
+                out.name,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            try:
+                _, said = await proc.communicate(pcm)
+            finally:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await asyncio.shield(proc.wait())
+            if proc.returncode != 0:
+                raise EncoderFailed(
+                    f"ffmpeg failed ({proc.returncode}): {said.decode(errors='replace').strip()[-500:]}"
+                )
+            return await asyncio.to_thread(_read, out.name)
 
     async def encode(self, pcm: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """What ffmpeg makes of `pcm`, piece by piece. An error of `pcm` (a failed job) is raised
@@ -73,6 +104,7 @@ class Encoder:
             raise EncoderFailed("ffmpeg is not installed on the app's machine (Debian: apt-get install ffmpeg).")
         proc = await asyncio.create_subprocess_exec(
             *self.args,
+            "pipe:1",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -106,3 +138,8 @@ class Encoder:
             log.warning("ffmpeg stopped reading its input")
         finally:
             stdin.close()
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

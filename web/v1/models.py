@@ -1,11 +1,13 @@
 """What the /v1 routes serve, as OpenAI's model list: `GET /v1/models`, `GET /v1/models/{model}`.
 
 - Chat (`/v1/chat/completions`): `council`, the whole deliberation, and `council-fast`.
-- Transcription (`/v1/audio/transcriptions`): `whisper-1` (the name OpenAI's clients send),
-  `whisper` and `parakeet`. All three mean the same thing: the STT engine of the worker that takes
+- Transcription (`/v1/audio/transcriptions`, `/v1/audio/translations`): OpenAI's names
+  (`whisper-1`, `gpt-4o-mini-transcribe`, `gpt-4o-transcribe`), `whisper` and `parakeet`. All mean
+  the same thing: the STT engine of the worker that takes
   the job (its `STT_ENGINE`); the app cannot pick a worker by engine, so the name does not either.
   The answer's `X-Council-Engine` header says which engine heard it.
-- Speech (`/v1/audio/speech`): `tts-1` and `tts-1-hd` (OpenAI's names: any of our voices), and each
+- Speech (`/v1/audio/speech`): `tts-1`, `tts-1-hd` and `gpt-4o-mini-tts` (OpenAI's names: any of
+  our voices, and OpenAI's voice names mapped to ours: voices.py), and each
   TTS engine the workers run (`piper`, `espeak`, `coqui`: that engine's voices only). The voices
   are ours, as the workers announced them: each speech model lists its own in `council_voices`.
 
@@ -34,12 +36,15 @@ CHAT: Final = {
 }
 TRANSCRIPTION: Final = {
     "whisper-1": "OpenAI's name, accepted as is: the workers' STT engine (X-Council-Engine says which).",
+    "gpt-4o-mini-transcribe": "OpenAI's name, accepted as is: the workers' STT engine, as whisper-1.",
+    "gpt-4o-transcribe": "OpenAI's name, accepted as is: the workers' STT engine, as whisper-1.",
     "whisper": "The workers' STT engine; Whisper (faster-whisper, CPU) where STT_ENGINE=whisper.",
     "parakeet": "The workers' STT engine; NVIDIA Parakeet (NeMo) where STT_ENGINE=parakeet.",
 }
 SPEECH: Final = {
     "tts-1": "OpenAI's name, accepted as is: any of the workers' voices.",
     "tts-1-hd": "OpenAI's name, accepted as is: the same voices as tts-1.",
+    "gpt-4o-mini-tts": "OpenAI's name, accepted as is: the same voices as tts-1 (instructions are not used).",
 }
 # When this process began serving them: OpenAI's `created`, for clients that sort by it.
 CREATED: Final = int(time.time())

@@ -1,13 +1,14 @@
 """`POST /v1/audio/speech`: OpenAI's text-to-speech endpoint, spoken by our workers.
 
 JSON body:
-- `model` (required): `tts-1`, `tts-1-hd` (any voice), or a TTS engine's name (`piper`, `espeak`,
-  `coqui`: its own voices only); see models.py.
+- `model` (required): `tts-1`, `tts-1-hd`, `gpt-4o-mini-tts` (any voice), or a TTS engine's name
+  (`piper`, `espeak`, `coqui`: its own voices only); see models.py.
 - `input` (required): up to 4096 characters, as OpenAI allows. One synthesis job speaks at most
   MAX_TEXT_CHARS, so longer text is cut at sentence ends into several jobs, enqueued together
   through the app's meter (all reserved, or none) on the realtime queue, and heard in order.
 - `voice` (required): one of our voices, as the workers announced them (`max`, `ada`, `joe`, ...;
-  GET /v1/models lists them). OpenAI's own names (`alloy`, ...) are not ours: 400 naming ours.
+  GET /v1/models lists them), or one of OpenAI's (`alloy`, `nova`, ...), which voices.py maps to
+  ours (COUNCIL_OPENAI_VOICES); the `X-Council-Voice` header names the voice of ours that spoke.
 - `response_format`: `mp3` (OpenAI's default), `opus` (Ogg Opus), `aac` (ADTS), `flac`, `wav`, or
   `pcm`: raw 16-bit little-endian mono at the voice's own rate, which the `X-Sample-Rate` header
   gives (every format's answer carries it: the rate the samples were spoken at).
@@ -17,8 +18,8 @@ JSON body:
 
 Streaming: the answer starts once the first sentence is spoken (so a refused budget, an unknown
 voice or a timeout is still an HTTP status), then each clip goes out as it arrives, in chunked
-transfer: pcm as is, mp3/opus/aac/flac through one ffmpeg process (encoder.py). A WAV's header
-holds its length, so `wav` waits for every clip and answers one file. A job that fails after the
+transfer: pcm as is, mp3/opus/aac through one ffmpeg process (encoder.py). A WAV's and a FLAC's
+header hold the length, so `wav` and `flac` wait for every clip and answer one whole file. A job that fails after the
 answer began ends the response without its last chunk: the client sees an incomplete body,
 never a short file passed off as whole.
 """
@@ -55,6 +56,7 @@ from .bodies import json_body
 from .encoder import MEDIA_TYPES, Encoder, EncoderFailed
 from .errors import OpenAIError, answered, invalid
 from .models import speech_models, unknown_model
+from .voices import spoken_by
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ MAX_INPUT_CHARS: Final = 4096
 # The input, JSON-escaped at worst, and the other fields.
 MAX_BODY_BYTES: Final = 8 * MAX_INPUT_CHARS
 Format = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+# Formats whose header holds the length: answered whole, once every clip is spoken.
+WHOLE: Final = ("wav", "flac")
 
 
 class SpeechRequest(BaseModel):
@@ -197,32 +201,39 @@ def wav_file(pcm: bytes, rate: int) -> bytes:
     return buffer.getvalue()
 
 
-async def _check_voice(s: Services, speech: SpeechRequest) -> None:
+async def _voice_of(s: Services, speech: SpeechRequest) -> str:
+    """The voice of ours that speaks the request (OpenAI's names mapped: voices.py)."""
     voices = await s.voices()
     models = speech_models(voices)
     if speech.model not in models:
         raise unknown_model(speech.model, "speech", list(models))
-    if speech.voice not in voices:
+    voice = spoken_by(speech.voice, voices, s.settings.openai_voices)
+    if voice is None:
         known = ", ".join(voices) or "none: no voice worker has started"
-        raise invalid(f"Unknown voice {speech.voice!r}; voices: {known}.", "voice", ErrorCode.UNKNOWN_VOICE)
-    if speech.voice not in models[speech.model]:
+        raise invalid(
+            f"Unknown voice {speech.voice!r}; voices: {known}, or OpenAI's ({', '.join(s.settings.openai_voices)}).",
+            "voice",
+            ErrorCode.UNKNOWN_VOICE,
+        )
+    if voice not in models[speech.model]:
         raise invalid(
             f"The model {speech.model} does not speak {speech.voice!r}; its voices: {', '.join(models[speech.model])} "
             "(tts-1 speaks every voice).",
             "voice",
             ErrorCode.UNKNOWN_VOICE,
         )
+    return voice
 
 
 @answered
 async def create_speech(request: Request) -> Response:
     s = services(request)
     speech = await parse(request)
-    await _check_voice(s, speech)
+    voice = await _voice_of(s, speech)
     session_id = f"v1-tts-{uuid.uuid4().hex}"
     user = user_of(request)
     made = [
-        SynthesisJob(session_id=session_id, job_id=f"{session_id}-{n}", text=part, voice=speech.voice, user=user)
+        SynthesisJob(session_id=session_id, job_id=f"{session_id}-{n}", text=part, voice=voice, user=user)
         for n, part in enumerate(parts(speech.input.strip()))
     ]
     clips = spoken(s, made)
@@ -231,16 +242,24 @@ async def create_speech(request: Request) -> Response:
     except StopAsyncIteration:
         raise OpenAIError(502, "The voice worker finished without any audio.", code=ErrorCode.ENGINE_FAILED) from None
     fmt, pcm = speech.response_format, frames(first, clips)
-    headers = {"X-Sample-Rate": str(first.rate), "Content-Disposition": f'inline; filename="speech.{fmt}"'}
-    body = pcm
-    if fmt not in ("wav", "pcm") or speech.speed != 1.0:
-        body = Encoder("pcm" if fmt == "wav" else fmt, first.rate, speech.speed).encode(pcm)
-    if fmt == "wav":
+    headers = {
+        "X-Sample-Rate": str(first.rate),
+        "X-Council-Voice": voice,
+        "Content-Disposition": f'inline; filename="speech.{fmt}"',
+    }
+    if fmt in WHOLE:
         try:
-            data = b"".join([chunk async for chunk in body])
+            data = b"".join([chunk async for chunk in pcm])
+            if fmt == "flac" or speech.speed != 1.0:
+                data = await Encoder("pcm" if fmt == "wav" else fmt, first.rate, speech.speed).whole(data)
         except EncoderFailed as exc:
             raise OpenAIError(500, str(exc), code=ErrorCode.ENGINE_FAILED) from None
-        return Response(wav_file(data, first.rate), media_type=MEDIA_TYPES[fmt], headers=headers)
+        return Response(
+            wav_file(data, first.rate) if fmt == "wav" else data, media_type=MEDIA_TYPES[fmt], headers=headers
+        )
+    body = pcm
+    if fmt != "pcm" or speech.speed != 1.0:
+        body = Encoder(fmt, first.rate, speech.speed).encode(pcm)
     return StreamingResponse(_logged(body), media_type=MEDIA_TYPES[fmt], headers=headers)
 
 

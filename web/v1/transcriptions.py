@@ -1,4 +1,5 @@
-"""`POST /v1/audio/transcriptions`: OpenAI's transcription endpoint, answered by our workers.
+"""`POST /v1/audio/transcriptions` and `/v1/audio/translations`: OpenAI's endpoints, answered by
+our workers.
 
 Multipart fields, as OpenAI's clients send them:
 - `file` (required): the audio, stored in the blob store as the batch page stores files; its name's
@@ -6,8 +7,9 @@ Multipart fields, as OpenAI's clients send them:
   realtime queue (a file over COUNCIL_V1_REALTIME_MAX_BYTES: the batch queue, so a long file never
   holds the worker kept for conversations), reserved through the app's meter before it is enqueued.
   A client that hangs up before its answer stops its job, streamed or not.
-- `model` (required): `whisper-1`, `whisper` or `parakeet`, all meaning the workers' STT engine
-  (see models.py); the answer's `X-Council-Engine` header names the one that heard it.
+- `model` (required): `whisper-1`, `gpt-4o-mini-transcribe`, `gpt-4o-transcribe`, `whisper` or
+  `parakeet`, all meaning the workers' STT engine (see models.py); the answer's `X-Council-Engine`
+  header names the one that heard it.
 - `language`: an ISO-639-1 code (`en`). Without it, English: our engines do not detect the language.
 - `prompt`: accepted and not used. The transcription job carries no prompt, so no engine sees it.
 - `temperature`: accepted and not used (the engines decode as they are configured).
@@ -15,13 +17,22 @@ Multipart fields, as OpenAI's clients send them:
   renderings, as the batch downloads), or `verbose_json` (`task`, `language` as its ISO code,
   `duration`, `text`, `segments`, `words`, `usage`).
 - `timestamp_granularities[]`: `segment` and/or `word`, with `verbose_json` only; `segments` come
-  when `segment` is asked or nothing is, `words` when `word` is. Segments carry `id`, `start`,
-  `end` and `text`: Whisper's decoding details (seek, tokens, avg_logprob, ...) do not reach the
-  app, so they are left out rather than made up.
-- `stream=true` (with `json` or `text`): server-sent events, `transcript.text.delta` per segment,
-  then `transcript.text.done` with the whole text. The worker recognizes a file before it says
-  anything, so the deltas come together at the end; a long file's progress comes before them as
-  SSE comments (`: progress 0.40`).
+  when `segment` is asked or nothing is, `words` when `word` is. Segments carry all of OpenAI's
+  fields: `id`, `seek`, `start`, `end`, `text`, `tokens`, `temperature`, `avg_logprob`,
+  `compression_ratio`, `no_speech_prob`, as the Whisper engine decoded them. An engine that does
+  not report them (Parakeet) gives `seek` from the start (10 ms frames), `tokens` [], `temperature`
+  0 (it decodes greedily), `avg_logprob` the mean log of its word probabilities (0 without them),
+  `compression_ratio` of the text as Whisper computes it (gzip), `no_speech_prob` 0.
+- `stream=true` (with `json` or `text`): server-sent events, a `transcript.text.delta` for each
+  segment as the worker decodes it (it publishes each in a progress event; Whisper decodes a
+  piece of up to 30 s, cut at pauses, at a time, so one piece's segments come together), then
+  `transcript.text.done` with the whole text and `usage` (`{"type": "duration", "seconds"}`).
+  Progress without new text comes as SSE comments (`: progress 0.40`).
+
+`/v1/audio/translations` takes `file`, `model`, `prompt`, `response_format` and `temperature`, as
+OpenAI's does, and asks the worker for English text of the speech (`task: translate`). Our
+engines know only English, and the worker refuses such a job naming its engine (400): English
+speech needs no translation.
 
 Anything else (`include[]`, `chunking_strategy`, ...) is refused, naming the field, so nobody
 believes that a setting was applied. A frozen or spent user is refused (429) before the upload is
@@ -32,8 +43,10 @@ that does not decode or a timeout is an HTTP status. The audio is deleted when t
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Final
 
@@ -43,7 +56,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared_schemas import MAX_AUDIO_BYTES, ErrorCode, Event, EventType, Progress, Transcript, TranscriptionJob
+from shared_schemas import (
+    MAX_AUDIO_BYTES,
+    ErrorCode,
+    Event,
+    EventType,
+    Progress,
+    Segment,
+    Transcript,
+    TranscriptionJob,
+)
 
 from ..auth import user_of
 from ..batch import format_hint, read_form, safe_filename
@@ -61,6 +83,8 @@ IGNORED: Final = ("prompt", "temperature")
 FIELDS: Final = frozenset(
     {"file", "model", "language", "response_format", "stream", "timestamp_granularities[]", *IGNORED}
 )
+# /v1/audio/translations: no language (the text is English), no stream, no timestamp granularities.
+TRANSLATION_FIELDS: Final = frozenset({"file", "model", "response_format", *IGNORED})
 LANGUAGE = re.compile(r"^[a-z]{2}$")
 log = logging.getLogger(__name__)
 
@@ -75,10 +99,14 @@ def _text_field(form: FormData, name: str) -> str | None:
 class Asked:
     """What a transcription request asks for, checked before any audio is stored."""
 
-    def __init__(self, form: FormData) -> None:
-        extra = sorted({key for key in form if key not in FIELDS} - {"timestamp_granularities"})
+    def __init__(self, form: FormData, task: str = "transcribe") -> None:
+        self.task = task
+        fields = FIELDS if task == "transcribe" else TRANSLATION_FIELDS
+        extra = sorted({key for key in form if key not in fields} - {"timestamp_granularities"})
+        if task != "transcribe" and "timestamp_granularities" in form:
+            extra.append("timestamp_granularities")
         if extra:
-            raise invalid(f"Unrecognized field(s): {', '.join(extra)}. Fields: {', '.join(sorted(FIELDS))}.", extra[0])
+            raise invalid(f"Unrecognized field(s): {', '.join(extra)}. Fields: {', '.join(sorted(fields))}.", extra[0])
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise invalid("Send the audio as a multipart file field named 'file'.", "file")
@@ -112,24 +140,46 @@ class Asked:
             raise invalid("timestamp_granularities[] needs response_format verbose_json.", "timestamp_granularities")
 
 
-def verbose(transcript: Transcript, granularities: set[str]) -> dict[str, Any]:
+def verbose(transcript: Transcript, granularities: set[str], task: str = "transcribe") -> dict[str, Any]:
     """OpenAI's verbose_json of a transcript."""
     body: dict[str, Any] = {
-        "task": "transcribe",
+        "task": task,
         "language": transcript.language,
         "duration": transcript.duration_s,
         "text": transcript.text,
     }
     if "segment" in granularities or not granularities:
-        body["segments"] = [
-            {"id": n, "start": s.start, "end": s.end, "text": s.text} for n, s in enumerate(transcript.segments)
-        ]
+        body["segments"] = [segment_of(n, s) for n, s in enumerate(transcript.segments)]
     if "word" in granularities:
         body["words"] = [
             {"word": w.text.strip(), "start": w.start, "end": w.end} for s in transcript.segments for w in s.words
         ]
     body["usage"] = _usage(transcript)
     return body
+
+
+def segment_of(n: int, s: Segment) -> dict[str, Any]:
+    """OpenAI's verbose_json segment, every field (see the module's docstring for an engine's gaps)."""
+    probabilities = [w.probability for w in s.words if w.probability is not None and w.probability > 0]
+    mean_logprob = sum(map(math.log, probabilities)) / len(probabilities) if probabilities else 0.0
+    return {
+        "id": n,
+        "seek": s.seek if s.seek is not None else round(s.start * 100),
+        "start": s.start,
+        "end": s.end,
+        "text": s.text,
+        "tokens": s.tokens or [],
+        "temperature": s.temperature if s.temperature is not None else 0.0,
+        "avg_logprob": s.avg_logprob if s.avg_logprob is not None else round(mean_logprob, 4),
+        "compression_ratio": s.compression_ratio if s.compression_ratio is not None else compression_ratio(s.text),
+        "no_speech_prob": s.no_speech_prob if s.no_speech_prob is not None else 0.0,
+    }
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's: the text's bytes over their zlib-compressed size (a loop compresses well)."""
+    data = text.encode()
+    return round(len(data) / len(zlib.compress(data)), 4) if data else 0.0
 
 
 def _usage(transcript: Transcript) -> dict[str, Any]:
@@ -142,7 +192,7 @@ def answer(transcript: Transcript, asked: Asked) -> Response:
         case "json":
             return JSONResponse({"text": transcript.text, "usage": _usage(transcript)}, headers=headers)
         case "verbose_json":
-            return JSONResponse(verbose(transcript, asked.granularities), headers=headers)
+            return JSONResponse(verbose(transcript, asked.granularities, asked.task), headers=headers)
     body, media_type = render(transcript, "txt" if asked.format == "text" else asked.format)
     return Response(body, media_type=media_type, headers=headers)
 
@@ -156,24 +206,42 @@ def deltas(transcript: Transcript) -> list[str]:
 
 
 async def streamed(first: Event, rest: AsyncIterator[tuple[int, Event]]) -> AsyncIterator[bytes]:
-    """The job's events as OpenAI's transcript.text events; a failure mid-way is an error event."""
+    """The job's events as OpenAI's transcript.text events: a delta for each segment as the worker
+    decodes it, then the whole text with its usage; a failure mid-way is an error event."""
+    sent = 0
     async with contextlib.aclosing(rest):
         event = first
         try:
             while event.type is not EventType.TRANSCRIPT:
-                yield sse.comment(f"progress {Progress.model_validate(event.payload).fraction:.2f}")
+                progress = Progress.model_validate(event.payload)
+                pieces = [s.text.strip() for s in progress.segments if s.text.strip()]
+                for piece in pieces:
+                    yield sse.event({"type": "transcript.text.delta", "delta": piece if not sent else f" {piece}"})
+                    sent += 1
+                if not pieces:
+                    yield sse.comment(f"progress {progress.fraction:.2f}")
                 _, event = await anext(rest)
         except OpenAIError as exc:
             yield sse.event(exc.body())
             return
     transcript = Transcript.model_validate(event.payload)
-    for piece in deltas(transcript):
-        yield sse.event({"type": "transcript.text.delta", "delta": piece})
-    yield sse.event({"type": "transcript.text.done", "text": transcript.text})
+    if not sent:  # an engine that said nothing before its transcript (batched with other files)
+        for piece in deltas(transcript):
+            yield sse.event({"type": "transcript.text.delta", "delta": piece})
+    yield sse.event({"type": "transcript.text.done", "text": transcript.text, "usage": _usage(transcript)})
 
 
 @answered
 async def create_transcription(request: Request) -> Response:
+    return await _transcribe_or_translate(request, "transcribe")
+
+
+@answered
+async def create_translation(request: Request) -> Response:
+    return await _transcribe_or_translate(request, "translate")
+
+
+async def _transcribe_or_translate(request: Request, task: str) -> Response:
     s = services(request)
     user = user_of(request)
     # Refused before the upload is read: a frozen or spent user sends 25 MB for nothing otherwise.
@@ -182,7 +250,7 @@ async def create_transcription(request: Request) -> Response:
         raise invalid("Send multipart/form-data with the audio in a file field named 'file'.", "file")
     form = await read_form(request, min(MAX_AUDIO_BYTES, s.settings.queues.blob_max_bytes))
     try:
-        asked = Asked(form)
+        asked = Asked(form, task)
         data = await asked.upload.read()
     finally:
         await form.close()
@@ -256,6 +324,7 @@ async def _events(
         filename=filename,
         language=asked.language,
         user=user,
+        task="translate" if asked.task == "translate" else "transcribe",
     )
     timeout = float(s.settings.queues.transcribe_timeout_s)
     run = jobs.run(s, [job], timeout=timeout, audio_bytes=[len(data)], queue=queue)
@@ -268,4 +337,7 @@ async def _events(
             await asyncio.shield(s.meter.forget_audio(user, {key: len(data)}))
 
 
-routes = [Route("/v1/audio/transcriptions", create_transcription, methods=["POST"])]
+routes = [
+    Route("/v1/audio/transcriptions", create_transcription, methods=["POST"]),
+    Route("/v1/audio/translations", create_translation, methods=["POST"]),
+]
