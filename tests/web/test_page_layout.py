@@ -108,7 +108,8 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus(server, bro
         page.keyboard.press("Tab")
         focused = page.evaluate(
             """() => { const el = document.activeElement; const s = getComputedStyle(el);
-            return {id: el === document.body ? 'body' : el.id || el.textContent.trim().slice(0, 20), outline: s.outlineStyle !== 'none' && s.outlineWidth !== '0px',
+            return {id: el === document.body ? 'body' : el.id || el.textContent.trim().slice(0, 20),
+                    outline: s.outlineStyle !== 'none' && s.outlineWidth !== '0px',
                     shadow: s.boxShadow !== 'none'}; }"""
         )
         if focused["id"] == "body":  # past the last control, the page itself: nothing to show
