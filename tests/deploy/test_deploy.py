@@ -228,7 +228,8 @@ def test_keda_scales_workers_on_our_queue_lists():
         for trigger in obj["spec"]["triggers"]:
             assert trigger["type"] == "redis"
             lists[trigger["metadata"]["listName"]] = obj
-    assert set(lists) == set(keys.values()) == {"rq:queue:speech", "rq:queue:realtime", "rq:queue:llm", "rq:queue:batch"}
+    assert set(lists) == set(keys.values())
+    assert set(lists) == {"rq:queue:speech", "rq:queue:realtime", "rq:queue:llm", "rq:queue:batch"}
     assert lists[keys[settings.batch_queue]]["spec"]["minReplicaCount"] == 0
     assert lists[keys[settings.realtime_queue]]["spec"]["minReplicaCount"] >= 1
     assert lists[keys[settings.speech_queue]] is lists[keys[settings.realtime_queue]] is lists[keys[settings.llm_queue]]
