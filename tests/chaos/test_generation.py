@@ -6,6 +6,7 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
 
 import pytest
 import redis
@@ -25,7 +26,8 @@ def events_until(conn, settings, stream: str, done, timeout_s: float) -> list:
         if done(events):
             return events
         time.sleep(0.05)
-    pytest.fail(f"{stream}: not there in {timeout_s} s: {[e.type for e in replay(conn, settings, stream)]}")
+    seen = Counter(str(e.type) for e in replay(conn, settings, stream))
+    pytest.fail(f"{stream}: not there in {timeout_s} s; it holds {dict(seen)}")
 
 
 @pytest.mark.timeout(420)
