@@ -76,6 +76,8 @@ class Speaker:
         self.turns: list[Turn] = []
         self.stream_id: str | None = None
         self._listening = asyncio.Event()
+        self.max_lag_ms = 0  # the furthest behind real time its listener said it read (`lag_ms`)
+        self.failures: list[dict] = []  # its stream's `failed` events (a listener taken for dead)
         self._sent = 0
         self._start = 0.0
 
@@ -123,6 +125,10 @@ class Speaker:
                 continue
             frame = json.loads(message)
             kind, payload = frame.get("type"), frame.get("payload") or {}
+            if payload.get("stream_id", frame.get("job_id")) == self.stream_id and self.stream_id is not None:
+                self.max_lag_ms = max(self.max_lag_ms, payload.get("lag_ms", 0), payload.get("max_lag_ms", 0))
+                if kind == "failed":
+                    self.failures.append(payload)
             if kind == "mic":
                 self.stream_id = frame["stream_id"]
             elif kind == "listening":

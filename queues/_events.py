@@ -124,13 +124,17 @@ class JobEvents:
     that dies between the two leaves neither behind.
     """
 
-    def __init__(self, publisher: EventPublisher, session_id: str, job_id: str, hold_ending: bool = False) -> None:
+    def __init__(
+        self, publisher: EventPublisher, session_id: str, job_id: str, hold_ending: bool = False, first_seq: int = 0
+    ) -> None:
         self._publisher = publisher
         self.session_id = session_id
         self.job_id = job_id
         self.hold_ending = hold_ending
         self.ending: Event | None = None
-        self._seq = 0
+        # A job run again after its worker died and going on where it was (a resumed listener)
+        # numbers its events past the first run's, which would otherwise be dropped as repeats.
+        self._seq = first_seq
 
     def emit(self, type_: EventType, payload: dict[str, Any]) -> Event:
         event = Event(type=type_, session_id=self.session_id, job_id=self.job_id, seq=self._seq, payload=payload)
@@ -163,9 +167,7 @@ def _after(event_id: str) -> str:
     return "-" if event_id == "0" else f"({event_id}"
 
 
-async def atrimmed(
-    connection: redis.asyncio.Redis, settings: QueueSettings, session_id: str, after: str
-) -> str | None:
+async def atrimmed(connection: redis.asyncio.Redis, settings: QueueSettings, session_id: str, after: str) -> str | None:
     """Whether a replay after `after` misses events the stream's cap trimmed: the id of the oldest
     event still kept when it does (history before it is gone), else None."""
     try:

@@ -5,7 +5,8 @@
 #                                 (a CPU voice), redis-server (when no Redis runs), libsndfile1
 #   scripts/system-deps.sh test   those, and what only the tests use: flite (clean test speech),
 #                                 chromium (the browser tests), docker-compose (validating
-#                                 deploy/compose.yaml), nodejs (checking the pages' scripts parse)
+#                                 deploy/compose.yaml), nodejs (checking the pages' scripts parse),
+#                                 stress-ng (a CPU hog beside the worker: the listener under load)
 #
 # Not root: prints the missing packages and the apt-get command that installs them. It fails (exit 1)
 # only when something the chosen target needs is missing: `make run` goes on without the test tools.
@@ -27,7 +28,7 @@ missing() {  # the Debian packages among "package:command" pairs whose command (
 }
 
 mapfile -t run_need < <(missing ffmpeg:ffmpeg espeak-ng:espeak-ng redis-server:redis-server libsndfile1:lib:libsndfile.so.1)
-mapfile -t test_need < <(missing flite:flite chromium:chromium docker-compose:docker-compose nodejs:node)
+mapfile -t test_need < <(missing flite:flite chromium:chromium docker-compose:docker-compose nodejs:node stress-ng:stress-ng)
 if [[ $mode == test ]]; then need=("${run_need[@]}" "${test_need[@]}"); else need=("${run_need[@]}"); fi
 
 if [[ $(id -u) -eq 0 ]]; then

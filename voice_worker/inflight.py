@@ -191,10 +191,10 @@ class Inflight:
         hung = self.connection.get(self.keys.hung(job_id))
         crashes = int(job.meta.get("crashes", 0)) + (1 if crashed and status == JobStatus.STARTED else 0)
         error = None
-        if job.func_name == functions.LISTEN:
-            # A stream is never listened to again from its start: its app saw the lease expire,
-            # told the person, and opened a new stream (web/mic.py).
+        if job.func_name == functions.LISTEN and crashes > self.max_crashes:
             error = JobError(code=ErrorCode.WORKER_LOST, message=LISTENER_LOST, retryable=True)
+        elif job.func_name == functions.LISTEN:
+            pass  # back on the listen queue: the listener that takes it resumes from the stream's checkpoint
         elif hung is not None:
             error = JobError(code=ErrorCode.TIMEOUT, message=hung.decode(), retryable=False)
         elif crashes > self.max_crashes:

@@ -3,12 +3,18 @@
 Opening it enqueues a `listen` job (JSON, by name; a worker's listener takes it) and each binary
 frame the page sends is appended to the stream's Redis entries (`queues.MicWriter`); the listener
 decides where turns end and says so with events, which the chat session forwards. The app also
-watches the listener: once a second, with a frame, it asks who holds the stream's lease. A lease
-seen and then gone means the worker died; none within `CLAIM_WAIT_S` means no worker is free to
-listen. Either way the stream fails as data, a `failed` event for its id that says what to do,
-and the page opens a new one.
+watches the listener: once a second, with a frame, it asks who holds the stream's lease. Its worker
+renews the lease while the listener makes progress, however far behind real time it runs, so a
+lease gone means the worker died (or its listener is stuck): the app then waits up to
+`mic_resume_wait_s` (AppSettings) for another worker to resume the stream from its checkpoint (the
+dead worker's job is put back on the listen queue when a live worker adopts it), and the person
+speaks on. Only when no worker takes it in that time, or none took it within `CLAIM_WAIT_S` at the
+start, does the stream fail as data, a `failed` event for its id that says what to do, and the page
+opens a new one. Closing the stream stops the watching, never the listening: the listener still
+decides every turn the stream holds.
 """
 
+import logging
 import time
 import uuid
 
@@ -17,10 +23,15 @@ from shared_schemas import ErrorCode, Event, EventType, JobError, ListenJob
 
 from .services import Services
 
+log = logging.getLogger(__name__)
+
 CLAIM_WAIT_S = 10.0
 CHECK_EVERY_S = 1.0
 
-LOST = "The voice worker listening to you stopped (it crashed or was restarted). Speak again."
+LOST = (
+    "The voice worker listening to you stopped (it crashed or was restarted) and no other worker took your "
+    "microphone within {wait:.0f} s. Speak again."
+)
 UNCLAIMED = (
     "No voice worker took your microphone within {wait:.0f} s: every worker is busy listening to others, or "
     "none is running. Try again in a moment; an operator can add workers or raise WORKER_LISTENERS."
@@ -40,6 +51,7 @@ class Mic:
         self.opened_at = time.monotonic()
         self._checked_at = 0.0
         self._listener: str | None = None  # the worker that took the stream, once one has
+        self._lost_at: float | None = None  # when its lease was seen gone (a resume is awaited)
 
     async def open(self) -> None:
         job = ListenJob(
@@ -61,10 +73,24 @@ class Mic:
         self._checked_at = now
         holder = await self.writer.append_and_ask(pcm)
         if holder is not None:
-            self._listener = holder
+            if self._lost_at is not None:
+                log.warning(
+                    "microphone stream %s resumed by %s after %.1f s", self.stream_id, holder, now - self._lost_at
+                )
+            self._listener, self._lost_at = holder, None
             return None
         if self._listener is not None:
-            return JobError(code=ErrorCode.WORKER_LOST, message=LOST, retryable=True)
+            wait = self.services.settings.mic_resume_wait_s
+            if self._lost_at is None:
+                log.warning(
+                    "microphone stream %s: its listener on %s is gone; waiting for another",
+                    self.stream_id,
+                    self._listener,
+                )
+                self._lost_at = now
+            elif now - self._lost_at > wait:
+                return JobError(code=ErrorCode.WORKER_LOST, message=LOST.format(wait=wait), retryable=True)
+            return None
         if now - self.opened_at > CLAIM_WAIT_S:
             return JobError(code=ErrorCode.WORKER_LOST, message=UNCLAIMED.format(wait=CLAIM_WAIT_S), retryable=True)
         return None
@@ -76,7 +102,7 @@ class Mic:
     async def fail(self, error: JobError) -> None:
         """Tell the session the stream failed: its ending, published once (a listener's own failure
         for the same stream, if it comes, is dropped as a repeat)."""
-        await self.writer.close(mic.GONE)
+        await self.writer.abandon()
         failed = Event(
             type=EventType.FAILED,
             session_id=self.session_id,

@@ -162,6 +162,10 @@ class AppSettings(EnvSettings):
     # the turns of a process whose key is gone are ended, so within about ttl + beat of its death.
     app_alive_ttl_s: float = Field(default=15.0, gt=0)
     app_beat_s: float = Field(default=5.0, gt=0)
+    # A microphone stream whose listener's lease is gone waits this long for another worker to resume
+    # it (a dead worker's jobs are adopted within about WORKER_ALIVE_TTL + 2 * WORKER_BEAT) before it
+    # fails `worker_lost` (web/mic.py).
+    mic_resume_wait_s: float = Field(default=30.0, gt=0)
     # How long the app trusts its last look at the council's LLM servers (/health, the pages).
     llm_status_ttl_s: float = Field(default=10.0, ge=0)
 

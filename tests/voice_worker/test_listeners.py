@@ -1,7 +1,10 @@
 """A worker's listeners take listen jobs off RQ's listen queue, several at once, and record each
-one's end in RQ with its last event."""
+one's end in RQ with its last event; under load they stay alive, shed interim words, and decide every
+turn."""
 
+import dataclasses
 import json
+import threading
 import time
 import uuid
 
@@ -13,13 +16,26 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from queues import JobClient, MicKeys
-from shared_schemas import ListenJob
+from shared_schemas import ListenJob, Transcript
+from voice_worker.audio import Audio
 from voice_worker.engines import Engines
 from voice_worker.listening.pool import Listeners
 from voice_worker.settings import WorkerSettings
 from voice_worker.turn.smart_turn import SmartTurn
 
 RATE = 16_000
+
+
+class SlowSTT:
+    """Our own seam: the real recognizer, made as slow as on a CPU that other work keeps busy."""
+
+    def __init__(self, stt, delay_s: float) -> None:
+        self.stt, self.delay_s, self.name, self.calls = stt, delay_s, stt.name, 0
+
+    def recognize(self, audio: Audio, language: str = "en") -> Transcript:
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return self.stt.recognize(audio, language)
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +132,90 @@ def test_a_stopping_worker_tells_each_open_stream(settings, connection, engines)
     failed = [e for e in events(connection, settings, job.session_id) if e["type"] == "failed"]
     assert failed and failed[0]["payload"]["code"] == "worker_lost" and failed[0]["payload"]["retryable"]
     assert Job.fetch(job.job_id, connection=connection, serializer=JSONSerializer).get_status() == "failed"
+
+
+def test_a_listener_far_behind_real_time_is_not_called_dead_sheds_interim_words_and_loses_no_turn(
+    settings, connection, whisper, silero, piper
+):
+    """Three questions streamed in real time to a listener whose recognizer takes 1.5 s a call: it
+    falls seconds behind. Its lease never lapses (the app would call it dead), it skips interim words
+    while behind, and it decides all three turns, the last one when the stream is closed right after it
+    (while the listener is still behind)."""
+    slow = SlowSTT(whisper, 1.5)
+    engines = Engines(stt=slow, tts=[], vad=silero, turn=SmartTurn())
+    pool = Listeners(WorkerSettings(queues=settings, listeners=1), engines, f"w-{uuid.uuid4().hex[:6]}")
+    pool.listen = dataclasses.replace(pool.listen, lease_ms=1500, renew_s=0.3, shed_after_ms=1000)
+    questions = ["What time does the library open on Sundays?", "Is there parking near the station?", "Thank you."]
+    clips = [soxr.resample(c.samples, c.sample_rate, RATE) for c in (piper.synthesize(q, "joe") for q in questions)]
+    pause = np.zeros(int(RATE * 1.6), np.float32)
+    last = clips[2][: np.nonzero(np.abs(clips[2]) > 0.01)[0][-1] + 1]  # closed as its last word ends
+    audio = np.concatenate([clips[0], pause, clips[1], pause, last])
+    pool.start()
+    try:
+        job = open_stream(settings)
+        wait_for(connection, settings, job.session_id, "listening")
+        lease, lapses, done = MicKeys.of(settings, job.job_id).lease, [], threading.Event()
+
+        def watch() -> None:  # as the app does, more often: who holds the lease
+            while not done.is_set():
+                with connection.pipeline(transaction=False) as pipe:
+                    held, open_ = pipe.get(lease).exists(job.stream_key).execute()
+                if held is None and open_:  # (the stream's key and lease go together at its end)
+                    lapses.append(time.monotonic())
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        pcm = (audio * 32767).astype("<i2").tobytes()
+        started = time.monotonic()
+        for n, i in enumerate(range(0, len(pcm), 640)):  # 20 ms frames, at the pace a page sends them
+            connection.xadd(job.stream_key, {b"a": pcm[i : i + 640]})
+            time.sleep(max(0.0, started + (n + 1) * 0.02 - time.monotonic()))
+        connection.xadd(job.stream_key, {b"c": b"end"})
+        closed = time.monotonic()
+        found = wait_for(connection, settings, job.session_id, "listen_done", timeout_s=90)
+        done.set()
+        watcher.join(1)
+    finally:
+        pool.stop()
+    done_event = found[-1]["payload"]
+    decided = [e for e in found if e["type"] == "turn_started"]
+    texts = [e["payload"]["text"].lower() for e in found if e["type"] == "transcript"]
+    lags = [e["payload"]["lag_ms"] for e in found if "lag_ms" in e["payload"]]
+    print(
+        f"\nrecognizer calls {slow.calls}, interim skipped {done_event['shed']}, "
+        f"max lag {done_event['max_lag_ms']} ms, "
+        f"close -> last turn decided {time.monotonic() - closed:.1f} s, lease lapses {len(lapses)}"
+    )
+    assert not lapses, f"the lease lapsed {len(lapses)} times while the listener was behind"
+    assert done_event["max_lag_ms"] > 1000 and max(lags) > 1000 and done_event["shed"] > 0
+    assert len(decided) == 3 and decided[-1]["payload"]["reason"] == "closed"
+    assert "library" in texts[0] and "parking" in texts[1] and "thank" in texts[2]
+
+
+def test_a_listener_stuck_in_one_call_lets_its_lease_lapse(settings, connection, whisper, silero, piper):
+    """Behind is alive; stuck is not: a listener that makes no progress at all for `stuck_s` (here one
+    recognizer call that never seems to end) stops being renewed, so its app can give the stream to
+    another worker."""
+    engines = Engines(stt=SlowSTT(whisper, 6.0), tts=[], vad=silero, turn=SmartTurn())
+    pool = Listeners(WorkerSettings(queues=settings, listeners=1), engines, f"w-{uuid.uuid4().hex[:6]}")
+    pool.listen = dataclasses.replace(pool.listen, lease_ms=600, renew_s=0.2, stuck_s=1.5)
+    speech = piper.synthesize("What time does the library open on Sundays?", "joe")
+    voice = soxr.resample(speech.samples, speech.sample_rate, RATE).astype(np.float32)
+    pool.start()
+    try:
+        job = open_stream(settings)
+        wait_for(connection, settings, job.session_id, "listening")
+        lease = MicKeys.of(settings, job.job_id).lease
+        assert connection.get(lease) is not None
+        send(connection, job, np.concatenate([np.zeros(RATE // 4, np.float32), voice, np.zeros(RATE, np.float32)]))
+        started, lapsed = time.monotonic(), None
+        while time.monotonic() - started < 5 and lapsed is None:
+            if connection.get(lease) is None:
+                lapsed = time.monotonic() - started
+            time.sleep(0.05)
+        assert lapsed is not None and lapsed > 1.5, lapsed  # not before stuck_s without progress
+        connection.xadd(job.stream_key, {b"c": b"end"})
+        wait_for(connection, settings, job.session_id, "listen_done", timeout_s=30)
+    finally:
+        pool.stop()

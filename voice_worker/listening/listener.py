@@ -10,6 +10,15 @@ the speaker goes on first (the next `speech_started` then `continues` it).
 Each call runs in this thread, in order: a call that takes 80 ms only delays the next windows,
 which are waiting in Redis, and decisions go by audio time, never by the clock.
 
+Load: liveness is the worker's, not this loop's: its pool renews the stream's lease for every
+listener that made progress within `stuck_s` (pool.py), so a listener that runs behind real time is
+never taken for dead. How far behind it runs (`lag_ms`: how long ago the app appended the entry it
+reads) goes out in every event it says; past `shed_after_ms` it sheds work, interim words first (the
+final recognition and every decision stay), until it is back under half that. Where every turn is
+decided up to is saved as a checkpoint in Redis (`queues.mic.Checkpoint`): when the worker dies,
+another one takes the requeued job and resumes there, from the frames still in Redis, with the turn
+numbers going on.
+
 Long turns: once a pause comes after more than `COMMIT_AFTER_MS` of speech, the words up to it
 are kept, and later recognition covers only what follows, so no call exceeds the fitted window.
 """
@@ -60,6 +69,11 @@ class ListenSettings:
     # While nobody speaks, frames are read in batches this far apart, not one by one as they come
     # (a silent open microphone then costs the worker ~5x less); speech is read as it comes.
     quiet_read_s: float = 0.1
+    # Behind real time by more than this: interim words are skipped until the lag is under half.
+    shed_after_ms: int = 1500
+    # No progress at all for this long (one model call never takes it): the lease is let go.
+    stuck_s: float = 30.0
+    checkpoint_every_ms: int = 1000  # of audio, while nothing is decided
 
 
 class Tape:
@@ -136,7 +150,7 @@ class Listener:
         self.settings = settings
         self.worker = worker
         self.stopping = stopping
-        self.reader = MicReader(connection, job.stream_key, worker)
+        self.reader = MicReader(connection, job.stream_key, worker, publisher.settings.mic_ttl_s)
         self.vad = engines.vad.stream()
         self.endpointer = Endpointer(settings.endpoint, decides=job.mode == "hands_free")
         self.tape = Tape()
@@ -144,54 +158,127 @@ class Listener:
         self.turns = 0
         self.turn = Turn(number=1)
         self.held: tuple[int, str] | None = None  # (number, id) of the decided turn awaiting confirmation
+        self.progress_at = time.monotonic()  # the pool renews the lease while this is recent
+        self.ended = False
+        self.lag_ms = 0.0
+        self.max_lag_ms = 0.0
+        self.shedding = False
+        self.shed = 0  # interim recognitions skipped
+        self._entries: list[tuple[str, int]] = []  # (entry id, sample its audio ends at), not saved yet
+        self._saved_sample = 0
+        self._decided_sample = 0  # where the last turn was decided
+
+    def alive(self) -> bool:
+        """Whether this listener made progress lately (else it is stuck, and the lease lapses)."""
+        return time.monotonic() - self.progress_at < self.settings.stuck_s
 
     def run(self) -> dict[str, object]:
         """Listen until the stream ends: its RQ result. Raises WorkerStopping on a shutdown."""
         try:
             reason = self._listen()
         finally:
+            self.ended = True  # (its lease is renewed no more)
             self.reader.release()
         outcome = {"reason": reason, "turns": self.turns}
-        self.events.emit(EventType.LISTEN_DONE, {"stream_id": self.job.job_id, **outcome})
+        load = {"max_lag_ms": round(self.max_lag_ms), "shed": self.shed}
+        self.events.emit(EventType.LISTEN_DONE, {"stream_id": self.job.job_id, **outcome, **load})
         return {"kind": "listened", **outcome}
 
     def _listen(self) -> str:
         self.reader.hold(self.settings.lease_ms)
-        self._say(EventType.LISTENING, {"mode": self.job.mode, "worker": self.worker})
-        renewed = last_frame = last_read = time.monotonic()
+        resumed = self._resume()
+        self._say(EventType.LISTENING, {"mode": self.job.mode, "worker": self.worker, "resumed": resumed})
+        last_frame = last_read = time.monotonic()
         while not self.stopping.is_set():
-            if self.endpointer.state is State.QUIET and self.endpointer.decides:
+            if self.endpointer.state is State.QUIET and self.endpointer.decides and not self.shedding:
                 self.stopping.wait(max(0.0, last_read + self.settings.quiet_read_s - time.monotonic()))
-            last_read = time.monotonic()
+            last_read = self.progress_at = time.monotonic()
             entries = self.reader.read(self.settings.read_block_ms)
             now = time.monotonic()
             if entries:
                 last_frame = now
             elif now - last_frame > self.settings.idle_s:
                 return "idle"
-            for audio, control in entries:
+            for entry_id, audio, control in entries:
+                self._lag(entry_id)
                 if control == mic.END:
                     self._do(self.endpointer.close())
                     return "closed"
                 if control == mic.GONE:
                     return "gone"
                 if audio:
-                    self._hear(audio)
-            if now - renewed >= self.settings.renew_s:
-                self.reader.hold(self.settings.lease_ms)
-                renewed = now
+                    self._hear(audio, entry_id)
         raise WorkerStopping()
+
+    def _resume(self) -> bool:
+        """Go on where a listener before this one (on a worker that died) saved its checkpoint."""
+        checkpoint = self.reader.resume()
+        if checkpoint is None:
+            return False
+        self.tape.start = self.tape.end = self.cursor = self._saved_sample = checkpoint.sample
+        self._decided_sample = checkpoint.sample
+        self.endpointer.now_ms = self.endpointer.start_ms = checkpoint.sample / SAMPLES_PER_MS
+        self.turn = Turn(number=checkpoint.turn)
+        self.turns = checkpoint.turn - 1
+        log.info(
+            "stream %s resumed at %.1f s, turn %d",
+            self.job.job_id,
+            checkpoint.sample / STT_SAMPLE_RATE,
+            checkpoint.turn,
+        )
+        return True
+
+    def _lag(self, entry_id: str) -> None:
+        """How far behind real time this entry is read; shed work past `shed_after_ms`."""
+        self.lag_ms = self.reader.lag_ms(entry_id)
+        self.max_lag_ms = max(self.max_lag_ms, self.lag_ms)
+        bound = self.settings.shed_after_ms
+        if not self.shedding and self.lag_ms > bound:
+            self.shedding = True
+            log.warning("stream %s: listening %.0f ms behind; interim words skipped", self.job.job_id, self.lag_ms)
+        elif self.shedding and self.lag_ms < bound / 2:
+            self.shedding = False
+            log.warning(
+                "stream %s: caught up (%.0f ms behind, %d interim skipped)", self.job.job_id, self.lag_ms, self.shed
+            )
 
     # -- audio in ------------------------------------------------------------------------------
 
-    def _hear(self, pcm: bytes) -> None:
+    def _hear(self, pcm: bytes, entry_id: str) -> None:
         samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
         self.tape.append(samples)
+        self._entries.append((entry_id, self.tape.end))
         size = self.vad.window
         while (window := self.tape.window(self.cursor, size)) is not None:
             self.cursor += size
-            self._do(self.endpointer.window(self.vad.probability(window)))
+            self.progress_at = time.monotonic()
+            turn = self.turn.number
+            actions = self.endpointer.window(self.vad.probability(window))
+            if self.shedding:
+                kept = [a for a in actions if not (isinstance(a, Recognize) and not a.final_candidate)]
+                self.shed += len(actions) - len(kept)
+                actions = kept
+            self._do(actions)
+            if self.turn.number != turn:
+                self._decided_sample = self.cursor
         self.tape.forget_before(self.endpointer.keep_from_ms)
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Save where every turn is decided up to: between turns, the last entry before the audio a
+        turn could still need (`keep_from_ms`, and never before the last decision)."""
+        if self.endpointer.spoke or not self.endpointer.decides:
+            return  # a turn is under way (push-to-talk: the whole stream is one)
+        upto = max(int(self.endpointer.keep_from_ms * SAMPLES_PER_MS), self._decided_sample)
+        if upto - self._saved_sample < self.settings.checkpoint_every_ms * SAMPLES_PER_MS:
+            return
+        done = [entry for entry in self._entries if entry[1] <= upto]
+        if not done:
+            return
+        entry_id, sample = done[-1]
+        self._entries = self._entries[len(done) :]
+        self._saved_sample = sample
+        self.reader.save(mic.Checkpoint(entry_id=entry_id, sample=sample, turn=self.turn.number))
 
     def _do(self, actions: list[Action]) -> None:
         for action in actions:
@@ -310,7 +397,7 @@ class Listener:
             return
         (number, turn_id), self.held = self.held, None
         payload = {"stream_id": self.job.job_id, "turn": number, "turn_id": turn_id, "at_s": _s(at_ms)}
-        self.events.emit(EventType.TURN_CONFIRMED, payload)
+        self.events.emit(EventType.TURN_CONFIRMED, {**payload, "lag_ms": round(self.lag_ms)})
 
     def _charge(self, turn_id: str, turn: Turn, transcript: Transcript) -> None:
         """Record the turn's recognition in the ledger against its user. Its compute is the wall
@@ -339,7 +426,8 @@ class Listener:
     # -- events -------------------------------------------------------------------------------
 
     def _say(self, type_: EventType, payload: dict[str, object]) -> None:
-        self.events.emit(type_, {"stream_id": self.job.job_id, "turn": self.turn.number, **payload})
+        lag = {"lag_ms": round(self.lag_ms)}
+        self.events.emit(type_, {"stream_id": self.job.job_id, "turn": self.turn.number, **lag, **payload})
 
     def _publish(self, job_id: str, type_: EventType, payload: dict[str, object]) -> None:
         self.publisher.publish(Event(type=type_, session_id=self.job.session_id, job_id=job_id, seq=0, payload=payload))

@@ -5,11 +5,15 @@ beside the job loop, so that a long job never keeps a person from being heard.
 pool takes instead of the job loop: a free slot claims the next one into the worker's in-flight
 list (the same atomic move the loop uses), marks it started, listens until the stream ends, and
 records its end (finished or failed, with the stream's last event) in one transaction that also
-takes it off the list. A worker that dies leaves its listen jobs on its list: whoever adopts them
-fails them (`inflight.settle`), and the app, which saw the stream's lease expire, has already
-told the person and opened a new stream. RQ's job-loop machinery (SIGALRM time limits, the
-started-job registry) is not used: a listener ends idle streams itself, and the lease says it is
-alive.
+takes it off the list. RQ's job-loop machinery (SIGALRM time limits, the started-job registry) is
+not used: a listener ends idle streams itself, and the lease says it is alive.
+
+The lease of every open stream is renewed here, by one timer thread (`_renew`), not by the
+listeners' audio loops: a listener that runs behind real time (a busy CPU) is alive, and keeps its
+stream; only one that made no progress at all for `stuck_s` lets its lease lapse. A worker that
+dies leaves its listen jobs on its list: whoever adopts them puts them back on the listen queue
+(`inflight.settle`), and the listener that takes one resumes the stream from its checkpoint
+(listener.py), while its app waits for the lease to come back (web/mic.py).
 """
 
 import logging
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
     from ..settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+RESUMED_SEQ = 1_000_000  # the events of a stream's n-th resumed listener are numbered from n times this
 
 STOPPING = (
     "The voice worker listening to you is stopping (a restart or a scale-down). Speak again: the page opens "
@@ -60,6 +65,8 @@ class Listeners:
         self.stopping = threading.Event()
         self._threads: set[threading.Thread] = set()
         self._claimer = threading.Thread(target=self._claim, name="listeners", daemon=True)
+        self._open: dict[str, Listener] = {}  # by stream key: those whose lease this pool renews
+        self._renewer = threading.Thread(target=self._renew, name="listeners-lease", daemon=True)
 
     @property
     def active(self) -> int:
@@ -67,6 +74,7 @@ class Listeners:
 
     def start(self) -> None:
         self._claimer.start()
+        self._renewer.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop claiming; open streams end, each telling its person to speak again."""
@@ -74,6 +82,29 @@ class Listeners:
         self._claimer.join(timeout_s)
         for thread in list(self._threads):
             thread.join(timeout_s)
+        self._renewer.join(timeout_s)
+
+    def _renew(self) -> None:
+        """Every `renew_s`, renew the lease of each open stream whose listener is making progress."""
+        settings, stuck = self.listen, set()
+        while not self.stopping.wait(settings.renew_s):
+            live = [listener for listener in list(self._open.values()) if not listener.ended]
+            for listener in live:
+                if not listener.alive() and listener not in stuck:
+                    log.error(
+                        "listener of %s made no progress for %.0f s: its lease lapses",
+                        listener.job.job_id,
+                        settings.stuck_s,
+                    )
+            stuck = {listener for listener in live if not listener.alive()}
+            try:
+                with self.connection.pipeline(transaction=False) as pipe:
+                    for listener in live:
+                        if listener not in stuck:
+                            pipe.set(listener.reader.lease, self.worker, px=settings.lease_ms)
+                    pipe.execute()
+            except REDIS_DOWN:
+                log.warning("could not renew the listeners' leases: redis unavailable")
 
     def _claim(self) -> None:
         while not self.stopping.is_set():
@@ -104,14 +135,22 @@ class Listeners:
         events: JobEvents | None = None
         try:
             payload = self._payload(job)
-            events = JobEvents(self.publisher, payload.session_id, payload.job_id, hold_ending=True)
+            # Resumed after its worker died (inflight.settle counts that): its events go on past the last run's.
+            first_seq = RESUMED_SEQ * int(job.meta.get("crashes", 0))
+            events = JobEvents(
+                self.publisher, payload.session_id, payload.job_id, hold_ending=True, first_seq=first_seq
+            )
             with self.connection.pipeline() as pipe:
                 job.prepare_for_execution(self.worker, pipeline=pipe)
                 pipe.execute()
             listener = Listener(
                 payload, self.engines, self.connection, self.publisher, events, self.listen, self.worker, self.stopping
             )
-            result = listener.run()
+            self._open[payload.stream_key] = listener
+            try:
+                result = listener.run()
+            finally:
+                self._open.pop(payload.stream_key, None)
             self._finished(job, result, events)
         except WorkerStopping:
             self._failed(job, JobError(code=ErrorCode.WORKER_LOST, message=STOPPING, retryable=True), events)
