@@ -397,7 +397,7 @@ class Listener:
             return
         (number, turn_id), self.held = self.held, None
         payload = {"stream_id": self.job.job_id, "turn": number, "turn_id": turn_id, "at_s": _s(at_ms)}
-        self.events.emit(EventType.TURN_CONFIRMED, payload)
+        self.events.emit(EventType.TURN_CONFIRMED, {**payload, "lag_ms": round(self.lag_ms)})
 
     def _charge(self, turn_id: str, turn: Turn, transcript: Transcript) -> None:
         """Record the turn's recognition in the ledger against its user. Its compute is the wall
