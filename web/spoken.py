@@ -41,6 +41,7 @@ class SpokenTurns:
         self.join_next: str | None = None  # a tentative turn the person went on from: joined to the next
         self.barged: set[tuple[str, int]] = set()  # (stream, turn number) that already stopped an answer
         self.spoken_over: set[str] = set()  # answers the person spoke over (stopped by the server)
+        self.unsure: dict[str, str] = {}  # turns heard over an answer and not told from its echo: their words
         self._tasks: set[asyncio.Task[None]] = set()
         self._order: asyncio.Task[None] | None = None  # the turn event being handled, when it waits
 
@@ -98,6 +99,9 @@ class SpokenTurns:
         """The person went on after tentative turn `turn_id`: unless some of its answer was heard
         already (a listener that never confirmed it), it is cancelled and the next answers both."""
         s = self.session
+        if (kept := self.unsure.pop(turn_id, None)) is not None:
+            self.join_next = kept  # words we could not tell from our echo, and then went on from
+            return
         if turn_id != s.turn_id or s.turn is None or s.turn.done() or turn_id in s.played:
             return
         self.join_next = self.question(turn_id) or None
@@ -120,6 +124,8 @@ class SpokenTurns:
             return self.start(event)
         await self.runner.checked(turn_id, {"verdict": verdict.value, "over": over, "text": text})
         status = "echo" if verdict is Verdict.ECHO else "overheard"
+        if verdict is Verdict.UNSURE:
+            self.unsure[turn_id] = text  # if the person goes on from it, the next turn joins it
         await self.runner.end_unanswered(turn_id, {"status": status, "text": text})
 
     def barge_in(self, over: str, job_id: str, text: str) -> None:
