@@ -14,7 +14,7 @@
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from shared_schemas import Event, EventType
@@ -41,7 +41,9 @@ class SpokenTurns:
         self.join_next: str | None = None  # a tentative turn the person went on from: joined to the next
         self.barged: set[tuple[str, int]] = set()  # (stream, turn number) that already stopped an answer
         self.spoken_over: set[str] = set()  # answers the person spoke over (stopped by the server)
+        self.unsure: dict[str, str] = {}  # turns heard over an answer and not told from its echo: their words
         self._tasks: set[asyncio.Task[None]] = set()
+        self._order: asyncio.Task[None] | None = None  # the turn event being handled, when it waits
 
     def on_event(self, event: Event) -> None:
         """An event of one of this session's streams (its listener's), as it comes live."""
@@ -50,13 +52,14 @@ class SpokenTurns:
             self.heard[event.job_id] = asyncio.get_running_loop().create_future()
             if (over := self.echo.sounding()) is not None:
                 # An answer is sounding: these words may be its echo. Decided on the transcript.
-                self._spawn(self.judge(event, over), f"{event.job_id}-judge")
+                self._in_order(lambda: self.judge(event, over), f"{event.job_id}-judge")
             else:
-                self.start(event)
+                self._in_order(lambda: self.start(event), f"{event.job_id}-start")
         elif event.type is EventType.TURN_CONFIRMED:
             self.runner.holds.confirm(str(p.get("turn_id")))
         elif event.type is EventType.SPEECH_STARTED and p.get("continues"):
-            self.continued(str(p["continues"]))
+            turn_id = str(p["continues"])
+            self._in_order(lambda: self.continued(turn_id), f"{turn_id}-continued")
         elif event.type is EventType.TRANSCRIPT_PARTIAL and (over := self.echo.sounding()) is not None:
             key, text = (str(p.get("stream_id")), int(p.get("turn", 0))), str(p.get("text") or "")
             if key not in self.barged and len(words(text)) >= EARLY_WORDS and self.echo.judge(text) is Verdict.PERSON:
@@ -79,23 +82,29 @@ class SpokenTurns:
             # The person went on before any of the last answer was heard (a pause taken for the
             # end of a turn): the new turn answers both, as one question.
             running = s.turn is not None and not s.turn.done() and s.turn_id not in s.played
-            joined = self.runner.questions.get(s.turn_id or "") if running else None
+            joined = (self.question(s.turn_id or "") or None) if running else None
         self.asked[event.job_id] = joined or ""
         confirm_ms = int(event.payload.get("confirm_ms") or 0)
         s.start_turn(
             voice, hear_members, turn_id=event.job_id, streamed_after=event.id, joined=joined, confirm_ms=confirm_ms
         )
 
+    def question(self, turn_id: str) -> str:
+        """What listener turn `turn_id` asks: what it joined, and its words (once heard)."""
+        heard = self.heard.get(turn_id)
+        said = heard.result() if heard is not None and heard.done() else ""
+        return self.runner.questions.get(turn_id) or f"{self.asked.get(turn_id, '')} {said}".strip()
+
     def continued(self, turn_id: str) -> None:
         """The person went on after tentative turn `turn_id`: unless some of its answer was heard
         already (a listener that never confirmed it), it is cancelled and the next answers both."""
         s = self.session
+        if (kept := self.unsure.pop(turn_id, None)) is not None:
+            self.join_next = kept  # words we could not tell from our echo, and then went on from
+            return
         if turn_id != s.turn_id or s.turn is None or s.turn.done() or turn_id in s.played:
             return
-        heard = self.heard.get(turn_id)
-        said = heard.result() if heard is not None and heard.done() else ""
-        question = self.runner.questions.get(turn_id) or f"{self.asked.get(turn_id, '')} {said}".strip()
-        self.join_next = question or None
+        self.join_next = self.question(turn_id) or None
         self.runner.reasons[turn_id] = "continued"
         s.cancel_turn()
 
@@ -115,6 +124,8 @@ class SpokenTurns:
             return self.start(event)
         await self.runner.checked(turn_id, {"verdict": verdict.value, "over": over, "text": text})
         status = "echo" if verdict is Verdict.ECHO else "overheard"
+        if verdict is Verdict.UNSURE:
+            self.unsure[turn_id] = text  # if the person goes on from it, the next turn joins it
         await self.runner.end_unanswered(turn_id, {"status": status, "text": text})
 
     def barge_in(self, over: str, job_id: str, text: str) -> None:
@@ -131,11 +142,29 @@ class SpokenTurns:
             self.runner.reasons[over] = "barge_in"
             s.cancel_turn()
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def _in_order(self, step: Callable[[], Coroutine[Any, Any, None] | None], name: str) -> None:
+        """Handle a turn event after the one before it (a turn waiting for its verdict, or its
+        transcript, is decided before the next turn or a `continues` is seen): at once when
+        nothing is pending, as the next step otherwise."""
+        before = self._order
+        if before is None or before.done():
+            if (work := step()) is not None:
+                self._order = self._spawn(work, name)
+            return
+
+        async def after() -> None:
+            await asyncio.wait([before])
+            if (work := step()) is not None:
+                await work
+
+        self._order = self._spawn(after(), name)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
+        return task
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

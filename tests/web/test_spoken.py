@@ -165,7 +165,9 @@ def test_words_heard_over_an_answer_are_its_echo_the_person_or_kept_when_unsure(
         unsure = listener.turn(2, "weekdays really", confirm_ms=0)
         frames += until(ws, ended(unsure))
         assert not [f for f in frames if ended(answer)(f) and f["type"] == "turn_cancelled"]
-        # The person: the answer stops (no more of its clips), and their turn is answered.
+        # The person goes on from those words: the answer stops (no more of its clips), and their
+        # turn is answered with the words before.
+        listener.speech(3, continues=unsure)
         person = listener.turn(3, "Wait, what about the museum?", confirm_ms=0)
         listener.confirm(3)
         frames += until(ws, ended(person))
@@ -176,6 +178,7 @@ def test_words_heard_over_an_answer_are_its_echo_the_person_or_kept_when_unsure(
     done = of(frames, unsure, "turn_done")[0]["payload"]
     assert done["status"] == "overheard" and done["text"] == "weekdays really"
     assert checked[person]["verdict"] == "person" and checked[person]["over"] == answer
+    assert of(frames, person, "joined")[0]["payload"]["text"] == "weekdays really Wait, what about the museum?"
     assert not of(frames, echo, "token") and not of(frames, unsure, "token") and of(frames, person, "token")
     at = next(i for i, f in enumerate(frames) if f["type"] == "echo_checked" and f["job_id"] == person)
     assert not [f for f in frames[at + 1 :] if f["type"] == "binary" and f["header"]["turn_id"] == answer]

@@ -158,6 +158,8 @@
 
   // ---- events from the server -----------------------------------------------------------------
   const continuedBubbles = [];  // what was said before a pause the person went on from
+  const UNDUCK_MS = 1500;       // the answer's voice comes back this long after the person stops
+  let unduck = null;
 
   // Words heard while the answer played that the server could not tell from its own voice: kept,
   // shown, and one click asks them.
@@ -213,6 +215,9 @@
         if (!ours(p)) break;
         if (mic) setMicState("hearing");
         if (mic && player.busy && headphones.checked) stopAnswer("barge-in");
+        // On speakers it may be the answer's own echo: the server decides (`echo_checked`); the
+        // answer meanwhile speaks lower, so that less of it blurs what the person says.
+        else if (mic && player.busy) { clearTimeout(unduck); player.duck(true); }
         if (!utterance) {
           utterance = add("user", "You", "…");
           utterance.querySelector(".text").classList.add("pending");
@@ -223,6 +228,7 @@
         break;
       case "speech_stopped":
         if (ours(p) && mic) setMicState("listening");
+        if (ours(p)) { clearTimeout(unduck); unduck = setTimeout(() => player.duck(false), UNDUCK_MS); }
         break;
       case "listen_done":
         if (frame.job_id === streamId) { streamId = null; if (mic) reopenSoon(); }
@@ -277,7 +283,8 @@
       case "echo_checked": {
         const t = turns.get(frame.job_id);
         if (p.verdict === "person") spokenOver(p.over);
-        else if (p.verdict === "echo") {
+        else player.duck(false);
+        if (p.verdict === "echo") {
           if (t && t.user) t.user.remove();
           debugNote(`Not you: the microphone heard the answer itself (“${p.text}”).`);
         }

@@ -47,6 +47,17 @@ Council.Player = class {
     return this.context;
   }
 
+  // Lower the answer's voice (the person may be speaking over it; on speakers, less of it reaches
+  // the microphone to blur their words) or bring it back. 30 ms ramps: no click.
+  duck(on) {
+    if (!this.master || this.ducked === Boolean(on)) return;
+    this.ducked = Boolean(on);
+    const now = this.context.currentTime;
+    this.master.gain.cancelScheduledValues(now);
+    this.master.gain.setValueAtTime(this.master.gain.value, now);
+    this.master.gain.linearRampToValueAtTime(on ? 0.25 : 1, now + 0.03);
+  }
+
   // Play through the loopback peer connection (true: the echo canceller hears it) or directly.
   setCancelEcho(on) {
     this.cancelEcho = Boolean(on);
@@ -151,6 +162,7 @@ Council.Player = class {
     if (this.turn && this.turn.id === turnId) return;
     this.stop();
     this.unlock();
+    this.duck(false);  // a new answer: its full voice
     const gain = this.context.createGain();
     gain.connect(this.master);
     this.turn = { id: turnId, next: [index, chunk], offset, endAt: 0, timeline: [], sources: [], gain, ended: false, stopped: false };
