@@ -72,3 +72,24 @@ def test_a_refused_or_abandoned_listen_leaves_no_job_behind(settings, connection
         assert connection.llen(queue) == 0  # the sockets went: their jobs nobody took are cancelled
         with client.websocket_connect(chat_path(token=tokens[mallory])) as ws:
             assert listen(ws)["type"] == "mic"  # and their places were given back
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_closed_stream_gives_its_place_back_at_once(settings, chat_path):
+    """Push-to-talk, three times in a row on one socket with a cap of one: each stream's place comes
+    back when it is closed, not when it lapses."""
+    tokens = users("ann")
+    (ann,) = tokens
+    app = create_app(AppSettings(queues=settings, responder="echo", api_users=tokens, max_streams_per_user=1))
+    with TestClient(app) as client, client.websocket_connect(chat_path(token=tokens[ann])) as ws:
+        ws.receive_json()
+        for _ in range(3):
+            ws.send_json({"type": "listen", "mode": "push_to_talk"})
+            while (opened := ws.receive_json())["type"] not in ("mic", "error"):
+                pass  # the last stream's turn, ending
+            assert opened["type"] == "mic", opened
+            for _ in range(10):
+                ws.send_bytes(FRAME)
+            ws.send_json({"type": "listen_end"})
+            while (frame := ws.receive_json())["type"] != "listen_done" or frame["job_id"] != opened["stream_id"]:
+                pass
