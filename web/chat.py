@@ -112,6 +112,8 @@ class ChatSession:
                 self.on_listener(event)
             elif live and event.type is EventType.TRANSCRIPT:
                 self.spoken.transcript(event)
+            if event.terminal and event.job_id in self.streams:  # a stream ended: its place comes back
+                await self.services.meter.streams.close(self.runner.user, event.job_id)
             url = audio_url(str(event.payload["audio_key"])) if event.type is EventType.AUDIO else None
             frame, samples = event_frame(event, url), await self._clip(event) if live else None
             if samples is not None:

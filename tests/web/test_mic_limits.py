@@ -9,6 +9,7 @@ import uuid
 import pytest
 from starlette.testclient import TestClient
 
+from billing import Ledger
 from web.app import create_app
 from web.settings import AppSettings
 
@@ -72,3 +73,48 @@ def test_a_refused_or_abandoned_listen_leaves_no_job_behind(settings, connection
         assert connection.llen(queue) == 0  # the sockets went: their jobs nobody took are cancelled
         with client.websocket_connect(chat_path(token=tokens[mallory])) as ws:
             assert listen(ws)["type"] == "mic"  # and their places were given back
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_closed_stream_gives_its_place_back_at_once(settings, chat_path):
+    """Push-to-talk, three times in a row on one socket with a cap of one: each stream's place comes
+    back when it is closed, not when it lapses."""
+    tokens = users("ann")
+    (ann,) = tokens
+    app = create_app(AppSettings(queues=settings, responder="echo", api_users=tokens, max_streams_per_user=1))
+    with TestClient(app) as client, client.websocket_connect(chat_path(token=tokens[ann])) as ws:
+        ws.receive_json()
+        for _ in range(3):
+            ws.send_json({"type": "listen", "mode": "push_to_talk"})
+            while (opened := ws.receive_json())["type"] not in ("mic", "error"):
+                pass  # the last stream's turn, ending
+            assert opened["type"] == "mic", opened
+            for _ in range(10):
+                ws.send_bytes(FRAME)
+            ws.send_json({"type": "listen_end"})
+            while (frame := ws.receive_json())["type"] != "listen_done" or frame["job_id"] != opened["stream_id"]:
+                pass
+
+
+@pytest.mark.usefixtures("worker")
+def test_an_open_microphone_closes_saying_so_once_its_users_budget_is_gone(settings, connection, chat_path):
+    """The budget was looked at only when the microphone opened (a 3 s limit: 34 s spent, and no
+    end while the stream stayed open). Now while it streams: frozen mid-stream, it ends within ~1 s."""
+    tokens = users("ann")
+    (ann,) = tokens
+    app = create_app(AppSettings(queues=settings, responder="echo", api_users=tokens))
+    with TestClient(app) as client, client.websocket_connect(chat_path(token=tokens[ann])) as ws:
+        assert listen(ws)["type"] == "mic"
+        Ledger(connection, settings.key_prefix).freeze("user", ann)
+        frozen = time.monotonic()
+        ended = None
+        while time.monotonic() - frozen < 5 and ended is None:
+            ws.send_bytes(FRAME)
+            time.sleep(0.02)
+            ws.send_json({"type": "ping"})
+            while (frame := ws.receive_json())["type"] != "pong":
+                if frame["type"] == "failed":
+                    ended = frame
+        assert ended is not None, "the stream was still open 5 s after its user was frozen"
+        assert ended["payload"]["code"] == "budget_exceeded" and ended["payload"]["message"]
+        assert time.monotonic() - frozen < 3
