@@ -219,6 +219,12 @@ async def run(args: argparse.Namespace, url: str) -> None:
         f"(idle worker: {cpu['idle_pct']:.2f} %)"
     )
     print(f"  heard: {streamed['heard'][:4]}")
+    reading = streamed["reading"]
+    print(
+        f"  a person reading one 44 s sentence with comma pauses: {reading['turns']} turns decided, "
+        f"{reading['confirmed']} confirmed, {reading['answers_over_speaker']} answers over the reader, "
+        f"{reading['words_kept']:.0%} of the words kept"
+    )
     if "skipped" in page:
         print(f"\nin the page: skipped ({page['skipped']})")
     else:
@@ -256,6 +262,8 @@ async def run(args: argparse.Namespace, url: str) -> None:
         "voice_response_2_ms": round(streamed["together"][2]["voice_response_ms"], 1),
         "voice_response_4_ms": round(streamed["together"][4]["voice_response_ms"], 1),
         "silent_mic_cpu_pct": round(cpu["per_silent_mic_pct"], 3),
+        "words_kept": reading["words_kept"],
+        "answers_over_speaker": reading["answers_over_speaker"],
         "n": args.n,
     }
     if "skipped" not in page:

@@ -23,6 +23,8 @@ import uvicorn
 import websockets
 
 from queues import QueueSettings
+from tests.speech import TWO_CITIES
+from tests.speech.score import score
 from web.app import create_app
 from web.settings import AppSettings
 
@@ -141,6 +143,65 @@ class Speaker:
                 current = None
 
 
+def pcm16k(path: Path) -> bytes:
+    """A recording as 16 kHz mono PCM16 (ffmpeg: the app's interpreter has no resampler)."""
+    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-ac", "1", "-ar", "16000"]
+    return subprocess.run([*command, "-f", "s16le", "-"], check=True, capture_output=True).stdout
+
+
+async def read_aloud(url: str, pcm: bytes, lead_s: float = 0.5, tail_s: float = 4.0) -> tuple[list[dict], float]:
+    """Stream a recording in real time, hands-free; every frame of the stream's events that came
+    back, and where the recording starts in the stream's audio time."""
+    events: list[dict] = []
+    stream_id: list[str] = []
+    listening = asyncio.Event()
+
+    async def read(ws) -> None:
+        async for message in ws:
+            if isinstance(message, bytes):
+                continue
+            frame = json.loads(message)
+            if frame.get("type") == "mic":
+                stream_id.append(frame["stream_id"])
+            elif frame.get("type") == "listening":
+                listening.set()
+            if "payload" in frame:
+                events.append(frame)
+
+    async with websockets.connect(url, max_size=None) as ws:
+        json.loads(await ws.recv())  # the session
+        await ws.send(json.dumps({"type": "listen", "mode": "hands_free", "voice": "max"}))
+        reader = asyncio.create_task(read(ws))
+        sent = 0
+        start = time.perf_counter()
+
+        async def send(chunk: bytes) -> None:
+            nonlocal sent
+            for i in range(0, len(chunk), FRAME_BYTES):
+                await asyncio.sleep(max(0.0, start + sent * FRAME_S - time.perf_counter()))
+                await ws.send(chunk[i : i + FRAME_BYTES])
+                sent += 1
+
+        await send(bytes(FRAME_BYTES * 10))
+        await asyncio.wait_for(listening.wait(), 30)
+        start, before = time.perf_counter() - sent * FRAME_S, sent
+        await send(bytes(int(FRAME_BYTES * lead_s / FRAME_S)) + pcm + bytes(int(FRAME_BYTES * tail_s / FRAME_S)))
+        await ws.send(json.dumps({"type": "listen_end"}))
+        deadline = time.monotonic() + 30
+        while not any(e.get("type") == "listen_done" for e in events) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        reader.cancel()
+    mine = [e for e in events if not stream_id or (e.get("payload") or {}).get("stream_id") in (None, stream_id[0])]
+    return mine, (before * FRAME_S) + lead_s
+
+
+async def bench_reading(url: str) -> dict:
+    pcm = pcm16k(TWO_CITIES.path())
+    events, offset_s = await read_aloud(url, pcm)
+    result = score(TWO_CITIES, events, offset_s=offset_s)
+    return {**result.figures(), "transcripts": result.transcripts}
+
+
 def serve(settings: QueueSettings) -> tuple[str, uvicorn.Server, threading.Thread]:
     import socket
 
@@ -239,7 +300,8 @@ async def bench_stream(settings: QueueSettings, worker_python: str, worker_pid: 
             together[n] = figures([t for got in await asyncio.gather(*runs) for t in got])
         cpu = await silent_cpu(url, worker_pid, sessions=4, seconds=10)
         heard = [t.text for t in one.turns]
+        reading = await bench_reading(url)
     finally:
         server.should_exit = True
         thread.join(10)
-    return {"solo": solo, "together": together, "cpu": cpu, "heard": heard}
+    return {"solo": solo, "together": together, "cpu": cpu, "heard": heard, "reading": reading}

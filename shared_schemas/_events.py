@@ -21,6 +21,7 @@ class EventType(StrEnum):
     SPEECH_STARTED = "speech_started"
     SPEECH_STOPPED = "speech_stopped"
     TRANSCRIPT_PARTIAL = "transcript_partial"  # interim words of the turn being spoken
+    TURN_CONFIRMED = "turn_confirmed"  # a tentative spoken turn had its hold of silence: answer aloud
     LISTEN_DONE = "listen_done"  # the stream is over: closed, abandoned, or its worker stopped
     # From the app, about one turn of the conversation (`job_id` is the turn id).
     TURN_STARTED = "turn_started"

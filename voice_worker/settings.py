@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from queues import SPLIT, EnvSettings, Flag, Names, QueueSettings, SettingsError
 
+from .listening.confirm import ConfirmSettings
 from .listening.endpointer import EndpointSettings
 
 SttEngine = Literal["whisper", "parakeet"]
@@ -76,6 +77,11 @@ class WorkerSettings(EnvSettings):
     listen_max_silence_ms: int = Field(default=1500, gt=0, validation_alias="LISTEN_MAX_SILENCE_MS")
     listen_max_turn_s: float = Field(default=60.0, gt=0, validation_alias="LISTEN_MAX_TURN_S")
     listen_turn_threshold: float = Field(default=0.5, gt=0, lt=1, validation_alias="LISTEN_TURN_THRESHOLD")
+    # How long a decided turn is held before it is confirmed (listening/confirm.py): when unsure with
+    # no history, and at most; and the silence after words ending in "?" that ends a turn.
+    listen_hold_ms: int = Field(default=300, ge=0, validation_alias="LISTEN_HOLD_MS")
+    listen_hold_max_ms: int = Field(default=1200, ge=0, validation_alias="LISTEN_HOLD_MAX_MS")
+    listen_question_silence_ms: int = Field(default=500, gt=0, validation_alias="LISTEN_QUESTION_SILENCE_MS")
     # A stream with no frame for this long is over (its app is gone).
     listen_idle_s: float = Field(default=10.0, gt=0, validation_alias="LISTEN_IDLE_S")
 
@@ -106,4 +112,9 @@ class WorkerSettings(EnvSettings):
             max_silence_ms=self.listen_max_silence_ms,
             max_turn_ms=int(self.listen_max_turn_s * 1000),
             turn_threshold=self.listen_turn_threshold,
+            question_silence_ms=self.listen_question_silence_ms,
         )
+
+    @property
+    def confirm(self) -> ConfirmSettings:
+        return ConfirmSettings(hold_ms=self.listen_hold_ms, hold_max_ms=self.listen_hold_max_ms)

@@ -1,5 +1,6 @@
 """Where turns start and end, on made-up VAD probabilities (no model): the endpointer is pure."""
 
+from voice_worker.listening.confirm import ConfirmSettings, Words, confirm_ms, read_words
 from voice_worker.listening.endpointer import (
     AskTurn,
     Endpointer,
@@ -7,6 +8,7 @@ from voice_worker.listening.endpointer import (
     Recognize,
     SpeechStarted,
     SpeechStopped,
+    TurnConfirmed,
     TurnEnded,
 )
 
@@ -14,15 +16,26 @@ S = EndpointSettings()
 W = S.window_ms
 
 
-def feed(endpointer: Endpointer, pattern: list[tuple[float, float]], turn_model: float | None = None) -> list:
-    """Feed (probability, milliseconds) runs; answer every AskTurn with `turn_model`. All actions."""
+def feed(
+    endpointer: Endpointer,
+    pattern: list[tuple[float, float]],
+    turn_model: float | None = None,
+    words: Words = Words.UNKNOWN,
+    hold_ms: float | None = None,
+) -> list:
+    """Feed (probability, milliseconds) runs; answer every AskTurn with `turn_model` (and what the
+    `words` say), and hold every decided turn `hold_ms` (as the listener does). All actions."""
     actions = []
     for probability, ms in pattern:
         for _ in range(round(ms / W)):
-            for action in endpointer.window(probability):
+            todo = endpointer.window(probability)
+            while todo:
+                action = todo.pop(0)
                 actions.append(action)
                 if isinstance(action, AskTurn) and turn_model is not None:
-                    actions.extend(endpointer.turn_model(turn_model))
+                    todo.extend(endpointer.turn_model(turn_model, words))
+                if isinstance(action, TurnEnded) and hold_ms is not None:
+                    todo.extend(endpointer.hold(hold_ms))
     return actions
 
 
@@ -132,3 +145,71 @@ def test_what_may_be_forgotten_while_quiet_is_everything_before_the_pre_roll():
     assert e.now_ms - e.keep_from_ms <= S.pre_roll_ms + S.min_speech_ms + 3 * W
     feed(e, [(0.9, 500)])
     assert e.keep_from_ms == e.start_ms <= e.now_ms - 500 - S.pre_roll_ms + W
+
+
+def test_a_held_turn_is_confirmed_after_its_hold_of_silence():
+    e = Endpointer()
+    actions = feed(e, [(0.9, 800), (0.0, 1200)], turn_model=0.9, hold_ms=400)
+    ended = next(a for a in actions if isinstance(a, TurnEnded))
+    (confirmed,) = [a for a in actions if isinstance(a, TurnConfirmed)]
+    assert 400 <= confirmed.at_ms - ended.at_ms <= 400 + W
+    assert e.hold(0) == [TurnConfirmed(e.now_ms)]  # 0: confirmed at once
+
+
+def test_speech_within_the_hold_continues_the_held_turn_and_it_is_never_confirmed():
+    e = Endpointer()
+    actions = feed(e, [(0.9, 800), (0.0, 500), (0.9, 600), (0.0, 1000)], turn_model=0.9, hold_ms=600)
+    starts = [a for a in actions if isinstance(a, SpeechStarted)]
+    assert [s.continues for s in starts] == [False, True]
+    ended = [a for a in actions if isinstance(a, TurnEnded)]
+    first_confirm = next(i for i, a in enumerate(actions) if isinstance(a, TurnConfirmed))
+    assert first_confirm > actions.index(ended[1])  # only the second turn is confirmed
+    # The pause the speaker went on after is remembered (from the speech's end to its return).
+    assert e.pauses and abs(e.pauses[-1] - 500) <= 2 * W
+    # Speech after the hold does not continue anything.
+    late = Endpointer()
+    actions = feed(late, [(0.9, 800), (0.0, 900), (0.9, 600)], turn_model=0.9, hold_ms=300)
+    assert [s.continues for s in actions if isinstance(s, SpeechStarted)] == [False, False]
+
+
+def test_closing_the_stream_confirms_a_held_turn():
+    e = Endpointer()
+    feed(e, [(0.9, 800), (0.0, 300)], turn_model=0.9, hold_ms=1000)
+    assert [type(a) for a in e.close()] == [TurnConfirmed]
+
+
+def test_unfinished_words_overrule_the_turn_model_and_a_question_needs_less_silence():
+    unfinished = Endpointer()
+    actions = feed(unfinished, [(0.9, 800), (0.0, 1000)], turn_model=0.95, words=Words.UNFINISHED)
+    assert "TurnEnded" not in kinds(actions)  # the silence rule ends it (at max_silence_ms)
+    actions = feed(unfinished, [(0.0, 600)], turn_model=0.95, words=Words.UNFINISHED)
+    assert [a.reason for a in actions if isinstance(a, TurnEnded)] == ["silence"]
+    question = Endpointer()
+    actions = feed(question, [(0.9, 800), (0.0, 700)], turn_model=0.2, words=Words.QUESTION)
+    (ended,) = [a for a in actions if isinstance(a, TurnEnded)]
+    assert ended.reason == "question"
+    assert S.question_silence_ms <= ended.at_ms - ended.speech_end_ms <= S.question_silence_ms + W
+
+
+def test_what_the_words_say_about_the_end_of_a_turn():
+    assert read_words("What time is it?") is Words.QUESTION
+    assert read_words("It was the best of times,") is Words.UNFINISHED
+    assert read_words("I went there because") is Words.UNFINISHED
+    assert read_words("I'd like to book the.") is Words.UNFINISHED
+    assert read_words("Fail better.") is Words.COMPLETE
+    assert read_words("") is Words.UNKNOWN
+
+
+def test_the_hold_follows_the_speakers_own_pauses():
+    c = ConfirmSettings()
+    # No history, sure: confirmed at once; unsure: the base hold.
+    assert confirm_ms(c, "turn_model", 0.95, Words.COMPLETE, [], 224) == 0
+    assert confirm_ms(c, "turn_model", 0.6, Words.COMPLETE, [], 224) == c.hold_ms
+    # A reader who went on after 900 ms pauses is held past such a pause, within the bound.
+    held = confirm_ms(c, "turn_model", 0.95, Words.COMPLETE, [600, 900], 224)
+    assert held == 900 + c.margin_ms - 224
+    assert confirm_ms(c, "turn_model", 0.95, Words.COMPLETE, [1500], 224) == c.hold_max_ms
+    # A question is held at most question_hold_ms; the silence rule and a closed stream, not at all.
+    assert confirm_ms(c, "question", 0.2, Words.QUESTION, [900], 500) == c.question_hold_ms
+    assert confirm_ms(c, "silence", 0.1, Words.UNKNOWN, [900], 1500) == 0
+    assert confirm_ms(c, "closed", None, Words.UNKNOWN, [900], 0) == 0

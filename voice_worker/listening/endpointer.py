@@ -13,12 +13,23 @@ fast or late it is read.
       └──────────── after a turn ends ┴──────────────────────────────────────────────────────────────
 
 Hands-free, the turn ends when the turn model says the speaker has finished (asked once the pause
-reaches `pause_ms`), or after `max_silence_ms` whatever it says, or at `max_turn_ms`. Push-to-talk
-(`decides=False`), only `close()` ends it; the VAD still marks speech for the page.
+reaches `pause_ms`: asking it again later in a long pause changed nothing on our recordings of
+people, tests/speech), or after `max_silence_ms` whatever it says, or at `max_turn_ms`. The words
+recognized in the pause are a second opinion (`confirm.Words`, given with the model's answer): a turn whose words end
+unfinished ("…and the", "…of times,") waits for the silence rule; one that ends in a question ends
+after `question_silence_ms` even when the model hesitates. Push-to-talk (`decides=False`), only
+`close()` ends it; the VAD still marks speech for the page.
+
+A decided turn is tentative until confirmed (confirm.py): the listener says how long to `hold` it;
+once that much more silence has passed with no speech, `TurnConfirmed`; if the speaker goes on
+first, the next `SpeechStarted` has `continues`. The endpointer also keeps the pauses the speaker
+resumed after (`pauses`), from which the listener sets the hold.
 """
 
 import enum
 from dataclasses import dataclass
+
+from .confirm import Words
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,7 @@ class EndpointSettings:
     speculate_ms: int = 64  # unvoiced this long: recognize what was said, in case the turn ends
     pause_ms: int = 200  # unvoiced this long: speech stopped; ask the turn model
     turn_threshold: float = 0.5  # the turn model's probability above which the turn is over
+    question_silence_ms: int = 500  # unvoiced this long after words ending in "?": the turn is over
     max_silence_ms: int = 1500  # unvoiced this long: the turn is over, whatever the model said
     max_turn_ms: int = 60_000  # a turn this long ends, even mid-speech
     partial_every_ms: int = 600  # interim words at most this often while speaking
@@ -49,6 +61,7 @@ class SpeechStarted:
     at_ms: float
     start_ms: float  # where the turn's audio begins: `at_ms` less the pre-roll
     resumed: bool = False
+    continues: bool = False  # a new turn that goes on with the turn held before it (not confirmed)
 
 
 @dataclass(frozen=True)
@@ -72,14 +85,23 @@ class AskTurn:
 
 @dataclass(frozen=True)
 class TurnEnded:
-    reason: str  # turn_model, silence, max_turn, closed
+    reason: str  # turn_model, question, silence, max_turn, closed
     speech_end_ms: float  # where the last speech ended
     at_ms: float  # when it was decided
     probability: float | None = None  # the turn model's last answer, when it was asked
     spoke: bool = True  # whether there was speech at all (push-to-talk may close on silence)
 
 
-Action = SpeechStarted | SpeechStopped | Recognize | AskTurn | TurnEnded
+@dataclass(frozen=True)
+class TurnConfirmed:
+    """The held turn had its hold of silence: it is over."""
+
+    at_ms: float
+
+
+Action = SpeechStarted | SpeechStopped | Recognize | AskTurn | TurnEnded | TurnConfirmed
+
+PAUSES_KEPT = 16
 
 
 class Endpointer:
@@ -97,6 +119,10 @@ class Endpointer:
         self._speculated = False
         self._asked = False
         self._probability: float | None = None
+        self._words = Words.UNKNOWN
+        self._held_until_ms: float | None = None  # a decided turn awaits confirmation until then
+        self._last_speech_end_ms: float | None = None  # of the last turn, for the pause before the next
+        self.pauses: list[float] = []  # the pauses (ms) the speaker resumed after, oldest first
 
     def window(self, probability: float) -> list[Action]:
         """The next window's speech probability: what to do now."""
@@ -114,11 +140,27 @@ class Endpointer:
             self._voiced_run = 0.0
         match self.state:
             case State.QUIET:
-                return self._quiet(voiced)
+                return self._quiet(voiced) + self._confirm()
             case State.SPEAKING:
                 return self._speaking(voiced)
             case State.PAUSED:
                 return self._paused(voiced)
+
+    def hold(self, confirm_ms: float) -> list[Action]:
+        """Hold the turn just decided until `confirm_ms` more silence (0: confirmed now)."""
+        self._held_until_ms = self.now_ms + confirm_ms
+        return self._confirm()
+
+    def _confirm(self) -> list[Action]:
+        held = self._held_until_ms
+        if held is None or self.now_ms < held or self._voiced_run > 0 or self.state is not State.QUIET:
+            return []
+        self._held_until_ms = None
+        return [TurnConfirmed(self.now_ms)]
+
+    def _pause(self, ms: float) -> None:
+        if 0 < ms <= self.settings.max_silence_ms:
+            self.pauses = [*self.pauses[-(PAUSES_KEPT - 1) :], ms]
 
     def _quiet(self, voiced: bool) -> list[Action]:
         s = self.settings
@@ -127,9 +169,12 @@ class Endpointer:
         onset = self.now_ms - self._voiced_run
         if not self.spoke:  # the turn's audio starts here (push-to-talk: it started at the click)
             self.start_ms = max(self.start_ms, onset - s.pre_roll_ms) if self.decides else self.start_ms
+        if self._last_speech_end_ms is not None:
+            self._pause(onset - self._last_speech_end_ms)
+        continues, self._held_until_ms = self._held_until_ms is not None, None
         self.state, self.spoke, self.speech_end_ms = State.SPEAKING, True, self.now_ms
         self._last_partial_ms = self.now_ms
-        return [SpeechStarted(at_ms=onset, start_ms=self.start_ms)]
+        return [SpeechStarted(at_ms=onset, start_ms=self.start_ms, continues=continues)]
 
     def _speaking(self, voiced: bool) -> list[Action]:
         s = self.settings
@@ -150,25 +195,35 @@ class Endpointer:
                 self.state, self._asked, self._probability = State.PAUSED, False, None
                 actions.append(SpeechStopped(self.speech_end_ms))
                 if self.decides:
-                    self._asked = True
+                    self._asked, self._words = True, Words.UNKNOWN
                     actions.append(AskTurn(self.now_ms))
         return actions + self._too_long()
 
     def _paused(self, voiced: bool) -> list[Action]:
         s = self.settings
         if voiced and self._voiced_run >= s.resume_ms:
+            onset = self.now_ms - self._voiced_run
+            self._pause(onset - self.speech_end_ms)
             self.state, self._speculated = State.SPEAKING, False
             self._last_partial_ms = self.speech_end_ms = self.now_ms
-            return [SpeechStarted(at_ms=self.now_ms - self._voiced_run, start_ms=self.start_ms, resumed=True)]
-        if self.decides and not voiced and self._unvoiced_run >= s.max_silence_ms:
-            return [self._end("silence")]
+            return [SpeechStarted(at_ms=onset, start_ms=self.start_ms, resumed=True)]
+        if self.decides and not voiced:
+            if self._unvoiced_run >= s.max_silence_ms:
+                return [self._end("silence")]
+            if self._words is Words.QUESTION and self._unvoiced_run >= s.question_silence_ms:
+                return [self._end("question")]
         return self._too_long()
 
-    def turn_model(self, probability: float) -> list[Action]:
-        """What the turn model said when asked (AskTurn); ignored once speech went on."""
-        self._probability = probability
-        if self.state is State.PAUSED and self._asked and probability >= self.settings.turn_threshold:
+    def turn_model(self, probability: float, words: Words = Words.UNKNOWN) -> list[Action]:
+        """What the turn model said when asked (AskTurn), and what the words heard in the pause
+        say (`words`); ignored once speech went on."""
+        if self.state is not State.PAUSED or not self._asked:
+            return []
+        self._probability, self._words = probability, words
+        if probability >= self.settings.turn_threshold and words is not Words.UNFINISHED:
             return [self._end("turn_model")]
+        if words is Words.QUESTION and self._unvoiced_run >= self.settings.question_silence_ms:
+            return [self._end("question")]
         return []
 
     @property
@@ -181,12 +236,17 @@ class Endpointer:
         return self.now_ms - (s.pre_roll_ms + s.min_speech_ms + 2 * s.window_ms)
 
     def close(self) -> list[Action]:
-        """The person closed the stream (released push-to-talk, turned the microphone off)."""
+        """The person closed the stream (released push-to-talk, turned the microphone off): a held
+        turn is confirmed, one under way ends."""
+        held: list[Action] = []
+        if self._held_until_ms is not None:
+            self._held_until_ms = None
+            held.append(TurnConfirmed(self.now_ms))
         if self.state is State.QUIET and not (self.spoke or not self.decides):
-            return []
+            return held
         if not self.spoke:
             self.speech_end_ms = self.now_ms
-        return [self._end("closed")]
+        return [*held, self._end("closed")]
 
     def _too_long(self) -> list[Action]:
         if self.decides and self.now_ms - self.start_ms >= self.settings.max_turn_ms:
@@ -195,9 +255,10 @@ class Endpointer:
 
     def _end(self, reason: str) -> TurnEnded:
         ended = TurnEnded(reason, self.speech_end_ms, self.now_ms, self._probability, self.spoke)
+        self._last_speech_end_ms = self.speech_end_ms if self.spoke else None
         self.state, self.spoke = State.QUIET, False
         self.start_ms = self.now_ms
         self._voiced_run = self._unvoiced_run = 0.0
         self._speculated = self._asked = False
-        self._probability = None
+        self._probability, self._words = None, Words.UNKNOWN
         return ended

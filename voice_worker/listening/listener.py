@@ -35,6 +35,7 @@ from shared_schemas import STT_SAMPLE_RATE, Event, EventType, ListenJob, Transcr
 
 from ..audio import Audio
 from ..engines import Engines
+from .confirm import ConfirmSettings, Words, confirm_ms, read_words
 from .endpointer import (
     Action,
     AskTurn,
@@ -44,6 +45,7 @@ from .endpointer import (
     SpeechStarted,
     SpeechStopped,
     State,
+    TurnConfirmed,
     TurnEnded,
 )
 
@@ -57,6 +59,7 @@ TAIL_MS = 200  # silence kept after the speech for the final recognition
 @dataclass(frozen=True)
 class ListenSettings:
     endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+    confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
     idle_s: float = 10.0  # no frame for this long: the app is gone, the stream ends
     lease_ms: int = 5000  # how long the lease outlives a listener that stopped renewing it
     renew_s: float = 1.0
@@ -161,6 +164,7 @@ class Listener:
         self._entries: list[tuple[str, int]] = []  # (entry id, sample its audio ends at), not saved yet
         self._saved_sample = 0
         self._decided_sample = 0  # where the last turn was decided
+        self.held: tuple[int, str] | None = None  # (number, id) of the decided turn awaiting confirmation
 
     def alive(self) -> bool:
         """Whether this listener made progress lately (else it is stuck, and the lease lapses)."""
@@ -261,8 +265,11 @@ class Listener:
     def _checkpoint(self) -> None:
         """Save where every turn is decided up to: between turns, the last entry before the audio a
         turn could still need (`keep_from_ms`, and never before the last decision)."""
-        if self.endpointer.spoke or not self.endpointer.decides:
-            return  # a turn is under way (push-to-talk: the whole stream is one)
+        if self.endpointer.spoke or not self.endpointer.decides or self.held is not None:
+            # A turn is under way (push-to-talk: the whole stream is one), or one decided awaits its
+            # confirmation: a listener resuming before it decides it again (its events, the same
+            # job ids and numbers, are dropped as repeats) and then confirms it or hears it go on.
+            return
         upto = max(int(self.endpointer.keep_from_ms * SAMPLES_PER_MS), self._decided_sample)
         if upto - self._saved_sample < self.settings.checkpoint_every_ms * SAMPLES_PER_MS:
             return
@@ -278,19 +285,27 @@ class Listener:
         for action in actions:
             match action:
                 case SpeechStarted():
+                    started: dict[str, object] = {"at_s": _s(action.at_ms), "resumed": action.resumed}
                     if action.resumed:
                         self.turn.candidate = None
                     else:
                         self.turn.committed_ms = action.start_ms
-                    self._say(EventType.SPEECH_STARTED, {"at_s": _s(action.at_ms), "resumed": action.resumed})
+                    if action.continues and self.held is not None:
+                        started["continues"] = self.held[1]  # that turn is never confirmed
+                    if not action.resumed:
+                        self.held = None
+                    self._say(EventType.SPEECH_STARTED, started)
                 case Recognize():
                     self._recognize(action)
                 case SpeechStopped():
                     self._say(EventType.SPEECH_STOPPED, {"at_s": _s(action.at_ms)})
                 case AskTurn():
-                    self._do(self.endpointer.turn_model(self._ask(action.upto_ms)))
+                    probability = self._ask(action.upto_ms)
+                    self._do(self.endpointer.turn_model(probability, self._words_so_far()))
                 case TurnEnded():
                     self._end_turn(action)
+                case TurnConfirmed():
+                    self._confirmed(action.at_ms)
 
     # -- models ---------------------------------------------------------------------------------
 
@@ -316,6 +331,13 @@ class Listener:
             turn.committed_ms, turn.candidate = turn.candidate[0], None
         return probability
 
+    def _words_so_far(self) -> Words:
+        """What the words recognized in this pause say about the turn's end."""
+        turn = self.turn
+        if turn.candidate is None:
+            return Words.UNKNOWN
+        return read_words(_join(turn.committed_text, turn.candidate[1]))
+
     def _words(self, turn: Turn, from_ms: float, to_ms: float) -> str:
         samples = self.tape.between(from_ms, to_ms)
         if len(samples) < STT_SAMPLE_RATE // 10:
@@ -328,9 +350,26 @@ class Listener:
     # -- a turn ends ----------------------------------------------------------------------------
 
     def _end_turn(self, ended: TurnEnded) -> None:
+        """Publish the decided turn (`turn_started`, then its `transcript`), tentative for
+        `confirm_ms` more silence (confirm.py); with 0, `turn_confirmed` follows at once."""
         turn, self.turn = self.turn, Turn(number=self.turn.number + 1)
         turn_id = f"{self.job.turn_prefix}-{turn.number}"
         self.turns += 1
+        if turn.candidate is not None and turn.candidate[0] >= ended.speech_end_ms:
+            words = turn.candidate[1]  # recognized during the pause: ready now
+        elif ended.spoke:
+            words = self._words(turn, turn.committed_ms, min(ended.speech_end_ms + TAIL_MS, ended.at_ms))
+        else:
+            words = ""  # push-to-talk closed on silence
+        text = _join(turn.committed_text, words)
+        hold = confirm_ms(
+            self.settings.confirm,
+            ended.reason,
+            ended.probability,
+            read_words(text),
+            self.endpointer.pauses,
+            ended.at_ms - ended.speech_end_ms,
+        )
         decided = {
             "input": "voice",
             "text": None,
@@ -339,22 +378,27 @@ class Listener:
             "speech_end_s": _s(ended.speech_end_ms),
             "decided_s": _s(ended.at_ms),
             "turn_probability": None if ended.probability is None else round(ended.probability, 3),
+            "turn": turn.number,
+            "confirm_ms": hold,
         }
         self._publish(turn_id, EventType.TURN_STARTED, decided)
-        if turn.candidate is not None and turn.candidate[0] >= ended.speech_end_ms:
-            words = turn.candidate[1]  # recognized during the pause: ready now
-        elif ended.spoke:
-            words = self._words(turn, turn.committed_ms, min(ended.speech_end_ms + TAIL_MS, ended.at_ms))
-        else:
-            words = ""  # push-to-talk closed on silence
         transcript = Transcript(
-            text=_join(turn.committed_text, words),
+            text=text,
             language=self.job.language,
             duration_s=_s(max(0.0, ended.speech_end_ms - turn.committed_ms)) if ended.spoke else 0.0,
             engine=self.engines.stt.name,
         )
         self._publish(f"{turn_id}-stt", EventType.TRANSCRIPT, transcript.model_dump(mode="json"))
         self._charge(turn_id, turn, transcript)
+        self.held = (turn.number, turn_id)
+        self._do(self.endpointer.hold(hold))
+
+    def _confirmed(self, at_ms: float) -> None:
+        if self.held is None:
+            return
+        (number, turn_id), self.held = self.held, None
+        payload = {"stream_id": self.job.job_id, "turn": number, "turn_id": turn_id, "at_s": _s(at_ms)}
+        self.events.emit(EventType.TURN_CONFIRMED, payload)
 
     def _charge(self, turn_id: str, turn: Turn, transcript: Transcript) -> None:
         """Record the turn's recognition in the ledger against its user. Its compute is the wall

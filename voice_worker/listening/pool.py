@@ -58,7 +58,9 @@ class Listeners:
         self.inflight = Inflight(settings.queues, self.connection, worker, settings.max_crashes)
         self.publisher = EventPublisher(settings.queues, self.connection)
         self.queue_key = f"rq:queue:{settings.queues.listen_queue}"
-        self.listen = ListenSettings(endpoint=settings.endpoint, idle_s=settings.listen_idle_s)
+        self.listen = ListenSettings(
+            endpoint=settings.endpoint, confirm=settings.confirm, idle_s=settings.listen_idle_s
+        )
         self.slots = threading.BoundedSemaphore(settings.listeners)
         self.stopping = threading.Event()
         self._threads: set[threading.Thread] = set()

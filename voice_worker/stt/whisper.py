@@ -45,6 +45,7 @@ COMPRESSION_RATIO_MAX = 2.4
 NO_SPEECH_PROB = 0.6
 FRAMES_PER_S = 100
 LATE_SPAN_S = 0.25
+SENTENCE_END = (".", "?", "!")
 
 # What CTranslate2 and faster-whisper read from a model directory. Without tokenizer.json
 # faster-whisper would fetch a tokenizer from the Hugging Face hub, which the worker never does.
@@ -137,12 +138,19 @@ class WhisperSTT(STT):
             return_scores=True,
         )[0]
         tokens = result.sequences_ids[0]
-        spans = _timed_spans(tokens, tokenizer, duration_s)
+        spans, unsure = _timed_spans(tokens, tokenizer, duration_s)
         text = " ".join(t for _, _, t in spans)
         if result.no_speech_prob > NO_SPEECH_PROB and result.scores[0] / max(1, len(tokens)) < -1.0:
             spans, text = [], ""  # Whisper's own test for "nobody spoke"
-        elif len(tokens) >= budget or _repeats(text) or _compression_ratio(text) > COMPRESSION_RATIO_MAX:
-            return self.transcribe(audio, language)  # a loop, or worse: the usual 30 s window
+        elif (
+            unsure
+            or len(tokens) >= budget
+            or _repeats(text)
+            or _compression_ratio(text) > COMPRESSION_RATIO_MAX
+        ):
+            # A loop, or a person saying a thing twice ("Do you hear me? Yes. Do you hear me?"):
+            # the fitted window cannot tell them apart, the usual 30 s window can.
+            return self.transcribe(audio, language)
         segments = [Segment(text=t, start=round(a, 3), end=round(b, 3)) for a, b, t in spans]
         return Transcript(
             text=text, language=language, duration_s=round(duration_s, 3), segments=segments, engine=self.name
@@ -197,10 +205,16 @@ def _at(seconds: float, offset_s: float) -> float:
     return round(max(0.0, seconds) + offset_s, 3)
 
 
-def _timed_spans(tokens: list[int], tokenizer: Tokenizer, duration_s: float) -> list[tuple[float, float, str]]:
-    """(start, end, text) of each span a decode with timestamps closed, in order. A span that
-    starts in the clip's last quarter second, never closes, or begins again what an earlier span
-    said, is the decoder running on past the speech in a fitted window, and ends the list."""
+def _timed_spans(
+    tokens: list[int], tokenizer: Tokenizer, duration_s: float
+) -> tuple[list[tuple[float, float, str]], bool]:
+    """(start, end, text) of each span of a decode with timestamps, in order, and whether the
+    decode is unsure (the caller decodes again the usual way): a span began again what an earlier
+    one said (a loop, or a person repeating), or the last span stopped mid-sentence. A span that
+    starts in the clip's last quarter second is the decoder running on past the speech in a fitted
+    window, and ends the list. The last span may stop without a closing timestamp (Whisper does so
+    when speech runs to the end of the clip): it runs to the clip's end and is kept, less a last
+    sentence that begins the first one again, if it ends a sentence."""
     spans: list[tuple[float, float, str]] = []
     start: float | None = None
     text: list[int] = []
@@ -212,18 +226,26 @@ def _timed_spans(tokens: list[int], tokenizer: Tokenizer, duration_s: float) -> 
         at = (token - tokenizer.timestamp_begin) * 0.02
         if start is None:
             if spans and at >= duration_s - LATE_SPAN_S:
-                break
+                return spans, False
             start = at
             continue
         words = tokenizer.decode(text).strip()
-        if words and any(_plain(earlier).startswith(_plain(words)) for _, _, earlier in spans):
-            break
+        if words and _restarts(words, spans):
+            return spans, True
         if words:
             spans.append((start, min(at, duration_s), words))
         start, text = None, []
-    if start is not None and text and not spans:  # one span the decoder did not close: keep it
-        spans.append((start, duration_s, _without_restart(tokenizer.decode(text).strip())))
-    return spans
+    if start is not None and text:  # the last span, not closed
+        words = _without_restart(tokenizer.decode(text).strip())
+        if words and (_restarts(words, spans) or not words.endswith(SENTENCE_END)):
+            return spans, True  # a sentence cut short ("It was the season of"): decode again
+        if words:
+            spans.append((start, duration_s, words))
+    return spans, False
+
+
+def _restarts(words: str, spans: list[tuple[float, float, str]]) -> bool:
+    return any(_plain(earlier).startswith(_plain(words)) for _, _, earlier in spans)
 
 
 def _without_restart(text: str) -> str:
