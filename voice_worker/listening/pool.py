@@ -28,7 +28,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
 
-from queues import EventPublisher, JobEvents, functions
+from queues import EventPublisher, JobEvents, MicReader, functions
 from shared_schemas import ErrorCode, EventType, JobError, ListenJob
 
 from ..errors import VoiceError, job_error
@@ -135,8 +135,9 @@ class Listeners:
         events: JobEvents | None = None
         try:
             payload = self._payload(job)
-            # Resumed after its worker died (inflight.settle counts that): its events go on past the last run's.
-            first_seq = RESUMED_SEQ * int(job.meta.get("crashes", 0))
+            # A listener resuming the stream (its worker died) numbers its events past the last run's.
+            reader = MicReader(self.connection, payload.stream_key, self.worker, self.settings.queues.mic_ttl_s)
+            first_seq = RESUMED_SEQ * (reader.count_run() - 1)
             events = JobEvents(
                 self.publisher, payload.session_id, payload.job_id, hold_ending=True, first_seq=first_seq
             )
