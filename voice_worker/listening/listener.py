@@ -4,7 +4,9 @@ Reads the stream's entries from Redis in order (`queues.MicReader`), runs the VA
 window, and does what the endpointer says: tells the page that speech started or stopped,
 recognizes the words so far (interim words while the person speaks; at the first pause, a
 transcript that is final if the turn ends there, so that only the turn model's ~30 ms remain when
-it does), asks the turn model, and when a turn ends publishes `turn_started` and its `transcript`.
+it does), asks the turn model, and when a turn ends publishes `turn_started` and its `transcript`:
+tentative, with the `confirm_ms` of silence that confirms it (`turn_confirmed`; confirm.py), unless
+the speaker goes on first (the next `speech_started` then `continues` it).
 Each call runs in this thread, in order: a call that takes 80 ms only delays the next windows,
 which are waiting in Redis, and decisions go by audio time, never by the clock.
 
@@ -155,6 +157,7 @@ class Listener:
         self.cursor = 0  # the next sample the VAD reads
         self.turns = 0
         self.turn = Turn(number=1)
+        self.held: tuple[int, str] | None = None  # (number, id) of the decided turn awaiting confirmation
         self.progress_at = time.monotonic()  # the pool renews the lease while this is recent
         self.ended = False
         self.lag_ms = 0.0
@@ -164,7 +167,6 @@ class Listener:
         self._entries: list[tuple[str, int]] = []  # (entry id, sample its audio ends at), not saved yet
         self._saved_sample = 0
         self._decided_sample = 0  # where the last turn was decided
-        self.held: tuple[int, str] | None = None  # (number, id) of the decided turn awaiting confirmation
 
     def alive(self) -> bool:
         """Whether this listener made progress lately (else it is stuck, and the lease lapses)."""
@@ -398,7 +400,7 @@ class Listener:
             return
         (number, turn_id), self.held = self.held, None
         payload = {"stream_id": self.job.job_id, "turn": number, "turn_id": turn_id, "at_s": _s(at_ms)}
-        self.events.emit(EventType.TURN_CONFIRMED, payload)
+        self.events.emit(EventType.TURN_CONFIRMED, {**payload, "lag_ms": round(self.lag_ms)})
 
     def _charge(self, turn_id: str, turn: Turn, transcript: Transcript) -> None:
         """Record the turn's recognition in the ledger against its user. Its compute is the wall
