@@ -159,6 +159,10 @@ class MicReader:
         """How long ago the app appended this entry (its id is Redis's clock in ms when it was added)."""
         return max(0.0, time.time() * 1000 + self._clock_offset_ms - int(entry_id.split("-")[0]))
 
+    def let_go(self) -> None:
+        """This listener stops (its worker shuts down); the stream goes on with another: the lease goes."""
+        self._connection.delete(self.lease)
+
     def release(self) -> None:
         """The stream is over: its key, lease, checkpoint and count of runs go."""
         self._connection.delete(self.stream, self.lease, self.checkpoint_key, self.runs_key)

@@ -173,12 +173,20 @@ class Listener:
         return time.monotonic() - self.progress_at < self.settings.stuck_s
 
     def run(self) -> dict[str, object]:
-        """Listen until the stream ends: its RQ result. Raises WorkerStopping on a shutdown."""
+        """Listen until the stream ends: its RQ result. Raises WorkerStopping on a shutdown, leaving
+        the stream and its checkpoint for the listener that resumes it."""
+        stopping = False
         try:
             reason = self._listen()
+        except WorkerStopping:
+            stopping = True
+            raise
         finally:
             self.ended = True  # (its lease is renewed no more)
-            self.reader.release()
+            if stopping:
+                self.reader.let_go()
+            else:
+                self.reader.release()
         outcome = {"reason": reason, "turns": self.turns}
         load = {"max_lag_ms": round(self.max_lag_ms), "shed": self.shed}
         self.events.emit(EventType.LISTEN_DONE, {"stream_id": self.job.job_id, **outcome, **load})

@@ -43,11 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 RESUMED_SEQ = 1_000_000  # the events of a stream's n-th resumed listener are numbered from n times this
 
-STOPPING = (
-    "The voice worker listening to you is stopping (a restart or a scale-down). Speak again: the page opens "
-    "your microphone to another worker."
-)
-
 
 class Listeners:
     def __init__(self, settings: "WorkerSettings", engines: "Engines", worker: str) -> None:
@@ -77,7 +72,7 @@ class Listeners:
         self._renewer.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop claiming; open streams end, each telling its person to speak again."""
+        """Stop claiming; each open stream goes back to the listen queue, for another worker to resume."""
         self.stopping.set()
         self._claimer.join(timeout_s)
         for thread in list(self._threads):
@@ -154,7 +149,7 @@ class Listeners:
                 self._open.pop(payload.stream_key, None)
             self._finished(job, result, events)
         except WorkerStopping:
-            self._failed(job, JobError(code=ErrorCode.WORKER_LOST, message=STOPPING, retryable=True), events)
+            self._hand_over(job)
         except REDIS_DOWN:
             log.warning("redis went away while listening to %s; its app opens a new stream", job_id)
         except Exception as exc:  # noqa: BLE001 - any failure of a stream ends it as data, for its person
@@ -184,6 +179,20 @@ class Listeners:
             events.publish_ending(pipe)
             self.inflight.drop(job.id, pipe)
             pipe.execute()
+
+    def _hand_over(self, job: Job) -> None:
+        """This worker stops while the stream is open: the job goes back to the front of the listen
+        queue, and the listener that takes it resumes the stream from its checkpoint (its app waits
+        for that, up to COUNCIL_MIC_RESUME_WAIT_S, the microphone still open)."""
+        try:
+            with self.connection.pipeline() as pipe:
+                job.set_status(JobStatus.QUEUED, pipeline=pipe)
+                pipe.lpush(self.queue_key, job.id)
+                self.inflight.drop(job.id, pipe)
+                pipe.execute()
+            log.info("worker stopping: stream %s handed over to the next listener", job.id)
+        except REDIS_DOWN:
+            log.warning("could not hand over listen job %s: redis unavailable", job.id)
 
     def _failed(self, job: Job, error: JobError, events: JobEvents | None) -> None:
         session_id = job.meta.get("session_id")
