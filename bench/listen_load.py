@@ -4,7 +4,7 @@ a Debian package; `scripts/system-deps.sh test` installs it). For each case: end
 answer audio (`voice_response_ms`, p50 and p90), the furthest behind real time the listener read
 (`lag_ms`, from its events), and how many streams failed (a listener taken for dead).
 
-    .venv-app/bin/python -m bench.listen_load [--turns 4] [--hog 2]
+    .venv-app/bin/python -m bench.listen_load [--turns 4] [--hogs 0,2] [--people 1,4]
 
 It prints one JSON line at the end. Run it on a machine doing nothing else: the hog is the load.
 """
@@ -58,14 +58,14 @@ async def run(args: argparse.Namespace, url: str) -> list[dict]:
         url_ws, server, thread = serve(settings)
         try:
             await Speaker(url_ws).run([questions[0]], 1.0)  # warm up
-            for hog in (0, args.hog):
+            for hog in [int(h) for h in args.hogs.split(",")]:
                 hogs = None
                 if hog:
                     if shutil.which("stress-ng") is None:
                         raise SystemExit("stress-ng is not installed: scripts/system-deps.sh test")
                     hogs = subprocess.Popen(["stress-ng", "--cpu", str(hog), "--quiet"])
                 try:
-                    for people in (1, 4):
+                    for people in [int(p) for p in args.people.split(",")]:
                         result = await case(url_ws, questions, people, args.turns) | {"cpu_hog": hog}
                         print(json.dumps(result), flush=True)
                         results.append(result)
@@ -82,7 +82,8 @@ async def run(args: argparse.Namespace, url: str) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--turns", type=int, default=4, help="questions per person and case")
-    parser.add_argument("--hog", type=int, default=2, help="stress-ng CPU workers beside the worker")
+    parser.add_argument("--hogs", default="0,2", help="stress-ng CPU workers beside the worker, per case")
+    parser.add_argument("--people", default="1,4", help="people speaking at once, per case")
     parser.add_argument("--worker-python", default=str(ROOT / ".venv-worker/bin/python"))
     args = parser.parse_args()
     with private_redis() as url:

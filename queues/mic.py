@@ -100,6 +100,7 @@ class MicReader:
         self.stream = stream_key
         self.lease = f"{stream_key}:lease"
         self.checkpoint_key = f"{stream_key}:checkpoint"
+        self.runs_key = f"{stream_key}:runs"
         self.worker = worker
         self.ttl_s = ttl_s
         self._connection = connection
@@ -120,6 +121,14 @@ class MicReader:
                 control = fields.get(CONTROL)
                 entries.append((self.last_id, fields.get(AUDIO), _text(control) if control is not None else None))
         return entries
+
+    def count_run(self) -> int:
+        """This listener's number among the stream's (1, then 2 for one resuming it, and so on)."""
+        with self._connection.pipeline(transaction=True) as pipe:
+            pipe.incr(self.runs_key)
+            pipe.expire(self.runs_key, self.ttl_s)
+            runs, _ = pipe.execute()
+        return int(runs)
 
     def hold(self, ttl_ms: int) -> None:
         """Take or keep the lease."""
@@ -150,9 +159,13 @@ class MicReader:
         """How long ago the app appended this entry (its id is Redis's clock in ms when it was added)."""
         return max(0.0, time.time() * 1000 + self._clock_offset_ms - int(entry_id.split("-")[0]))
 
+    def let_go(self) -> None:
+        """This listener stops (its worker shuts down); the stream goes on with another: the lease goes."""
+        self._connection.delete(self.lease)
+
     def release(self) -> None:
-        """The stream is over: its key, lease and checkpoint go."""
-        self._connection.delete(self.stream, self.lease, self.checkpoint_key)
+        """The stream is over: its key, lease, checkpoint and count of runs go."""
+        self._connection.delete(self.stream, self.lease, self.checkpoint_key, self.runs_key)
 
 
 def _text(value: bytes | str | None) -> str | None:

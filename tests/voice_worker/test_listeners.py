@@ -123,15 +123,41 @@ def test_a_job_that_is_not_a_listen_job_fails_as_data(settings, connection, list
     assert Job.fetch(job.id, connection=connection, serializer=JSONSerializer).get_status() == "failed"
 
 
-def test_a_stopping_worker_tells_each_open_stream(settings, connection, engines):
+def test_a_stopping_worker_hands_its_open_stream_to_another_that_resumes_it(settings, connection, engines, piper):
+    """A restart or a scale-down: the stream goes back to the listen queue with its frames and
+    checkpoint, and another worker's listener goes on with it, turn numbers and all."""
+    first, second = (
+        soxr.resample(c.samples, c.sample_rate, RATE).astype(np.float32)
+        for c in (piper.synthesize(q, "joe") for q in ("Good morning.", "Is there parking near the station?"))
+    )
     pool = Listeners(WorkerSettings(queues=settings, listeners=2), engines, f"w-{uuid.uuid4().hex[:6]}")
     pool.start()
     job = open_stream(settings)
-    wait_for(connection, settings, job.session_id, "listening")
-    pool.stop()
-    failed = [e for e in events(connection, settings, job.session_id) if e["type"] == "failed"]
-    assert failed and failed[0]["payload"]["code"] == "worker_lost" and failed[0]["payload"]["retryable"]
-    assert Job.fetch(job.job_id, connection=connection, serializer=JSONSerializer).get_status() == "failed"
+    try:
+        wait_for(connection, settings, job.session_id, "listening")
+        send(connection, job, np.concatenate([np.zeros(RATE // 4, np.float32), first, np.zeros(RATE * 2, np.float32)]))
+        wait_for(connection, settings, job.session_id, "transcript")
+        send(connection, job, second[: len(second) // 2])
+        time.sleep(0.3)
+    finally:
+        pool.stop()
+    assert Job.fetch(job.job_id, connection=connection, serializer=JSONSerializer).get_status() == "queued"
+    assert connection.lrange(f"rq:queue:{settings.listen_queue}", 0, -1) == [job.job_id.encode()]
+    assert connection.get(MicKeys.of(settings, job.job_id).lease) is None  # its app waits for another
+    other = Listeners(WorkerSettings(queues=settings, listeners=2), engines, f"w-{uuid.uuid4().hex[:6]}")
+    other.start()
+    try:
+        send(connection, job, np.concatenate([second[len(second) // 2 :], np.zeros(RATE, np.float32)]))
+        connection.xadd(job.stream_key, {b"c": b"end"})
+        found = wait_for(connection, settings, job.session_id, "listen_done")
+    finally:
+        other.stop()
+    listening = [e["payload"] for e in found if e["type"] == "listening"]
+    assert [p["resumed"] for p in listening] == [False, True] and not [e for e in found if e["type"] == "failed"]
+    texts = {e["job_id"]: e["payload"]["text"].lower() for e in found if e["type"] == "transcript"}
+    assert "morning" in texts[f"{job.turn_prefix}-1-stt"]
+    assert "parking" in texts[f"{job.turn_prefix}-2-stt"] and "station" in texts[f"{job.turn_prefix}-2-stt"]
+    assert Job.fetch(job.job_id, connection=connection, serializer=JSONSerializer).get_status() == "finished"
 
 
 def test_a_listener_far_behind_real_time_is_not_called_dead_sheds_interim_words_and_loses_no_turn(

@@ -173,12 +173,20 @@ class Listener:
         return time.monotonic() - self.progress_at < self.settings.stuck_s
 
     def run(self) -> dict[str, object]:
-        """Listen until the stream ends: its RQ result. Raises WorkerStopping on a shutdown."""
+        """Listen until the stream ends: its RQ result. Raises WorkerStopping on a shutdown, leaving
+        the stream and its checkpoint for the listener that resumes it."""
+        stopping = False
         try:
             reason = self._listen()
+        except WorkerStopping:
+            stopping = True
+            raise
         finally:
             self.ended = True  # (its lease is renewed no more)
-            self.reader.release()
+            if stopping:
+                self.reader.let_go()
+            else:
+                self.reader.release()
         outcome = {"reason": reason, "turns": self.turns}
         load = {"max_lag_ms": round(self.max_lag_ms), "shed": self.shed}
         self.events.emit(EventType.LISTEN_DONE, {"stream_id": self.job.job_id, **outcome, **load})
@@ -267,8 +275,11 @@ class Listener:
     def _checkpoint(self) -> None:
         """Save where every turn is decided up to: between turns, the last entry before the audio a
         turn could still need (`keep_from_ms`, and never before the last decision)."""
-        if self.endpointer.spoke or not self.endpointer.decides:
-            return  # a turn is under way (push-to-talk: the whole stream is one)
+        if self.endpointer.spoke or not self.endpointer.decides or self.held is not None:
+            # A turn is under way (push-to-talk: the whole stream is one), or one decided awaits its
+            # confirmation: a listener resuming before it decides it again (its events, the same
+            # job ids and numbers, are dropped as repeats) and then confirms it or hears it go on.
+            return
         upto = max(int(self.endpointer.keep_from_ms * SAMPLES_PER_MS), self._decided_sample)
         if upto - self._saved_sample < self.settings.checkpoint_every_ms * SAMPLES_PER_MS:
             return

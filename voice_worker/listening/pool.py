@@ -28,7 +28,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
 
-from queues import EventPublisher, JobEvents, functions
+from queues import EventPublisher, JobEvents, MicReader, functions
 from shared_schemas import ErrorCode, EventType, JobError, ListenJob
 
 from ..errors import VoiceError, job_error
@@ -42,11 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RESUMED_SEQ = 1_000_000  # the events of a stream's n-th resumed listener are numbered from n times this
-
-STOPPING = (
-    "The voice worker listening to you is stopping (a restart or a scale-down). Speak again: the page opens "
-    "your microphone to another worker."
-)
 
 
 class Listeners:
@@ -77,7 +72,7 @@ class Listeners:
         self._renewer.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop claiming; open streams end, each telling its person to speak again."""
+        """Stop claiming; each open stream goes back to the listen queue, for another worker to resume."""
         self.stopping.set()
         self._claimer.join(timeout_s)
         for thread in list(self._threads):
@@ -135,8 +130,9 @@ class Listeners:
         events: JobEvents | None = None
         try:
             payload = self._payload(job)
-            # Resumed after its worker died (inflight.settle counts that): its events go on past the last run's.
-            first_seq = RESUMED_SEQ * int(job.meta.get("crashes", 0))
+            # A listener resuming the stream (its worker died) numbers its events past the last run's.
+            reader = MicReader(self.connection, payload.stream_key, self.worker, self.settings.queues.mic_ttl_s)
+            first_seq = RESUMED_SEQ * (reader.count_run() - 1)
             events = JobEvents(
                 self.publisher, payload.session_id, payload.job_id, hold_ending=True, first_seq=first_seq
             )
@@ -153,7 +149,7 @@ class Listeners:
                 self._open.pop(payload.stream_key, None)
             self._finished(job, result, events)
         except WorkerStopping:
-            self._failed(job, JobError(code=ErrorCode.WORKER_LOST, message=STOPPING, retryable=True), events)
+            self._hand_over(job)
         except REDIS_DOWN:
             log.warning("redis went away while listening to %s; its app opens a new stream", job_id)
         except Exception as exc:  # noqa: BLE001 - any failure of a stream ends it as data, for its person
@@ -183,6 +179,20 @@ class Listeners:
             events.publish_ending(pipe)
             self.inflight.drop(job.id, pipe)
             pipe.execute()
+
+    def _hand_over(self, job: Job) -> None:
+        """This worker stops while the stream is open: the job goes back to the front of the listen
+        queue, and the listener that takes it resumes the stream from its checkpoint (its app waits
+        for that, up to COUNCIL_MIC_RESUME_WAIT_S, the microphone still open)."""
+        try:
+            with self.connection.pipeline() as pipe:
+                job.set_status(JobStatus.QUEUED, pipeline=pipe)
+                pipe.lpush(self.queue_key, job.id)
+                self.inflight.drop(job.id, pipe)
+                pipe.execute()
+            log.info("worker stopping: stream %s handed over to the next listener", job.id)
+        except REDIS_DOWN:
+            log.warning("could not hand over listen job %s: redis unavailable", job.id)
 
     def _failed(self, job: Job, error: JobError, events: JobEvents | None) -> None:
         session_id = job.meta.get("session_id")
