@@ -167,6 +167,13 @@ class TurnRunner:
         async for reply in replies:
             if isinstance(reply, Step):
                 await self.publish(turn_id, EventType(reply.type), reply.payload)
+                # A member's answer is whole: the rest of what it said is spoken now, even without
+                # a sentence's end (a short model cut at its length), not after the whole turn.
+                done = reply.payload.get("member") if reply.type == "member_done" else None
+                if (buffer := buffers.pop(done, None)) is not None and done in voices:
+                    for sentence in buffer.flush():
+                        jobs.add(await self._speak(turn_id, done, voices[done], sentence, index))
+                        index += 1
                 continue
             await self.publish(turn_id, EventType.TOKEN, {"member": reply.member, "text": reply.text})
             answers[reply.member] = answers.get(reply.member, "") + reply.text
