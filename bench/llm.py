@@ -99,7 +99,9 @@ async def one_turn(services: Services, audio: bytes) -> dict[str, float]:
                 raise RuntimeError(f"the turn ended without audio: {event.payload}")
         at["first_sentence"] = runner.first_sentence_at[turn_id]
         await task
-    return {stage: (at[stage] - received) * 1000 for stage in STAGES}
+    took = {stage: (at[stage] - received) * 1000 for stage in STAGES}
+    print("  turn:", {stage: round(ms) for stage, ms in took.items()}, flush=True)
+    return took
 
 
 def stages(turns: list[dict[str, float]]) -> dict[str, float]:
@@ -109,7 +111,8 @@ def stages(turns: list[dict[str, float]]) -> dict[str, float]:
 async def bench_llm_turns(queues: QueueSettings, turns: int, folder: Path) -> dict:
     fast, council = speak(FAST, folder / "fast.wav"), speak(COUNCIL, folder / "council.wav")
     # The default council, its calls bounded as a person would bear them.
-    settings = AppSettings(queues=queues, council=CouncilSettings(member_timeout_s=120, chair_timeout_s=120))
+    patient = {f"{kind}_timeout_s": 900 for kind in ("member", "critique", "chair")}  # a busy machine: slow
+    settings = AppSettings(queues=queues, council=CouncilSettings(**patient))
     services = await Services.open(settings)
     try:
         await one_turn(services, fast)  # warm up: the first Whisper call, the first espeak voice

@@ -63,6 +63,7 @@ class Question(TypedDict):
     topics: list[str]
     voice: str  # the person's voice: for a member without one on the configured engines
     hear_members: bool
+    hear_first: bool  # the first member to write is heard (without hear_members)
     critique: bool
     payer: Payer  # whom the turn's spending is recorded against
 
@@ -194,7 +195,7 @@ class Deliberation:
         voice = member.voice(self.settings.tts_engines, state["voice"])
         timeout = self.settings.member_timeout_s
         speak, turn = state["hear_members"], state["payer"].turn_id
-        first_of = turn if not speak and self.settings.hear_first else None
+        first_of = turn if not speak and state["hear_first"] else None
         try:
             text = await self._stream(member, "answer", messages, voice, speak, timeout, state["payer"], first_of)
         except Exception as exc:  # the edge: any failure drops this member, with its reason

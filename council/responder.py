@@ -93,11 +93,13 @@ class CouncilResponder:
         *,
         hear_members: bool | None = None,
         critique: bool | None = None,
+        hear_first: bool | None = None,
         user: str = "anonymous",
     ) -> AsyncIterator[Reply | Step]:
         """Steps and reply pieces as the council works; the chair's (or the fast member's) pieces
-        are spoken, the members' only with `hear_members`. Raises a `CouncilError` when the turn
-        cannot be answered (`BudgetExceeded` when `user` may not spend what it needs)."""
+        are spoken, the members' only with `hear_members`, or the first to write with `hear_first`.
+        Raises a `CouncilError` when the turn cannot be answered (`BudgetExceeded` when `user` may
+        not spend what it needs)."""
         payer = Payer(user, session_id, turn_id)
         topics = [signal.term for signal in await self.signals.top(session_id)]
         history = await self.memory.history(session_id)
@@ -109,6 +111,7 @@ class CouncilResponder:
             voice=voice,
             hear_members=self.settings.hear_members if hear_members is None else hear_members,
             critique=self.settings.critique if critique is None else critique,
+            hear_first=self.settings.hear_first if hear_first is None else hear_first,
             payer=payer,
         )
         final = ""

@@ -206,6 +206,12 @@ class TurnRunner:
             async for reply in replies:
                 if isinstance(reply, Step):
                     await self.publish(turn_id, EventType(reply.type), reply.payload)
+                    # A member's answer is whole: the rest of what it said is spoken now, even
+                    # without a sentence's end (a short model cut at its length), not after the turn.
+                    done = reply.payload.get("member") if reply.type == "member_done" else None
+                    if (buffer := buffers.pop(done, None)) is not None and done in voices:
+                        held.extend((done, voices[done], sentence) for sentence in buffer.flush())
+                        await flush()
                     continue
                 await self.publish(turn_id, EventType.TOKEN, {"member": reply.member, "text": reply.text})
                 await flush()  # confirmed meanwhile: what was held goes now

@@ -106,7 +106,9 @@ def test_a_missing_model_says_how_to_get_it(redis_url, session_id, ollama_server
 def test_check_reports_an_unreachable_server(council, closed_port):
     from council.providers import check
 
-    settings = CouncilSettings(members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=f"http://127.0.0.1:{closed_port}", check_timeout_s=1)
+    settings = CouncilSettings(
+        members_file=OLLAMA_MEMBERS_FILE, ollama_base_url=f"http://127.0.0.1:{closed_port}", check_timeout_s=1
+    )
     [status] = asyncio.run(check(council, settings))
     assert not status.reachable and not status.ready
     assert status.members == ("Ada", "Iris", "Angus", "Max")

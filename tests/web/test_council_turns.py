@@ -116,3 +116,24 @@ def test_with_no_llm_server_a_turn_is_refused_at_once_saying_what_to_do(settings
     assert [f["type"] for f in frames] == ["turn_started", "turn_done"]
     error = frames[-1]["payload"]["error"]
     assert error["code"] == "llm_unavailable" and "COUNCIL_RESPONDER=echo" in error["message"]
+
+
+def test_the_member_heard_first_is_spoken_when_done_even_without_a_sentence_end(settings):
+    """A short model's answer cut at its length ends mid-sentence: the member heard first (hear_first)
+    is spoken when its answer is done, before the chair, not after the whole turn."""
+    council = load_members(OLLAMA_MEMBERS_FILE)
+    models = {m.name: Scripted(script=[f"{m.name} weighs it and it depends on"]) for m in council.members}
+    models[council.chair.name] = Scripted(script=["We agree: wait a year. Then buy the house."])
+    client, _ = make_client(settings, models)
+    with client, client.websocket_connect("/ws/chat") as ws:
+        ws.receive_json()
+        ws.send_json({"type": "text", "text": "Should I buy a house now or wait a year, given the rates?"})
+        frames = frames_until(ws, "turn_done")
+    audio = sorted((f["payload"] for f in frames if f["type"] == "audio"), key=lambda a: (a["index"], a["chunk"]))
+    spoken = [(a["member"], a["text"]) for a in audio]
+    first = spoken[0][0]
+    assert first in {m.name for m in council.members}
+    assert spoken == [(first, f"{first} weighs it and it depends on"), *((council.chair.name, s) for s in CHAIR_SAYS)]
+
+
+CHAIR_SAYS = ("We agree: wait a year.", "Then buy the house.")

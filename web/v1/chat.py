@@ -238,7 +238,10 @@ async def create_completion(request: Request) -> Response:
         raise LLMUnavailable(down)
     out = Completion(chat.model)
     options: dict[str, Any] = {"hear_members": False, "user": user}
-    if chat.model == "council-fast" and "critique" in inspect.signature(s.responder.answer).parameters:
+    accepted = inspect.signature(s.responder.answer).parameters
+    if "hear_first" in accepted:
+        options["hear_first"] = False  # the spoken pieces are the completion: the chair's only
+    if chat.model == "council-fast" and "critique" in accepted:
         options["critique"] = False
     items = s.responder.answer(session_of(user, chat), out.id, question, DEFAULT_VOICE, **options)
     try:

@@ -2,8 +2,8 @@
 aloud (the chair's answer, or the fast member's), and everything else is a step.
 
 The responder yields `Step`s and `Reply` pieces (council/replies.py). Asked with
-`hear_members=False`, only the final answer's pieces are `speak=True`: those are the message's
-content. Members' own answers (`speak=False`) are gathered and become one `message` step each,
+`hear_members=False` and `hear_first=False`, only the final answer's pieces are `speak=True`: the
+message's content. Members' own answers (`speak=False`) are gathered and become one `message` step each,
 just before that member's `member_done`, so a client reads every member's whole answer in
 `council_steps` without a stream of their tokens.
 
