@@ -19,7 +19,7 @@ PYPROJECT = PYPROJECT_TOML["project"]
 # Each lock and the pyproject extras it is resolved from (the base dependencies and the build
 # backend always: the Makefile installs our package without build isolation).
 RUNTIMES = {
-    "app.lock": ("app", "dev"),
+    "app.lock": ("app", "dev", "clients"),
     "worker.lock": ("worker", "dev"),
     "worker-gpu.lock": ("worker", "gpu", "dev"),
 }
