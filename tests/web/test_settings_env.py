@@ -60,6 +60,7 @@ def test_the_walk_finds_every_boolean():
     assert names == [
         "COUNCIL_ALLOW_OPEN",
         "COUNCIL_CRITIQUE",
+        "COUNCIL_HEAR_FIRST",
         "COUNCIL_HEAR_MEMBERS",
         "COUNCIL_TOOLS_HTTP",
         "WORKER_VAD",
