@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, EngineLoadError) as exc:
         print(f"voice_worker: cannot start: {exc}", file=sys.stderr)
         return CANNOT_START
+    except KeyboardInterrupt:  # Ctrl-C while the models load (make run): a stop, not a crash
+        print("voice_worker: stopped while starting", file=sys.stderr)
+        return 130
     # Handed down by the supervisor (see supervisor.py).
     report_fd = int(os.environ["WORKER_REPORT_FD"]) if args.child and os.environ.get("WORKER_REPORT_FD") else None
     adopt = os.environ.get("WORKER_ADOPT") or None if args.child else None

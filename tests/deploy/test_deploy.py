@@ -321,7 +321,7 @@ def test_rq_dashboard_shows_finished_and_failed_jobs_behind_basic_auth(worker, s
         ("GET", "/0/data/queues.json"),
         ("GET", "/0/data/workers.json"),
         ("GET", f"/0/data/job/{ping.job_id}.json"),
-        ("GET", f"/0/data/jobs/{queue}/finished/100/asc/1.json"),
+        ("GET", f"/0/data/jobs/{queue}/finished/100/dsc/1.json"),
         ("POST", f"/job/{speak.job_id}/requeue"),
         ("POST", f"/job/{ping.job_id}/delete"),
         ("POST", f"/requeue/{queue}"),
@@ -351,10 +351,11 @@ def test_rq_dashboard_shows_finished_and_failed_jobs_behind_basic_auth(worker, s
     error = json.loads(body["metadata"])["error"]
     assert error["code"] == "unknown_voice" and "nobody" in error["message"]
 
-    listing = httpx.get(f"{base}/0/data/jobs/{settings.realtime_queue}/failed/100/asc/1.json", auth=auth, timeout=10)
+    # Newest first: the test run's realtime queue holds other tests' jobs, over a page of them.
+    listing = httpx.get(f"{base}/0/data/jobs/{settings.realtime_queue}/failed/100/dsc/1.json", auth=auth, timeout=10)
     assert listing.status_code == 200, listing.text
     assert speak.job_id in {job["id"] for job in listing.json()["jobs"]}
-    finished = httpx.get(f"{base}/0/data/jobs/{settings.realtime_queue}/finished/100/asc/1.json", auth=auth, timeout=10)
+    finished = httpx.get(f"{base}/0/data/jobs/{settings.realtime_queue}/finished/100/dsc/1.json", auth=auth, timeout=10)
     assert ping.job_id in {job["id"] for job in finished.json()["jobs"]}
     page = httpx.get(f"{base}/0/view/job/{speak.job_id}", auth=auth, timeout=10)
     assert page.status_code == 200  # the HTML job page: 500 without --json

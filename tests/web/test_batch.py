@@ -6,6 +6,7 @@ Tests that need jobs to stay queued use a batch queue no worker listens to.
 import json
 import re
 import time
+import uuid
 
 import pytest
 from rq.job import Job
@@ -210,10 +211,12 @@ def silent_wav(seconds: float = 1.5, rate: int = 16000) -> bytes:
 
 def test_a_users_batches_are_listed_newest_first_a_page_at_a_time(settings, assert_error):
     """What the batch page shows after a reload: the user's batches, newest first; nobody else's."""
+    alice_name, bob_name = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
     app = create_app(
         AppSettings(
             queues=settings.model_copy(update={"batch_queue": "nobody-serves-this"}),
-            api_users={"alice": "alice-token", "bob": "bob-token"},
+            # Users of this test alone: the test run's Redis holds other tests' batches of alice and bob.
+            api_users={alice_name: "alice-token", bob_name: "bob-token"},
         )
     )
     alice, bob = {"Authorization": "Bearer alice-token"}, {"Authorization": "Bearer bob-token"}
@@ -237,7 +240,7 @@ def test_a_users_batches_are_listed_newest_first_a_page_at_a_time(settings, asse
         redis_client.delete(batch.record_key(settings, made[1]))
         listed = client.get("/api/transcriptions", headers=alice).json()["batches"]
         assert [b["batch_id"] for b in listed] == [made[2], made[0]]
-        assert redis_client.zscore(batch.index_key(settings, "alice"), made[1]) is None
+        assert redis_client.zscore(batch.index_key(settings, alice_name), made[1]) is None
 
         assert_error(client.get("/api/transcriptions", params={"limit": 0}, headers=alice), 400, "invalid_request")
         bad_cursor = client.get("/api/transcriptions", params={"before": "yesterday"}, headers=alice)

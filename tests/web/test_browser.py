@@ -114,10 +114,13 @@ def test_speak_a_turn_hear_the_answer_and_run_a_batch(server, browser, flite, tm
         path.write_bytes(flite(sentence))
         files.append(str(path))
     page.set_input_files("#files", files)
-    page.wait_for_selector("a[data-format=srt]", timeout=60000)
-    page.wait_for_function("document.querySelectorAll('a[data-format=srt]').length === 2", timeout=60000)
+    # This batch is the newest section; the user's earlier batches (other tests') are listed above it.
+    newest = "#list .batch:last-child"
+    page.wait_for_function(
+        f"document.querySelectorAll('{newest} .file a[data-format=srt]').length === 2", timeout=60000
+    )
     with page.expect_download() as download:
-        page.locator("a[data-format=srt]").first.click()
+        page.locator(f"{newest} .file a[data-format=srt]").first.click()
     srt = Path(download.value.path()).read_text()
     assert "-->" in srt and ("report" in srt or "noon" in srt), srt
     page.screenshot(path=str(SHOTS / "batch.png"), full_page=True)
