@@ -34,6 +34,7 @@ from .turns import responder_factory
 ROOT = Path(__file__).resolve().parent.parent
 FRAME_S = 0.02
 FRAME_BYTES = 640
+PAUSE_S = 1.6  # between an answer heard to its end and the next question
 # Short factual questions: the router sends them to one fast member, as a voice assistant would.
 QUESTIONS = (
     "What is the capital of France?",
@@ -66,6 +67,9 @@ class Turn:
     first_audio: float | None = None
     text: str = ""
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    turn_id: str | None = None
+    audio_s: float = 0.0  # the answer's length, from its `audio` events
+    last_clip: tuple[int, int] = (0, 0)  # (index, chunk) of its last clip
 
 
 class Speaker:
@@ -93,11 +97,17 @@ class Speaker:
                 turn = Turn(speech_end=0.0)
                 self.turns.append(turn)
                 await self._send(ws, bytes(FRAME_BYTES * 25) + question, mark=turn)
-                # Silence (as a page sends it) until the answer's turn is over, then a pause.
-                while not turn.done.is_set():
+                # Silence (as a page sends it) until the answer's turn is over and its sound has
+                # played to its end, which the client says as a page does (`played`, done: the
+                # server then knows its own voice no longer sounds), then a pause.
+                while not turn.done.is_set() or time.perf_counter() < (turn.first_audio or 0) + turn.audio_s:
                     await self._send(ws, bytes(FRAME_BYTES * 5))
-                    if time.perf_counter() - turn.speech_end > 30:
-                        raise RuntimeError("a turn took over 30 s")
+                    if time.perf_counter() - turn.speech_end > 60:
+                        raise RuntimeError("a turn took over 60 s")
+                if turn.turn_id is not None:
+                    index, chunk = turn.last_clip
+                    played = {"type": "played", "turn_id": turn.turn_id, "index": index, "chunk": chunk, "done": True}
+                    await ws.send(json.dumps(played))
                 await self._send(ws, bytes(int(FRAME_BYTES * pause_s / FRAME_S)))
             await ws.send(json.dumps({"type": "listen_end"}))
             reader.cancel()
@@ -135,7 +145,10 @@ class Speaker:
                 self._listening.set()
             elif kind == "turn_started" and payload.get("stream_id") == self.stream_id and self.turns:
                 current, turn_id = self.turns[-1], frame["job_id"]
-                current.decided = now
+                current.decided, current.turn_id, current.audio_s = now, turn_id, 0.0
+            elif kind == "audio" and current is not None and payload.get("turn_id") == turn_id:
+                current.audio_s += float(payload.get("duration_s", 0.0))
+                current.last_clip = max(current.last_clip, (int(payload.get("index", 0)), int(payload.get("chunk", 0))))
             elif kind == "transcript" and current is not None and frame["job_id"] == f"{turn_id}-stt":
                 current.transcript, current.text = now, payload.get("text", "")
             elif kind == "turn_done" and current is not None and frame["job_id"] == turn_id:
@@ -290,15 +303,17 @@ async def bench_stream(settings: QueueSettings, worker_python: str, worker_pid: 
     url, server, thread = serve(settings)
     try:
         one = Speaker(url)
-        await one.run([questions[0]], 1.0)  # warm up
+        # Each question after the last answer was heard, and the echo window (web/echo.py) after it.
+        await one.run([questions[0]], PAUSE_S)  # warm up
         one = Speaker(url)
-        solo = figures(await one.run([questions[i % len(questions)] for i in range(turns)], 1.0))
+        solo = figures(await one.run([questions[i % len(questions)] for i in range(turns)], PAUSE_S))
         together = {}
         for n in (2, 4):
             speakers = [Speaker(url) for _ in range(n)]
             per = max(3, turns // n)
             runs = [
-                s.run([questions[(i + k) % len(questions)] for i in range(per)], 1.0) for k, s in enumerate(speakers)
+                s.run([questions[(i + k) % len(questions)] for i in range(per)], PAUSE_S)
+                for k, s in enumerate(speakers)
             ]
             together[n] = figures([t for got in await asyncio.gather(*runs) for t in got])
         cpu = await silent_cpu(url, worker_pid, sessions=4, seconds=10)
