@@ -18,7 +18,7 @@ import numpy as np
 
 from .stream import QUESTIONS, serve, speak
 
-GAP_S = 9.0  # after each question: the answer plays, then quiet
+GAP_S = 12.0  # after each question: the answer plays, the echo window (web/echo.py) passes, then quiet
 LEAD_S = 1.0
 
 
