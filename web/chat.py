@@ -340,6 +340,9 @@ class ChatSession:
             await self.remember_heard(where)
         if stopped is not None:  # its clips will not be played: freed, off the user's share (meter.py)
             await self.services.meter.heard(self.runner.user, self.session_id, stopped, None)
+            # Its playback is over: a page that comes back (a reload) does not speak the rest of it.
+            at = where if where is not None and where.turn_id == stopped else Position(turn_id=stopped, index=0)
+            await self.playback.save(Played(type="played", **at.model_dump(), done=True))
 
     async def remember_heard(self, where: Position) -> None:
         found = await heard(self.services.aredis, self.services.settings.queues, self.session_id, where)

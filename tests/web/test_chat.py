@@ -103,6 +103,24 @@ def test_interrupt_cancels_the_turn_and_its_queued_speech(client, chat_path):
     assert not {f["job_id"] for f in spoken} & set(cancelled)
 
 
+def test_a_stopped_answer_does_not_speak_again_after_a_reload(client, chat_path):
+    """Stop, then reload: the session's hello says the stopped answer's playback is over, so the page
+    does not resume it (it used to, from the last `played` report before the Stop)."""
+    text = " ".join(f"Sentence number {i} is here." for i in range(8))
+    with client.websocket_connect(chat_path()) as ws:
+        hello = ws.receive_json()
+        ws.send_json({"type": "text", "text": text, "voice": "leon"})
+        frames = until(ws, "audio")
+        turn_id = frames[-1]["payload"]["turn_id"]
+        ws.send_json({"type": "played", "turn_id": turn_id, "index": 0, "chunk": 0, "offset_s": 0.0, "done": False})
+        ws.send_json({"type": "interrupt", "heard": {"turn_id": turn_id, "index": 0, "chunk": 0, "offset_s": 0.4}})
+        ws.send_json({"type": "ping"})
+        until(ws, "pong")  # frames are handled in order: the interrupt is done
+    with client.websocket_connect(chat_path(hello)) as ws:
+        played = ws.receive_json()["played"]
+    assert played["turn_id"] == turn_id and played["done"] is True, played
+
+
 MALFORMED = [
     "not json",
     "{",

@@ -125,7 +125,12 @@
     chip.dataset.index = p.index;
     chip.title = p.text;
     chip.textContent = `▶ ${p.index + 1}`;
-    chip.addEventListener("click", () => player.replay(turnId, p.index));
+    chip.addEventListener("click", async () => {
+      if (await player.replay(turnId, p.index)) return;
+      chip.disabled = true;  // freed once heard (it counted against your stored audio): say so once
+      chip.title = "This sentence's sound is no longer kept; its words are above.";
+      note("That sentence's sound is no longer kept (answers are not stored once heard); its words are above.");
+    });
     const after = [...box.querySelectorAll(".clip")].find((c) => Number(c.dataset.index) > p.index);
     if (after) after.before(chip); else box.append(chip);
   }
@@ -163,8 +168,9 @@
 
   // Words heard while the answer played that the server could not tell from its own voice: kept,
   // shown, and one click asks them.
-  function overheard(words) {
+  function overheard(words, turnId) {
     const el = note(`I heard you while I was speaking: “${words}”`);
+    turn(turnId).overheard = el;  // gone again if the person goes on: the words join their question
     const ask = document.createElement("button");
     ask.type = "button";
     ask.className = "btn";
@@ -214,6 +220,12 @@
       case "speech_started":
         if (!ours(p)) break;
         if (mic) setMicState("hearing");
+        if (p.continues && turns.get(p.continues)?.overheard) {  // kept words the person goes on from
+          const kept = turns.get(p.continues);
+          kept.overheard.remove();
+          kept.overheard = null;
+          if (kept.user) continuedBubbles.push(kept.user);
+        }
         if (mic && player.busy && headphones.checked) stopAnswer("barge-in");
         // On speakers it may be the answer's own echo: the server decides (`echo_checked`); the
         // answer meanwhile speaks lower, so that less of it blurs what the person says.
@@ -237,6 +249,7 @@
         const el = add("route", null, p.route === "council"
           ? `The council deliberates — ${p.reason}` : `Quick answer — ${p.reason}`);
         el.className = "route";
+        el.dataset.turn = frame.job_id;
         break;
       }
       case "member_started":
@@ -338,10 +351,11 @@
         if (p.reason === "continued") {  // the person went on: nothing of it was said; joined next
           for (const bubble of t.members.values()) bubble.remove();
           t.members.clear();
+          document.querySelectorAll(`.route[data-turn="${frame.job_id}"]`).forEach((el) => el.remove());
           if (t.user) continuedBubbles.push(t.user);
         }
         if (p.reason === "barge_in") spokenOver(frame.job_id);
-        if (p.status === "overheard") overheard(p.text);
+        if (p.status === "overheard") overheard(p.text, frame.job_id);
         for (const bubble of t.members.values()) {  // nobody is thinking any more
           const el = bubble.querySelector(".text");
           if (!el.textContent) el.textContent = frame.type === "turn_cancelled" ? "(stopped)" : "(no answer)";

@@ -297,10 +297,12 @@ Council.Player = class {
     return ms;
   }
 
-  // Play one sentence again, by hand (its clips fetched now if this page never had them).
+  // Play one sentence again, by hand (its clips fetched now if this page never had them). False
+  // when its sound is no longer kept (the server frees an answer's clips once they were heard).
   async replay(turnId, index) {
     const clips = [...this.clips(turnId).values()].filter((c) => c.index === index).sort((a, b) => a.chunk - b.chunk);
     await Promise.all(clips.map((c) => this.fetchClip(null, c)));
+    if (clips.length && clips.every((c) => c.buffer === "empty")) return false;
     this.stop();
     this.unlock();
     const gain = this.context.createGain();
@@ -310,6 +312,7 @@ Council.Player = class {
     this.turn = t;
     this.stats.firstSound[t.id] = 0;
     this._pump();
+    return true;
   }
 
   _tick() {
