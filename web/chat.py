@@ -118,7 +118,9 @@ class ChatSession:
             frame, samples = event_frame(event, url), await self._clip(event) if live else None
             if samples is not None:
                 frame["pcm"] = True  # its samples follow, in the next (binary) frame
-                p = event.payload
+            p = event.payload
+            if live and event.type is EventType.AUDIO and p.get("turn_id") not in self.stopped:
+                # What the page is saying, whether its samples go on the socket or by their URL.
                 self.spoken.echo.said(str(p["turn_id"]), int(p.get("index", 0)), str(p["text"]), p["duration_s"])
             await self.send(frame, samples)
 
@@ -328,11 +330,10 @@ class ChatSession:
         if stopped is not None:
             self.stopped.add(stopped)
             self.spoken.echo.stopped(stopped)
-        if where is not None and where.turn_id != self.turn_id and stopped in self.spoken.spoken_over:
-            # The page stopped an earlier answer the person spoke over (`echo_checked`): what was
-            # heard of it is kept; the turn they started meanwhile goes on.
-            return await self.remember_heard(where)
-        running = self.cancel_turn()
+        # The page stopping an earlier answer the person spoke over (`echo_checked`) leaves the turn
+        # they started meanwhile running; any other stop ends the turn under way.
+        spoken_over = where is not None and where.turn_id != self.turn_id and stopped in self.spoken.spoken_over
+        running = None if spoken_over else self.cancel_turn()
         if running is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(asyncio.shield(running), STOP_WAIT_S)

@@ -30,7 +30,7 @@ def _wav(data: bytes) -> float | None:
     at, byte_rate = 12, 0
     while at + 8 <= len(data):
         kind, size = data[at : at + 4], struct.unpack_from("<I", data, at + 4)[0]
-        if kind == b"fmt " and at + 16 <= len(data):
+        if kind == b"fmt " and at + 20 <= len(data):
             byte_rate = struct.unpack_from("<I", data, at + 16)[0]
         elif kind == b"data":
             return size / byte_rate if byte_rate and size != 0xFFFFFFFF else None

@@ -98,6 +98,7 @@ def test_a_file_is_as_long_as_its_header_says(two_hours_of_silence):
     assert declared_seconds(wav(3)) == pytest.approx(3.0)
     assert declared_seconds(b"ID3\x03" + b"\0" * 100) is None  # an mp3 does not say
     assert declared_seconds(b"fLaC\x00\x00") is None  # nor does a cut header
+    assert declared_seconds(b"RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00") is None  # a WAV's, cut in its fmt
 
 
 def test_a_small_file_that_says_it_is_long_waits_on_the_batch_queue(own, connection, serve, two_hours_of_silence):
