@@ -23,7 +23,9 @@ Council.Player = class {
     this.busy = false;
     this.stats = { firstSound: {}, stops: [], loopback: [] };
     this.cancelEcho = false;   // route through the loopback peer connection (no headphones)
-    this.loop = null;          // {a, b, audio, destination}: the loopback, once made
+    this.loop = null;          // {a, b, audio, destination}: the loopback, once it carries sound
+    this.connecting = null;    // the loopback being made
+    this.measuring = false;    // its delay is being measured (_measureDelay)
     this.delay = 0;            // seconds the loopback adds between the graph and the speakers
     this._reported = "";
     setInterval(() => this._tick(), 100);
@@ -68,18 +70,37 @@ Council.Player = class {
     const loop = this.cancelEcho && window.RTCPeerConnection;
     try { this.analyser.disconnect(); } catch { /* not connected */ }
     if (!loop) { this.analyser.connect(this.context.destination); this.delay = 0; return; }
-    if (this.loop) { this.analyser.connect(this.loop.destination); return; }
+    if (this.loop) { this.analyser.connect(this.loop.destination); this._measureDelay(); return; }
     // Directly until the loopback carries sound (it connects in a few ms on this page).
     this.analyser.connect(this.context.destination);
-    this._loopback().catch((err) => console.warn("council: loopback playback failed, playing directly:", err));
+    this.connecting ||= this._loopback()
+      .catch((err) => console.warn("council: loopback playback failed, playing directly:", err))
+      .finally(() => { this.connecting = null; });
   }
 
+  // The loopback is kept (`this.loop`) only once it carries sound; one that fails is closed, and
+  // the answers go on playing directly.
   async _loopback() {
     const destination = this.context.createMediaStreamDestination();
     const a = new RTCPeerConnection(), b = new RTCPeerConnection();
     const audio = new Audio();
     audio.autoplay = true;
+    try {
+      await this._connect(a, b, audio, destination);
+    } catch (err) {
+      a.close();
+      b.close();
+      throw err;
+    }
     this.loop = { a, b, audio, destination };
+    if (!this.cancelEcho) return;  // headphones ticked meanwhile
+    try { this.analyser.disconnect(); } catch { /* not connected */ }
+    this.analyser.connect(destination);
+    console.info("council: answers play through a loopback peer connection (the echo canceller hears them)");
+    this._measureDelay();
+  }
+
+  async _connect(a, b, audio, destination) {
     a.onicecandidate = (e) => { if (e.candidate) b.addIceCandidate(e.candidate).catch(() => {}); };
     b.onicecandidate = (e) => { if (e.candidate) a.addIceCandidate(e.candidate).catch(() => {}); };
     const playing = new Promise((resolve) => {
@@ -107,16 +128,13 @@ Council.Player = class {
     });
     if (!connected) throw new Error(`the loopback did not connect (${b.connectionState})`);
     await playing;
-    if (!this.cancelEcho) return;  // headphones ticked meanwhile
-    try { this.analyser.disconnect(); } catch { /* not connected */ }
-    this.analyser.connect(destination);
-    console.info("council: answers play through a loopback peer connection (the echo canceller hears them)");
-    this._measureDelay();
   }
 
   // The loopback's delay, from its receiver's statistics (jitter buffer, and the decoder's
   // playout); counted in where the page says its sound is and in the figures it reports.
   async _measureDelay() {
+    if (this.measuring) return;  // one measuring loop at a time (headphones ticked off and on)
+    this.measuring = true;
     let before = { delay: 0, count: 0 };
     while (this.loop && this.cancelEcho) {
       const stats = await this.loop.b.getStats();
@@ -131,6 +149,7 @@ Council.Player = class {
       if (this.stats.loopback.length > 100) this.stats.loopback.shift();
       await new Promise((r) => setTimeout(r, 1000));
     }
+    this.measuring = false;
   }
 
   // Seconds from the graph's clock to the person's ear: the device, and the loopback when used.
