@@ -114,14 +114,8 @@ def _load_tts(name: str, settings: WorkerSettings) -> TTS:
 def _load_llm(name: str, files: ModelFiles, settings: WorkerSettings) -> LLM:
     from .llm.hf import TransformersLLM
 
-    return TransformersLLM(
-        files.folder,
-        model=name,
-        device=settings.device,
-        threads=settings.threads,
-        max_batch=settings.llm_batch,
-        gguf_file=files.gguf_file,
-    )
+    device, threads, batch = settings.device, settings.threads, settings.llm_batch
+    return TransformersLLM(files, model=name, device=device, threads=threads, max_batch=batch)
 
 
 def _under_model_dir(settings: WorkerSettings, name: str) -> Path:

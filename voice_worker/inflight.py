@@ -195,10 +195,11 @@ class Inflight:
         hung = self.connection.get(self.keys.hung(job_id))
         crashes = int(job.meta.get("crashes", 0)) + (1 if crashed and status == JobStatus.STARTED else 0)
         error = None
-        if job.func_name == functions.LISTEN and crashes > self.max_crashes:
-            error = JobError(code=ErrorCode.WORKER_LOST, message=LISTENER_LOST, retryable=True)
-        elif job.func_name == functions.LISTEN:
-            pass  # back on the listen queue: the listener that takes it resumes from the stream's checkpoint
+        if job.func_name == functions.LISTEN:
+            # Back on the listen queue (the listener that takes it resumes from the stream's
+            # checkpoint), unless it has killed workers too often.
+            if crashes > self.max_crashes:
+                error = JobError(code=ErrorCode.WORKER_LOST, message=LISTENER_LOST, retryable=True)
         elif job.func_name == functions.GENERATE and crashed:
             # Its tokens went out as they were decoded: a second run would say them again.
             error = JobError(code=ErrorCode.WORKER_LOST, message=GENERATOR_LOST, retryable=True)
@@ -230,8 +231,8 @@ class Inflight:
                 job.set_status(JobStatus.FAILED, pipeline=pipe)
                 pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
                 job.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=error.message, pipeline=pipe)
-                session_id = job.meta.get("reply_to") or job.meta.get("session_id")
-                if isinstance(session_id, str):  # the failure and its event go out together
+                session_id = events_stream(job)
+                if session_id is not None:  # the failure and its event go out together
                     payload = error.model_dump(mode="json")
                     failed = Event(type=EventType.FAILED, session_id=session_id, job_id=job_id, seq=0, payload=payload)
                     self.publisher.publish(failed, pipe)
@@ -251,3 +252,9 @@ def _forget_rq_worker(connection: redis.Redis, name: str) -> None:
         for queue in queues.decode().split(",") if queues else []:
             pipe.srem(f"rq:workers:{queue}", key)
         pipe.execute()
+
+
+def events_stream(job: Job) -> str | None:
+    """Where a job's events go: the stream its payload named (`reply_to`), else its session's."""
+    stream = job.meta.get("reply_to") or job.meta.get("session_id")
+    return stream if isinstance(stream, str) else None

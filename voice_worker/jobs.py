@@ -107,8 +107,9 @@ def generate(payload: dict[str, Any]) -> dict[str, Any]:
     ctx = current()
     job = GenerationJob.model_validate(payload)
     engines = _engines()
+    # Decoded in a batch another job ran: taken before metering, which may refuse this job.
+    outcome = ctx.generations.pop(job.job_id, None)
     with _metered(ctx, job, "llm", engines.llms.get(job.model), item=job.model) as used:
-        outcome = ctx.generations.pop(job.job_id, None)  # decoded in a batch another job ran
         if outcome is None:
             outcome = _generate_batch(ctx, job, engines)
         ctx.current_events = outcome.events  # its tokens' numbering goes on

@@ -24,7 +24,7 @@ from .engines import Engines
 from .errors import job_error
 from .guarded import GuardedJob
 from .heartbeat import Heartbeat
-from .inflight import Inflight
+from .inflight import Inflight, events_stream
 from .lean import LeanSimpleWorker
 from .listening.pool import Listeners
 from .outage import REDIS_DOWN
@@ -156,6 +156,9 @@ class VoiceWorker(LeanSimpleWorker):
                 super().execute_job(job, queue)
         finally:
             self.heartbeat_thread.job_ended()
+            # Jobs taken to decode with this one that it never got to (it failed before its batch
+            # began) run alone, each in its turn.
+            self.context.companions.pop(job.id, None)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if isinstance(exc_info[1], REDIS_DOWN):
@@ -265,12 +268,6 @@ class VoiceWorker(LeanSimpleWorker):
             self.listeners.stop()
         super().teardown()
         self.heartbeat_thread.stop()
-
-
-def events_stream(job: Job) -> str | None:
-    """Where a job's events go: the stream its payload named (`reply_to`), else its session's."""
-    stream = job.meta.get("reply_to") or job.meta.get("session_id")
-    return stream if isinstance(stream, str) else None
 
 
 def _payloads(jobs: list[Job], function: str, model: Any) -> list[Any]:

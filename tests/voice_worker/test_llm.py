@@ -30,7 +30,7 @@ QUESTIONS = ("What is the capital of France?", "Name three colors.", "Write a ha
 @pytest.fixture(scope="module")
 def llm() -> TransformersLLM:
     files = builtin()
-    return TransformersLLM(files.folder, gguf_file=files.gguf_file, device="cpu", threads=1, max_batch=4)
+    return TransformersLLM(files, device="cpu", threads=1, max_batch=4)
 
 
 def ask(question: str, max_tokens: int = 24, **options) -> Request:
@@ -112,7 +112,7 @@ def test_a_hugging_face_folder_under_model_dir_llm_loads_with_its_chat_template(
     llm.tokenizer.save_pretrained(folder)
     files = find("tiny", tmp_path)
     assert files.folder == folder and files.gguf_file is None
-    tiny = TransformersLLM(files.folder, model="tiny", device="cpu", max_batch=2)
+    tiny = TransformersLLM(files, model="tiny", device="cpu", max_batch=2)
     results = tiny.generate_many([ask("hi", max_tokens=6), ask("hello there", max_tokens=3)])
     assert [r.output_tokens <= n for r, n in zip(results, (6, 3), strict=True)] == [True, True]
     assert tiny.model == "tiny" and tiny.capabilities.device == "cpu"

@@ -255,7 +255,8 @@ class Listener:
     def _hear(self, pcm: bytes, entry_id: str) -> None:
         samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
         self.tape.append(samples)
-        self._entries.append((entry_id, self.tape.end))
+        if self.endpointer.decides:  # push-to-talk keeps no checkpoint (the stream is one turn)
+            self._entries.append((entry_id, self.tape.end))
         size = self.vad.window
         while (window := self.tape.window(self.cursor, size)) is not None:
             self.cursor += size
@@ -407,8 +408,7 @@ class Listener:
         if self.held is None:
             return
         (number, turn_id), self.held = self.held, None
-        payload = {"stream_id": self.job.job_id, "turn": number, "turn_id": turn_id, "at_s": _s(at_ms)}
-        self.events.emit(EventType.TURN_CONFIRMED, {**payload, "lag_ms": round(self.lag_ms)})
+        self._say(EventType.TURN_CONFIRMED, {"turn": number, "turn_id": turn_id, "at_s": _s(at_ms)})
 
     def _charge(self, turn_id: str, turn: Turn, transcript: Transcript) -> None:
         """Record the turn's recognition in the ledger against its user. Its compute is the wall

@@ -84,18 +84,15 @@ class Listeners:
         settings, stuck = self.listen, set()
         while not self.stopping.wait(settings.renew_s):
             live = [listener for listener in list(self._open.values()) if not listener.ended]
-            for listener in live:
-                if not listener.alive() and listener not in stuck:
-                    log.error(
-                        "listener of %s made no progress for %.0f s: its lease lapses",
-                        listener.job.job_id,
-                        settings.stuck_s,
-                    )
-            stuck = {listener for listener in live if not listener.alive()}
+            now_stuck = {listener for listener in live if not listener.alive()}
+            for listener in now_stuck - stuck:
+                job_id = listener.job.job_id
+                log.error("listener of %s made no progress for %.0f s: its lease lapses", job_id, settings.stuck_s)
+            stuck = now_stuck
             try:
                 with self.connection.pipeline(transaction=False) as pipe:
                     for listener in live:
-                        if listener not in stuck:
+                        if listener not in stuck and not listener.ended:  # (one that just ended let its go)
                             pipe.set(listener.reader.lease, self.worker, px=settings.lease_ms)
                     pipe.execute()
             except REDIS_DOWN:

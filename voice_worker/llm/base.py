@@ -9,7 +9,7 @@ Redis), and what they cost is added to every sequence's time per token.
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from shared_schemas import ChatMessage
@@ -57,7 +57,6 @@ class Generated:
     first_token_ms: float
     # The decoding rate after the first token (0 with one token).
     tokens_per_s: float
-    notes: tuple[str, ...] = field(default=())
 
 
 def _no_piece(index: int, piece: str) -> None:

@@ -15,8 +15,7 @@ the cost of a smaller batch. Greedy when the temperature is 0 or None, else samp
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import transformers
@@ -24,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from ..errors import EngineLoadError
 from .base import LLM, FinishReason, Generated, LLMCapabilities, Request, _never, _no_piece
+from .models import ModelFiles
 from .stream import TextStream
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ class _Sequence:
     first_at: float | None = None
     last_at: float | None = None
     finish: FinishReason | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 class TransformersLLM(LLM):
@@ -48,14 +47,14 @@ class TransformersLLM(LLM):
 
     def __init__(
         self,
-        path: Path,
+        files: ModelFiles,
         model: str = "builtin",
         device: str = "auto",
         threads: int | None = None,
         max_batch: int = 8,
-        gguf_file: str | None = None,
     ) -> None:
-        """`path`: a Hugging Face model folder, or the folder of `gguf_file`."""
+        """`files`: a Hugging Face model folder, or a GGUF file in a folder."""
+        path, gguf_file = files.folder, files.gguf_file
         if threads is not None:
             torch.set_num_threads(threads)
         resolved = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -71,8 +70,7 @@ class TransformersLLM(LLM):
                 path, gguf_file=gguf_file, dtype=dtype, local_files_only=True
             ).to(resolved)
         except (OSError, ValueError, ImportError) as exc:
-            where = path / gguf_file if gguf_file else path
-            raise EngineLoadError(f"cannot load the language model {model!r} from {where}: {exc}") from exc
+            raise EngineLoadError(f"cannot load the language model {model!r} from {files.path}: {exc}") from exc
         self.llm.eval()
         if not self.tokenizer.chat_template:
             raise EngineLoadError(f"the language model {model!r} at {path} has no chat template")
@@ -90,7 +88,7 @@ class TransformersLLM(LLM):
         log.info(
             "language model %s loaded from %s in %.1f s: %s, %.1f M parameters, %s on %s",
             model,
-            path / gguf_file if gguf_file else path,
+            files.path,
             time.perf_counter() - started,
             type(self.llm).__name__,
             sum(p.numel() for p in self.llm.parameters()) / 1e6,
