@@ -12,12 +12,14 @@ class CouncilError(Refusal):
 
     code = ErrorCode.COUNCIL_FAILED
     retryable = False
+    status = 502  # the council (its models) failed, not the request
 
 
 class ConfigError(CouncilError, ValueError):
     """A setting or the members file is missing or malformed; the message names it."""
 
     code = ErrorCode.COUNCIL_CONFIG
+    status = 500
 
 
 class LLMUnavailable(CouncilError):
@@ -25,6 +27,7 @@ class LLMUnavailable(CouncilError):
 
     code = ErrorCode.LLM_UNAVAILABLE
     retryable = True
+    status = 503
 
 
 class CouncilFailed(CouncilError):
@@ -39,3 +42,4 @@ class BudgetExceeded(CouncilError):
     resets, or that an operator froze it."""
 
     code = ErrorCode.BUDGET_EXCEEDED
+    status = 429

@@ -163,6 +163,7 @@ class Refusal(Exception):
 
     code: ErrorCode = ErrorCode.INTERNAL
     retryable: bool = False
+    status: int = 429  # over HTTP (web.errors.translate): a limit, unless a subclass says otherwise
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

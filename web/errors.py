@@ -13,11 +13,9 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketState
 
-from council import BudgetExceeded
 from queues import REDIS_DOWN, BlobTooLarge, RateLimited
 from shared_schemas import ErrorCode, Refusal
 
-from .meter import QuotaExceeded, StorageFull
 from .protocol import error_frame
 
 log = logging.getLogger(__name__)
@@ -45,10 +43,8 @@ def storage_full(exc: BaseException) -> bool:
 
 def translate(exc: BaseException) -> ApiError | None:
     """The ApiError a lower library's exception stands for; None for one that is a bug (500)."""
-    if isinstance(exc, BudgetExceeded | QuotaExceeded | RateLimited):
-        return ApiError(429, exc.code, exc.message)
-    if isinstance(exc, StorageFull):
-        return ApiError(503, exc.code, exc.message)
+    if isinstance(exc, Refusal):  # every refusal says its code and status (shared_schemas.Refusal)
+        return ApiError(exc.status, exc.code, exc.message)
     if storage_full(exc):
         return ApiError(
             503,
@@ -142,10 +138,7 @@ async def server_error(request: Request, exc: Exception) -> JSONResponse:
 handlers = {
     ApiError: api_error,
     HTTPException: http_error,
-    BudgetExceeded: refused,
-    QuotaExceeded: refused,
-    StorageFull: refused,
-    RateLimited: refused,
+    Refusal: refused,
     redis.exceptions.ResponseError: refused,
     **dict.fromkeys(REDIS_UNAVAILABLE, unavailable),
     Exception: server_error,

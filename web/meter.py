@@ -40,6 +40,7 @@ class StorageFull(Refusal):
     jobs, events and the turns under way."""
 
     code = ErrorCode.STORAGE_FULL
+    status = 503
     retryable = True
 
 

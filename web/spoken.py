@@ -17,10 +17,10 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from shared_schemas import Event, EventType
+from shared_schemas import ErrorCode, Event, EventType
 
 from .echo import Echo, Verdict, words
-from .turns import STREAMED_TRANSCRIPT_S
+from .turns import STREAMED_TRANSCRIPT_S, TRANSCRIPT_LOST
 
 if TYPE_CHECKING:
     from .chat import ChatSession
@@ -113,8 +113,9 @@ class SpokenTurns:
         turn_id = event.job_id
         try:
             text = await asyncio.wait_for(asyncio.shield(self.heard[turn_id]), STREAMED_TRANSCRIPT_S)
-        except TimeoutError:
-            return self.start(event)  # its runner says the transcript was lost
+        except TimeoutError:  # the listener died before writing it: said now, not after a second wait
+            error = {"code": ErrorCode.WORKER_LOST, "message": TRANSCRIPT_LOST, "retryable": True}
+            return await self.runner.end_unanswered(turn_id, {"status": "failed", "error": error})
         if not words(text):
             return await self.runner.end_unanswered(turn_id, {"status": "empty"})
         verdict = self.echo.judge(text)
