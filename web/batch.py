@@ -191,9 +191,8 @@ async def create_batch(request: Request) -> JSONResponse:
                 also=also,
             )
         except BaseException:
-            sizes = {f.job_id: f.size for f in record.files}
             with contextlib.suppress(redis.exceptions.RedisError):  # their audio, stored for nothing
-                await s.meter.forget_audio(record.owner, {job.audio_key: sizes[job.job_id] for job in jobs})
+                await s.meter.forget_audio(record.owner, [job.audio_key for job in jobs])
             raise
     finally:
         await form.close()
@@ -428,7 +427,7 @@ async def _cancel(s: Services, entry: BatchFile, user: str) -> dict[str, str]:
     if outcome == "canceled":
         await s.meter.release(entry.job_id)  # it will not run: its hold goes back
         if entry.audio_key is not None:  # nor will its audio be read: freed, off the user's share
-            await s.meter.forget_audio(user, {entry.audio_key: entry.size})
+            await s.meter.forget_audio(user, [entry.audio_key])
     return {"job_id": entry.job_id, "filename": entry.filename, "cancel": outcome}
 
 

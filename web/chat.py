@@ -55,7 +55,7 @@ from .protocol import (
 )
 from .services import Services, services
 from .sessions import SESSION_ID, Sessions
-from .spoken import SpokenTurns
+from .spoken import SpokenTurns, log_failure
 from .turns import TurnRunner
 
 log = logging.getLogger(__name__)
@@ -287,7 +287,7 @@ class ChatSession:
         # new turn or interrupt) would leave a coroutine made here never awaited.
         run = functools.partial(self.runner.run, turn_id, self.voice, hear_members=hear_members, **inputs)
         self.turn = asyncio.create_task(self.run_turn(run), name=turn_id)
-        self.turn.add_done_callback(_log_failure)
+        self.turn.add_done_callback(log_failure)
 
     async def run_turn(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a turn; when Redis is away, say so with an error frame (see errors.translate)."""
@@ -317,6 +317,7 @@ class ChatSession:
             ending = asyncio.create_task(self.runner.cancelled(turn_id), name=f"{turn_id}-ended")
             self._ending.add(ending)
             ending.add_done_callback(self._ending.discard)
+            ending.add_done_callback(log_failure)
 
     async def interrupt(self, where: Position | None) -> None:
         """Stop: the turn's queued speech is cancelled, no more of its clips go out, and when the
@@ -357,11 +358,6 @@ class ChatSession:
         log.info("frame refused: %s (%s)", message, code)  # the client's mistake or a limit: no trace
         metrics.BAD_FRAMES.labels(code).inc()
         await self.send(error_frame(code, message))
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("turn %s failed", task.get_name(), exc_info=task.exception())
 
 
 TRIMMED = (

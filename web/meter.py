@@ -136,10 +136,10 @@ class Meter:
             "was stored. Try again in a minute."
         )
 
-    async def forget_audio(self, user: str, stored: dict[str, int]) -> None:
-        """Audio stored for jobs that were then refused or cancelled ({key: bytes}): deleted, and
-        taken off the user's share."""
-        await self.storage.forget(user, list(stored))
+    async def forget_audio(self, user: str, keys: list[str]) -> None:
+        """Audio stored for jobs that were then refused, cancelled or read: deleted, and taken off
+        the user's share (by the sizes counted when it was stored)."""
+        await self.storage.forget(user, keys)
 
     async def heard(self, user: str, session_id: str, turn_id: str, before: int | None) -> int:
         """The clips of a turn the page played (before sentence `before`; None: all): freed."""

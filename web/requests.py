@@ -5,9 +5,9 @@ it starts. A streamed answer (server-sent events) counts until it ends. WebSocke
 the frame pace instead (pace.py); the static pages and files are not counted.
 """
 
-import json
 from collections import Counter
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared_schemas import ErrorCode
@@ -30,7 +30,7 @@ class RequestsPerUser:
             return await self.app(scope, receive, send)
         user = str(scope.get("user") or ANONYMOUS)
         if self.running[user] >= self.cap:
-            return await self._refuse(send)
+            return await self._refuse(scope, receive, send)
         self.running[user] += 1
         try:
             await self.app(scope, receive, send)
@@ -39,16 +39,10 @@ class RequestsPerUser:
             if self.running[user] <= 0:
                 del self.running[user]
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = (
             f"You have {self.cap} requests under way, as many as one user may at once "
             f"(COUNCIL_MAX_REQUESTS_PER_USER). Wait for some to finish, and try again."
         )
-        body = json.dumps(error_body(ErrorCode.RATE_LIMITED, message)).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(RETRY_AFTER_S).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 429, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        body = error_body(ErrorCode.RATE_LIMITED, message)
+        await JSONResponse(body, status_code=429, headers={"Retry-After": str(RETRY_AFTER_S)})(scope, receive, send)

@@ -92,7 +92,7 @@ async def speech_endpoint(request: Request) -> Response:
             raise ApiError(
                 502, ErrorCode.BLOB_MISSING, "A spoken clip expired before it was read. Try again."
             ) from None
-        await s.meter.forget_audio(user_of(request), {clip.audio_key: 0})  # read: off the user's share
+        await s.meter.forget_audio(user_of(request), [clip.audio_key])  # read: off the user's share
     headers = {
         "Content-Disposition": 'inline; filename="speech.wav"',
         "X-Duration-Seconds": f"{sum(c.duration_s for c in clips):.3f}",

@@ -25,7 +25,7 @@ from .turns import STREAMED_TRANSCRIPT_S, TRANSCRIPT_LOST
 if TYPE_CHECKING:
     from .chat import ChatSession
 
-__all__ = ["SpokenTurns"]
+__all__ = ["SpokenTurns", "log_failure"]
 
 log = logging.getLogger(__name__)
 EARLY_WORDS = 3  # interim words, not the answer's, that stop it before the person's turn ends
@@ -164,10 +164,11 @@ class SpokenTurns:
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(log_failure)
         return task
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
+def log_failure(task: asyncio.Task[None]) -> None:
+    """A task's unexpected end, logged with its trace (a turn's, or one of these steps')."""
     if not task.cancelled() and task.exception() is not None:
         log.error("%s failed", task.get_name(), exc_info=task.exception())

@@ -21,7 +21,6 @@ MEDIA_TYPES: Final[dict[str, str]] = {
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
 }
-_SPACE = re.compile(r"\s+")
 
 
 def as_transcript(value: Transcript | Mapping[str, Any]) -> Transcript:
@@ -39,14 +38,7 @@ def timestamp(seconds: float, separator: str = ",") -> str:
 
 def cues(transcript: Transcript | Mapping[str, Any]) -> list[Cue]:
     """Subtitle cues in time order (subtitles.py): at most two lines each, joined by a newline."""
-    t = as_transcript(transcript)
-    clean = t.model_copy(
-        update={
-            "text": _SPACE.sub(" ", t.text).strip(),
-            "segments": [s.model_copy(update={"text": _SPACE.sub(" ", s.text).strip()}) for s in t.segments],
-        }
-    )
-    return subtitle_cues(clean)
+    return subtitle_cues(as_transcript(transcript))  # (it splits words on any whitespace itself)
 
 
 def to_txt(transcript: Transcript | Mapping[str, Any]) -> str:

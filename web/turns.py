@@ -103,11 +103,10 @@ class TurnRunner:
                             turn_id, EventType.TURN_STARTED, {"input": "voice" if audio else "text", "text": text}
                         )
                     else:
-                        self._seqs[turn_id] = 1
+                        self._after_listener(turn_id)
                     raise LLMUnavailable(down)
                 if streamed_after is not None:
-                    # The listener's turn_started is the turn's first event (and maybe echo_checked).
-                    self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)
+                    self._after_listener(turn_id)
                     text = await self._streamed_transcript(turn_id, sub)
                 else:
                     await self.publish(
@@ -137,19 +136,24 @@ class TurnRunner:
             log.info("turn %s not answered: %s (%s)", turn_id, error["message"], error["code"])
             await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": error})
 
+    def _after_listener(self, turn_id: str) -> None:
+        """A listener's turn: its `turn_started` (seq 0) was the listener's, so this runner's events
+        for it go on from seq 1 (or after those it published already, such as `echo_checked`)."""
+        self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)
+
     async def checked(self, turn_id: str, payload: dict[str, Any]) -> None:
         """Say what words heard over an answer were (`echo_checked`; see echo.py)."""
-        self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)  # after a listener's turn_started
+        self._after_listener(turn_id)
         await self.publish(turn_id, EventType.ECHO_CHECKED, payload)
 
     async def cancelled(self, turn_id: str) -> None:
-        """End a turn cancelled before it began to run: nothing of it was enqueued."""
-        self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)
-        await self._cancelled(turn_id, jobs=False)
+        """End a listener's turn cancelled before it began to run: nothing of it was enqueued."""
+        self._after_listener(turn_id)
+        await self.publish(turn_id, EventType.TURN_CANCELLED, self._cancel_payload(turn_id, []))
 
     async def end_unanswered(self, turn_id: str, payload: dict[str, Any]) -> None:
         """End a listener's turn that is not answered (its `turn_started` was the listener's)."""
-        self._seqs[turn_id] = max(self._seqs.get(turn_id, 0), 1)
+        self._after_listener(turn_id)
         await self.publish(turn_id, EventType.TURN_DONE, payload)
 
     async def _transcribe(self, turn_id: str, audio: bytes, audio_format: AudioFormat | None, sub: Any) -> str:
@@ -277,9 +281,9 @@ class TurnRunner:
                     metrics.JOB_LATENCY.labels(kind).observe(time.perf_counter() - started)
                 return event
 
-    async def _cancelled(self, turn_id: str, jobs: bool = True) -> None:
+    async def _cancelled(self, turn_id: str) -> None:
         """Cancel the turn's jobs still queued (running ones finish) and say which."""
-        pending, self._pending = (sorted(self._pending), {}) if jobs else ([], self._pending)
+        pending, self._pending = sorted(self._pending), {}
         cancelled = []
         for job_id in pending:
             try:
@@ -288,10 +292,13 @@ class TurnRunner:
                     await self.services.meter.release(job_id)  # it will not run: its hold goes back
             except redis.exceptions.RedisError as exc:
                 log.warning("could not cancel job %s of turn %s: %s", job_id, turn_id, exc)
+        await self.publish(turn_id, EventType.TURN_CANCELLED, self._cancel_payload(turn_id, cancelled))
+
+    def _cancel_payload(self, turn_id: str, cancelled: list[str]) -> dict[str, Any]:
         payload: dict[str, Any] = {"cancelled_jobs": cancelled}
         if reason := self.reasons.pop(turn_id, None):
             payload["reason"] = reason  # `continued` (nothing of it was spoken) or `barge_in`
-        await self.publish(turn_id, EventType.TURN_CANCELLED, payload)
+        return payload
 
 
 class TurnFailed(Exception):

@@ -150,7 +150,7 @@ async def _samples_of(s: Services, clip: SpeechClip, user: str) -> Samples:
     except BlobMissing:
         message = "A spoken clip expired before it was read. Try again."
         raise OpenAIError(502, message, code=ErrorCode.BLOB_MISSING) from None
-    await s.meter.forget_audio(user, {clip.audio_key: 0})  # read: off the user's share
+    await s.meter.forget_audio(user, [clip.audio_key])  # read: off the user's share
     with wave.open(io.BytesIO(data)) as w:
         if w.getnchannels() != 1 or w.getsampwidth() != 2:
             raise OpenAIError(502, "A voice worker sent audio that is not 16-bit mono.", code=ErrorCode.ENGINE_FAILED)

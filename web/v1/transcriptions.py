@@ -334,7 +334,7 @@ async def _events(
                 yield item
     finally:
         with contextlib.suppress(redis.exceptions.RedisError):
-            await asyncio.shield(s.meter.forget_audio(user, {key: len(data)}))
+            await asyncio.shield(s.meter.forget_audio(user, [key]))
 
 
 routes = [
