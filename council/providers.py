@@ -32,8 +32,7 @@ WHERE = "or change the members' provider and base_url in the members file (COUNC
 
 
 def base_url(member: Member, settings: CouncilSettings) -> str:
-    if member.provider == "worker":
-        return "queue:llm"  # the workers' queue (named by COUNCIL_LLM_QUEUE), not a server
+    """The server a member's provider talks to (never asked of a worker member: it has none)."""
     return (member.base_url or settings.base_url(member.provider)).rstrip("/")
 
 
@@ -82,12 +81,12 @@ def build_all(
 
 def unavailable(exc: BaseException, member: Member, settings: CouncilSettings) -> LLMUnavailable | None:
     """`exc` as an `LLMUnavailable` when it means the member's server cannot be used, else None."""
+    if member.provider == "worker":  # no server to reach: the worker model raises LLMUnavailable itself
+        return next((cause for cause in _chain(exc) if isinstance(cause, LLMUnavailable)), None)
     url = base_url(member, settings)
     for cause in _chain(exc):
         if isinstance(cause, LLMUnavailable):
             return cause
-        if member.provider == "worker":
-            continue  # no server to reach: the worker model raises LLMUnavailable itself
         refused = isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
         if refused or type(cause).__name__ in ("ConnectError", "ConnectTimeout"):
             return LLMUnavailable(

@@ -115,11 +115,14 @@ class CouncilResponder:
             payer=payer,
         )
         final = ""
-        async for mode, chunk in self.deliberation.graph.astream(question, stream_mode=["custom", "values"]):
-            if isinstance(chunk, Reply | Step):
-                yield chunk
-            elif mode == "values" and isinstance(chunk, dict):
-                final = chunk.get("final", final)
+        try:
+            async for mode, chunk in self.deliberation.graph.astream(question, stream_mode=["custom", "values"]):
+                if isinstance(chunk, Reply | Step):
+                    yield chunk
+                elif mode == "values" and isinstance(chunk, dict):
+                    final = chunk.get("final", final)
+        finally:
+            self.deliberation.forget(turn_id)
         if not final:
             raise CouncilFailed("The council finished without an answer. Try again.")
         await self.memory.remember(session_id, turn_id, text, final, sorted(terms(text)))

@@ -32,14 +32,13 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.chat_models import agenerate_from_stream
-from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field
-from rq import Worker
 
-from queues import EventHub, JobClient, stream_key
+from queues import EventHub, JobClient, live_workers, stream_key
 from shared_schemas import ChatMessage, EventType, GenerationJob
 
 from .budgets import Payer
@@ -77,14 +76,9 @@ class LLMQueue:
     def name(self) -> str:
         return self.jobs.settings.llm_queue
 
-    def _count(self) -> int:
-        queue = self.jobs.queue(self.name)
-        return len(Worker.all(connection=self.jobs.connection, queue=queue))
-
     async def workers(self) -> int:
-        """How many live workers serve the queue (RQ's registry: a worker that died leaves it when
-        its key expires)."""
-        return await asyncio.to_thread(self._count)
+        """How many live workers serve the queue."""
+        return await asyncio.to_thread(live_workers, self.jobs.connection, self.name)
 
     def unavailable(self) -> LLMUnavailable:
         return LLMUnavailable(START_ONE.format(queue=self.name))
@@ -220,8 +214,6 @@ class WorkerChatModel(BaseChatModel):
 
 
 def _role(message: BaseMessage) -> str:
-    if isinstance(message, SystemMessage | HumanMessage):
-        return ROLES[message.type]
     return ROLES.get(message.type, "user")
 
 

@@ -14,7 +14,7 @@ from ._events import AsyncEventPublisher, EventPublisher, JobEvents, areplay, at
 from ._fair import FairShare, RateLimited
 from ._hub import REDIS_DOWN, EventHub, Subscription
 from ._logs import configure_logging, log_context
-from ._status import JobStatus, ajob_status, job_status
+from ._status import JobStatus, ajob_status, job_status, live_workers
 from ._storage import AsyncStorage
 from ._voices import announce_voices, voices_key
 from ._wavs import join_wavs
@@ -62,6 +62,7 @@ __all__ = [
     "functions",
     "job_status",
     "join_wavs",
+    "live_workers",
     "log_context",
     "mic",
     "replay",

@@ -29,8 +29,6 @@ from typing import Any, NoReturn
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from rq import Queue, Worker
-from rq.serializers import JSONSerializer
 
 from shared_schemas import (
     AUDIO_FORMATS,
@@ -42,7 +40,7 @@ from shared_schemas import (
     TranscriptionJob,
 )
 
-from . import AsyncBlobStore, EventHub, JobClient, QueueSettings, SettingsError, voices_key
+from . import AsyncBlobStore, EventHub, JobClient, QueueSettings, SettingsError, live_workers, voices_key
 from ._audiofiles import find_audio
 from ._wavs import join_wavs
 
@@ -366,7 +364,7 @@ def check_redis(settings: QueueSettings) -> None:
 
 def warn_without_workers(settings: QueueSettings, queue: str, timeout: float) -> None:
     with _probe(settings) as connection:
-        if not Worker.all(connection=connection, queue=Queue(queue, connection=connection, serializer=JSONSerializer)):
+        if not live_workers(connection, queue):
             _err(f"no voice worker serves the {queue!r} queue yet: {START_WORKER}; waiting up to {timeout:g} s per job")
 
 

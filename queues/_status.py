@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 import redis
 from pydantic import BaseModel
+from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -42,3 +43,9 @@ def job_status(connection: redis.Redis, job_id: str) -> JobStatus:
 
 async def ajob_status(connection: redis.Redis, job_id: str) -> JobStatus:
     return await asyncio.to_thread(job_status, connection, job_id)
+
+
+def live_workers(connection: redis.Redis, queue: str) -> int:
+    """How many live workers serve `queue` (RQ's registry: a worker that died leaves it once its
+    key expires; `Worker.count` would still count it)."""
+    return len(Worker.all(connection=connection, queue=Queue(queue, connection=connection, serializer=JSONSerializer)))

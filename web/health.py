@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 import redis
-from rq import Queue, Worker
+from rq import Queue
 from rq.serializers import JSONSerializer
 
-from queues import EventHub, QueueSettings
+from queues import EventHub, QueueSettings, live_workers
 
 # A Redis that accepts connections but does not answer (paused, swapping) must not hang /health.
 CHECK_TIMEOUT_S = 3.0
@@ -24,8 +24,7 @@ def check(settings: QueueSettings, connection: redis.Redis) -> tuple[bool, dict[
     report: dict[str, Any] = {"redis": "ok", "queues": {}}
     for name in settings.queue_names:
         queue = Queue(name, connection=connection, serializer=JSONSerializer)
-        workers = Worker.all(connection=connection, queue=queue)
-        report["queues"][name] = {"depth": queue.count, "workers": len(workers)}
+        report["queues"][name] = {"depth": queue.count, "workers": live_workers(connection, name)}
     healthy = report["queues"][settings.realtime_queue]["workers"] > 0
     return healthy, report
 

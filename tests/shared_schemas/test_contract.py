@@ -98,6 +98,7 @@ def test_public_names_are_pinned():
             "functions",
             "job_status",
             "join_wavs",
+            "live_workers",
             "log_context",
             "mic",
             "replay",
