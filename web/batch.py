@@ -310,16 +310,13 @@ async def list_batches(request: Request) -> JSONResponse:
     user = user_of(request)
     index = index_key(s.settings.queues, user)
     found = await s.aredis.zrevrangebyscore(index, f"({before}" if before else "+inf", "-inf", 0, limit + 1, True)
-    page: list[dict[str, Any]] = []
-    gone: list[str] = []
-    for raw_id, _ in found[:limit]:
-        batch_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-        try:
-            record = await load_record(s, batch_id, user)
-        except ApiError:
-            gone.append(batch_id)
-            continue
-        page.append(await batch_view(s, record) | {"filenames": [f.filename for f in record.files]})
+    ids = [raw.decode() if isinstance(raw, bytes) else raw for raw, _ in found[:limit]]
+    raws = await s.aredis.mget([record_key(s.settings.queues, batch_id) for batch_id in ids]) if ids else []
+    records = [BatchRecord.model_validate_json(raw) for raw in raws if raw is not None]
+    records = [record for record in records if record.owner == user]  # (the index is the user's own)
+    gone = [batch_id for batch_id, raw in zip(ids, raws, strict=True) if raw is None]  # expired
+    views = await asyncio.gather(*(batch_view(s, record) for record in records))
+    page = [view | {"filenames": [f.filename for f in r.files]} for view, r in zip(views, records, strict=True)]
     if gone:
         await s.aredis.zrem(index, *gone)
     more = len(found) > limit

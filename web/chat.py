@@ -87,6 +87,7 @@ class ChatSession:
         self.streams: set[str] = set()  # the microphone streams this connection opened
         self.stopped: set[str] = set()  # turns whose sound the person stopped: no more clips go out
         self.played: set[str] = set()  # turns the page has played some of
+        self._freed_before: dict[str, int] = {}  # turn -> the sentence before which its clips are freed
         self.voice = DEFAULT_VOICE
         self.spoken = SpokenTurns(self)  # the listener's turns: held, joined, told from our echo
         # Whether live clips also go out as binary PCM frames (the client asked: `?audio=pcm16`).
@@ -198,10 +199,12 @@ class ChatSession:
                 self.played.add(frame.turn_id)
                 self.spoken.echo.played(frame.turn_id, frame.done)
                 await self.playback.save(frame)
-                # Clips heard are freed (off the user's share of storage: web/meter.py).
-                await self.services.meter.heard(
-                    self.runner.user, self.session_id, frame.turn_id, None if frame.done else frame.index
-                )
+                # Clips heard are freed (off the user's share of storage: web/meter.py), once a
+                # sentence is behind the page (it reports each chunk: the rest would free nothing).
+                if frame.done or frame.index > self._freed_before.get(frame.turn_id, 0):
+                    self._freed_before[frame.turn_id] = frame.index
+                    before = None if frame.done else frame.index
+                    await self.services.meter.heard(self.runner.user, self.session_id, frame.turn_id, before)
             case Interrupt():
                 await self.interrupt(frame.heard)
 
