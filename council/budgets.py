@@ -90,6 +90,13 @@ def input_estimate(messages: Sequence[BaseMessage]) -> int:
     return sum(math.ceil(len(m.text) / 3) + 4 for m in messages)
 
 
+def _daily(member: Member | None) -> dict[str, float] | None:
+    """A member's daily budget, by unit (the members file allows only the units we know)."""
+    if member is None or member.daily_budget is None:
+        return None
+    return {unit: amount for unit, amount in member.daily_budget.items()}
+
+
 class Budgets:
     @classmethod
     def from_settings(cls, settings: CouncilSettings, ledger: AsyncLedger) -> "Budgets":
@@ -125,7 +132,7 @@ class Budgets:
         return self.prices.currency
 
     def limits(self, member: Member | None = None) -> Limits:
-        return Limits(user=self.daily, member=member.daily_budget if member else None, turn=self.turn)
+        return Limits(user=self.daily, member=_daily(member), turn=self.turn)
 
     def member(self, name: str | None) -> Member | None:
         return next((m for m in self.council.everyone if m.name == name), None)
@@ -163,7 +170,7 @@ class Budgets:
         for (scope, name), usage in zip(wanted, await self.ledger.usages(wanted), strict=True):
             if scope == "member":
                 member = self.member(name)
-                need, limits = self._sum([c for c in plan if c.member == name]), member and member.daily_budget
+                need, limits = self._sum([c for c in plan if c.member == name]), _daily(member)
             else:
                 need, limits = self._sum(plan), self.daily if scope == "user" else self.turn
             if (short := self._short(scope, name, usage, limits, need)) is not None:
@@ -181,7 +188,7 @@ class Budgets:
         day = day or self.ledger.flows.today()
         usage = await self.ledger.usage(scope, name, day)
         member = self.member(name) if scope == "member" else None
-        configured = self.daily if scope == "user" else (member.daily_budget if member else None)
+        configured = self.daily if scope == "user" else _daily(member)
         limits = {u: v for u, v in (dict(configured or {}) | (usage.limits or {})).items() if v >= 0}
         limits = {u: v + getattr(usage.topped_up, u) for u, v in limits.items()}
         left = {u: round(v - getattr(usage.spent, u) - getattr(usage.held, u), 6) for u, v in limits.items()}
@@ -232,7 +239,7 @@ class Budgets:
             audio_ms = chars * 80  # about 12 characters a second
             charge = self.charge(payer, self.member(job.member), "tts", "*", chars=chars)
         else:
-            audio_ms = min(audio_bytes // 4, MAX_AUDIO_SECONDS * 1000)  # ~32 kbit/s compressed audio
+            audio_ms = min(audio_bytes // 4, int(MAX_AUDIO_SECONDS * 1000))  # ~32 kbit/s compressed audio
             charge = self.charge(payer, None, "stt", "*")
         charge = replace(charge, audio_ms=audio_ms, compute_ms=audio_ms // 2, calls=1)
         try:
@@ -295,7 +302,9 @@ class Budgets:
 
     # Arithmetic.
 
-    def charge(self, payer: Payer, member: Member | None, kind: str, item: str, **quantities: int) -> Charge:
+    def charge(
+        self, payer: Payer, member: Member | None, kind: str, item: str, *, chars: int = 0, calls: int = 0
+    ) -> Charge:
         return Charge(
             kind=kind,
             item=item,
@@ -303,7 +312,8 @@ class Budgets:
             member=member.name if member else None,
             session_id=payer.session_id,
             turn_id=payer.turn_id,
-            **quantities,
+            chars=chars,
+            calls=calls,
         )
 
     def _sum(self, plan: Sequence[Charge]) -> dict[str, float]:
@@ -341,8 +351,9 @@ class LLMCall:
         self.budgets = budgets
         self.payer = payer
         self.member = member
-        who = {"user": payer.user, "session_id": payer.session_id, "turn_id": payer.turn_id}
-        self.estimate = replace(estimate, **who, note=phase)
+        self.estimate = replace(
+            estimate, user=payer.user, session_id=payer.session_id, turn_id=payer.turn_id, note=phase
+        )
         self.rid = f"{payer.turn_id or 'call'}:{member.name}:{phase}:{uuid.uuid4().hex[:8]}"
         self.text: list[str] = []
         self._extra: list[AIMessageChunk] = []  # the chunks with usage or tool calls (few)
@@ -371,7 +382,9 @@ class LLMCall:
             raise self.budgets.exceeded(exc) from None
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None):
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         # Shielded: an interrupted turn still settles (or gives back) what it held.
         message = self.message
         if message is None:  # nothing came back (the server was not reached): nothing to pay

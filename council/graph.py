@@ -324,7 +324,7 @@ class Deliberation:
         offered = self.toolbox.offered(member) if tools else []
         if offered:
             model = self.models[member.name].bind_tools([t.schema for t in offered])
-        messages, parts, used = list(messages), [], []
+        messages, parts, used = list(messages), list[str](), list[Outcome]()
         for round_ in range(self.settings.tool_rounds + 1):
             if parts and not parts[-1][-1:].isspace():
                 parts.append(" ")  # the text of the next round goes on after a space
@@ -335,10 +335,11 @@ class Deliberation:
                     parts.append(piece)
                     if on_piece is not None:
                         on_piece(piece)
-            asked = call.message.tool_calls if call.message is not None else []
-            if not asked or round_ == self.settings.tool_rounds:
+            message = call.message
+            asked = message.tool_calls if message is not None else []
+            if message is None or not asked or round_ == self.settings.tool_rounds:
                 break
-            messages.append(AIMessage(content=call.message.content, tool_calls=asked))
+            messages.append(AIMessage(content=message.content, tool_calls=asked))
             for tool_call in asked:
                 reply, outcome = await self.toolbox.run(tool_call, member, payer)
                 messages.append(reply)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.chat_models import agenerate_from_stream
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
@@ -107,7 +107,7 @@ class WorkerChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"member": self.member, "model": self.model, "max_tokens": self.max_tokens}
 
-    def for_call(self, payer: Payer) -> Runnable:
+    def for_call(self, payer: Payer) -> Runnable[LanguageModelInput, BaseMessage]:
         """This model with the call's payer bound: every call must say whom it is for."""
         return self.bind(payer=payer)
 
@@ -164,7 +164,7 @@ class WorkerChatModel(BaseChatModel):
             await self.queue.jobs.aenqueue(job)
             try:
                 async for chunk in self._read(job, sub):
-                    if chunk.message.usage_metadata is not None:
+                    if isinstance(chunk.message, AIMessageChunk) and chunk.message.usage_metadata is not None:
                         ended = True
                     if run_manager is not None and chunk.text:
                         await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
