@@ -264,6 +264,7 @@ class Deliberation:
         return {m.name: answers[m.name] for m in self.council.members if m.name in answers}
 
     def _task(self, state: TurnState, member: Member) -> dict[str, Any]:
+        # (the keys come from the TypedDict itself, which mypy cannot follow)
         return {key: state[key] for key in Question.__annotations__} | {"member": member.name}  # type: ignore[literal-required]
 
     # Talking to models.

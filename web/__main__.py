@@ -89,6 +89,7 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
         _client: str | None = None
         _head_open = False
 
+        # (uvicorn narrows asyncio's BaseTransport to a Transport here, as its own H11Protocol does)
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             peer = transport.get_extra_info("peername")
@@ -154,7 +155,7 @@ def bounded_h11(limits: ServerSettings) -> type[H11Protocol]:
                 self._client_gone()
                 lost(exc)
 
-            websocket.connection_lost = connection_lost  # type: ignore[method-assign]
+            websocket.connection_lost = connection_lost  # type: ignore[method-assign]  # wrapped on this instance only
 
         def send_400_response(self, msg: str) -> None:
             # h11 refused the head: over its limit (h11_max_incomplete_event_size), or malformed.

@@ -1,7 +1,7 @@
 """The Starlette app: built by `create_app()`, served by uvicorn (`make run`)."""
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio
@@ -41,7 +41,7 @@ async def health_endpoint(request: Request) -> JSONResponse:
     return JSONResponse(report, status_code=200 if healthy else 503)
 
 
-def page(name: str):
+def page(name: str) -> Callable[[Request], Awaitable[FileResponse]]:
     async def endpoint(request: Request) -> FileResponse:
         return FileResponse(STATIC / name)
 
@@ -87,6 +87,8 @@ def create_app(
             # Then: what one user may have under way at once.
             Middleware(RequestsPerUser, cap=settings.max_requests_per_user),
         ],
-        exception_handlers=handlers,
+        # Ours serve HTTP and WebSocket alike: None once a socket is closed, which Starlette accepts
+        # (it sends what is not None) but types apart.
+        exception_handlers=handlers,  # type: ignore[arg-type]
         lifespan=lifespan,
     )

@@ -35,7 +35,7 @@ def audio_url(audio_key: str) -> str | None:
 def pcm_frame(event: Event, wav: bytes) -> bytes:
     """A clip as one binary WebSocket frame (see PROTOCOL.md): a 4-byte little-endian length, that
     many bytes of JSON saying which sentence and chunk it is, then its PCM16 mono samples."""
-    with wave.open(io.BytesIO(wav)) as clip:
+    with wave.open(io.BytesIO(wav), "rb") as clip:
         if clip.getsampwidth() != 2 or clip.getnchannels() != 1:
             raise ValueError("clips are 16-bit mono WAV")
         rate, samples = clip.getframerate(), clip.readframes(clip.getnframes())

@@ -19,9 +19,9 @@ import io
 import re
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import redis.exceptions
 from pydantic import BaseModel
@@ -104,7 +104,7 @@ class _TooMany(MultiPartException):
 class _BoundedParser(MultiPartParser):
     """Starlette's parser caps form fields but lets files grow (spooled to disk): this caps files too."""
 
-    def __init__(self, request: Request, stream: AsyncIterator[bytes], max_file: int) -> None:
+    def __init__(self, request: Request, stream: AsyncGenerator[bytes, None], max_file: int) -> None:
         super().__init__(request.headers, stream, max_files=float("inf"), max_fields=MAX_FILES)
         self.max_file = max_file
         self._files = self._part_bytes = 0
@@ -127,7 +127,7 @@ class _BoundedParser(MultiPartParser):
             raise _TooMany(f"Send at most {MAX_FILES} files per request; split the rest into more batches.")
 
 
-async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
     seen = 0
     async for chunk in stream:
         seen += len(chunk)
@@ -177,12 +177,12 @@ async def create_batch(request: Request) -> JSONResponse:
             # The record and every job in one transaction, after each job's cost is reserved:
             # a refusal, or Redis full or away, leaves no job without its batch.
             key, ttl = record_key(s.settings.queues, record.batch_id), record_ttl(s.settings.queues)
-            index = index_key(s.settings.queues, record.owner)
+            owned = index_key(s.settings.queues, record.owner)
 
             def also(pipe: Any) -> None:
                 pipe.set(key, record.model_dump_json(), ex=ttl)
-                pipe.zadd(index, {record.batch_id: record.created_at.timestamp()})
-                pipe.expire(index, ttl)  # the newest batch's lifetime: the index outlives none of them
+                pipe.zadd(owned, {record.batch_id: record.created_at.timestamp()})
+                pipe.expire(owned, ttl)  # the newest batch's lifetime: the index outlives none of them
 
             await s.meter.enqueue_all(
                 jobs,
@@ -309,7 +309,10 @@ async def list_batches(request: Request) -> JSONResponse:
     limit, before = _page_params(request)
     user = user_of(request)
     index = index_key(s.settings.queues, user)
-    found = await s.aredis.zrevrangebyscore(index, f"({before}" if before else "+inf", "-inf", 0, limit + 1, True)
+    found = cast(  # withscores: (member, score) pairs
+        "list[tuple[bytes, float]]",
+        await s.aredis.zrevrangebyscore(index, f"({before}" if before else "+inf", "-inf", 0, limit + 1, True),
+    )
     ids = [raw.decode() if isinstance(raw, bytes) else raw for raw, _ in found[:limit]]
     raws = await s.aredis.mget([record_key(s.settings.queues, batch_id) for batch_id in ids]) if ids else []
     records = [BatchRecord.model_validate_json(raw) for raw in raws if raw is not None]

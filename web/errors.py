@@ -6,6 +6,7 @@ library's errors are translated here too (`translate`): Redis being away is 503 
 """
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import redis.exceptions
 from starlette.exceptions import HTTPException
@@ -135,7 +136,7 @@ async def server_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(ErrorCode.INTERNAL, INTERNAL_MESSAGE), status_code=500)
 
 
-handlers = {
+handlers: dict[type[Exception], Callable[[Request, Exception], Awaitable[JSONResponse | None]]] = {
     ApiError: api_error,
     HTTPException: http_error,
     Refusal: refused,

@@ -50,7 +50,7 @@ async def heard(
     events = [e for e in await areplay(connection, settings, session_id) if _of(e, turn_id)]
     if not any(e.type is EventType.TURN_STARTED and e.job_id == turn_id for e in events):
         return None
-    question, sentences = "", {}
+    question, sentences = "", dict[int, Sentence]()
     for event in events:
         p = event.payload
         if event.type is EventType.TURN_STARTED and event.job_id == turn_id and p.get("text"):

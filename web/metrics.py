@@ -103,7 +103,7 @@ class JobTypes:
 
 def _kind(job: Job) -> str:
     kind = job.meta.get("kind")
-    return kind if kind in KINDS else "other"
+    return str(kind) if kind in KINDS else "other"
 
 
 JOB_TYPES = JobTypes()

@@ -58,7 +58,7 @@ class Mic:
             session_id=self.session_id,
             job_id=self.stream_id,
             stream_key=self.writer.keys.stream,
-            mode=self.mode,  # type: ignore[arg-type]  # checked by the client frame
+            mode=self.mode,
             turn_prefix=self.turn_prefix,
             user=self.user,
         )

@@ -77,7 +77,10 @@ class OpenTurns:
 
     async def sweep(self) -> int:
         """End the turns of app processes that are gone; how many were ended."""
-        turns = {k.decode(): json.loads(v) for k, v in (await self.aredis.hgetall(self.key)).items()}
+        turns = {
+            k.decode() if isinstance(k, bytes) else k: json.loads(v)
+            for k, v in (await self.aredis.hgetall(self.key)).items()
+        }
         apps = sorted({entry["app"] for entry in turns.values()} - {self.app})
         found = await asyncio.gather(*(self.aredis.exists(self._alive_prefix + app) for app in apps))
         alive = dict(zip(apps, found, strict=True))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
+from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from starlette.requests import HTTPConnection
@@ -74,7 +75,7 @@ USER_BUSY = (
 class Services:
     settings: AppSettings
     redis: redis.Redis  # blocking: only for RQ calls run in threads
-    aredis: redis.asyncio.Redis
+    aredis: AsyncRedis  # (the field `redis` hides the module's name in this class's body)
     hub: EventHub
     jobs: JobClient
     blobs: AsyncBlobStore
@@ -115,7 +116,7 @@ class Services:
     async def voices(self) -> dict[str, str]:
         """Voices the running workers speak, as they announced them at start."""
         raw = await self.aredis.hgetall(voices_key(self.settings.queues))
-        return {k.decode(): v.decode() for k, v in sorted(raw.items())}
+        return {_text(k): _text(v) for k, v in sorted(raw.items())}
 
     @classmethod
     async def open(cls, settings: AppSettings, make_responder: "ResponderFactory | None" = None) -> "Services":
@@ -183,5 +184,10 @@ def _async_client(settings: AppSettings) -> redis.asyncio.Redis:
     return redis.asyncio.Redis.from_pool(pool)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def services(conn: HTTPConnection) -> Services:
-    return conn.app.state.services
+    found: Services = conn.app.state.services
+    return found

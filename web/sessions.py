@@ -52,6 +52,7 @@ class Sessions:
             return False
         record = await self.connection.hgetall(self.key(session_id))
         stored_user, stored_hash = record.get(b"user", b""), record.get(b"resume", b"")
+        assert isinstance(stored_user, bytes) and isinstance(stored_hash, bytes)  # the client does not decode
         same_secret = hmac.compare_digest(_hash(secret), stored_hash)
         if not (same_secret and hmac.compare_digest(stored_user, user.encode())):
             return False
@@ -63,7 +64,7 @@ class Sessions:
         if not SESSION_ID.match(session_id):
             return None
         user = await self.connection.hget(self.key(session_id), "user")
-        return user.decode() if user is not None else None
+        return user.decode() if isinstance(user, bytes) else user
 
     async def touch(self, session_id: str) -> None:
         """The session is in use: keep its record as long as its event stream."""

@@ -60,11 +60,11 @@ class SpokenTurns:
         elif event.type is EventType.SPEECH_STARTED and p.get("continues"):
             turn_id = str(p["continues"])
             self._in_order(lambda: self.continued(turn_id), f"{turn_id}-continued")
-        elif event.type is EventType.TRANSCRIPT_PARTIAL and (over := self.echo.sounding()) is not None:
+        elif event.type is EventType.TRANSCRIPT_PARTIAL and (sounding := self.echo.sounding()) is not None:
             key, text = (str(p.get("stream_id")), int(p.get("turn", 0))), str(p.get("text") or "")
             if key not in self.barged and len(words(text)) >= EARLY_WORDS and self.echo.judge(text) is Verdict.PERSON:
                 self.barged.add(key)
-                self.barge_in(over, over, text)
+                self.barge_in(sounding, sounding, text)
 
     def transcript(self, event: Event) -> None:
         """A transcript event: one of ours (`<turn>-stt`) is what the listener heard of that turn."""

@@ -213,7 +213,7 @@ class TurnRunner:
                     # A member's answer is whole: the rest of what it said is spoken now, even
                     # without a sentence's end (a short model cut at its length), not after the turn.
                     done = reply.payload.get("member") if reply.type == "member_done" else None
-                    if (buffer := buffers.pop(done, None)) is not None and done in voices:
+                    if done is not None and (buffer := buffers.pop(done, None)) is not None and done in voices:
                         held.extend((done, voices[done], sentence) for sentence in buffer.flush())
                         await flush()
                     continue
@@ -272,7 +272,7 @@ class TurnRunner:
 
     async def _until_done(self, sub: Any, job_ids: set[str]) -> Event:
         while True:
-            event = await sub.get()
+            event: Event = await sub.get()
             if event.job_id in job_ids and event.terminal:
                 if event.job_id in self._pending:  # a job this runner enqueued (not a listener's)
                     kind, started = self._pending.pop(event.job_id)

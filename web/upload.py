@@ -58,7 +58,7 @@ def batches(items: list[Item]) -> Iterator[list[Item]]:
 
 def _error_message(response: httpx.Response) -> str:
     try:
-        return response.json()["error"]["message"]
+        return str(response.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return f"HTTP {response.status_code}"
 
@@ -76,7 +76,7 @@ def upload(client: httpx.Client, group: list[Item]) -> str | None:
     for item, job in zip(group, body["jobs"], strict=True):
         item.job_id, item.result_url, item.state = job["job_id"], job["result_url"], job["state"]
         item.error = job["error"]["message"] if job.get("error") else None
-    return body["status_url"]
+    return str(body["status_url"])
 
 
 def poll(client: httpx.Client, status_url: str, items: list[Item]) -> bool:
@@ -89,10 +89,10 @@ def poll(client: httpx.Client, status_url: str, items: list[Item]) -> bool:
     body = response.json()
     by_job = {item.job_id: item for item in items}
     for file in body["files"]:
-        item = by_job.get(file["job_id"])
-        if item is not None:
-            item.state, item.progress = file["state"], file.get("progress") or 0.0
-            item.error = file["error"]["message"] if file.get("error") else None
+        found = by_job.get(file["job_id"])
+        if found is not None:
+            found.state, found.progress = file["state"], file.get("progress") or 0.0
+            found.error = file["error"]["message"] if file.get("error") else None
     return bool(body["done"])
 
 

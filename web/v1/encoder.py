@@ -18,7 +18,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class Encoder:
                 )
             return await asyncio.to_thread(_read, out.name)
 
-    async def encode(self, pcm: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def encode(self, pcm: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
         """What ffmpeg makes of `pcm`, piece by piece. An error of `pcm` (a failed job) is raised
         after ffmpeg has written what it got; ffmpeg's own failure raises EncoderFailed."""
         if shutil.which(FFMPEG) is None:

@@ -44,7 +44,7 @@ _INPUT_CODES: dict[str, str | None] = {
     ErrorCode.TEXT_TOO_LONG: "input",
     ErrorCode.UNKNOWN_VOICE: "voice",
 }
-_STATUS_OF_CODE = {ErrorCode.TIMEOUT: 504, ErrorCode.WORKER_LOST: 503, ErrorCode.BLOB_MISSING: 502}
+_STATUS_OF_CODE: dict[str, int] = {ErrorCode.TIMEOUT: 504, ErrorCode.WORKER_LOST: 503, ErrorCode.BLOB_MISSING: 502}
 _TYPE_OF_STATUS = {401: "authentication_error", 403: "permission_error", 404: INVALID, 429: RATE}
 LLM_RETRY_AFTER_S = 10
 

@@ -9,7 +9,7 @@ holds back, so a client that hangs up pays for nothing it did not get.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 import redis.exceptions
 
@@ -30,7 +30,7 @@ async def run(
     timeout: float,
     audio_bytes: Sequence[int] | None = None,
     queue: str | None = None,
-) -> AsyncIterator[tuple[int, Event]]:
+) -> AsyncGenerator[tuple[int, Event], None]:
     """(job's place in `jobs`, event) for every event of the jobs, all of one session, on the
     realtime queue (or `queue`), until each has ended. A failed job raises its error (a bad input's names
     the request field at fault); `timeout` seconds with no event raise 504."""

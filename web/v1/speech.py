@@ -29,7 +29,7 @@ import io
 import logging
 import uuid
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -157,7 +157,7 @@ async def _samples_of(s: Services, clip: SpeechClip, user: str) -> Samples:
         return Samples(w.getframerate(), w.readframes(w.getnframes()))
 
 
-async def spoken(s: Services, jobs_: list[SynthesisJob]) -> AsyncIterator[Samples]:
+async def spoken(s: Services, jobs_: list[SynthesisJob]) -> AsyncGenerator[Samples, None]:
     """Each clip's samples in the order heard, as soon as it can be heard."""
     order = InOrder()
     run = jobs.run(s, jobs_, timeout=float(s.settings.queues.synthesize_timeout_s))
@@ -168,7 +168,7 @@ async def spoken(s: Services, jobs_: list[SynthesisJob]) -> AsyncIterator[Sample
                     yield await _samples_of(s, clip, jobs_[0].user or "anonymous")
 
 
-async def frames(first: Samples, rest: AsyncIterator[Samples]) -> AsyncIterator[bytes]:
+async def frames(first: Samples, rest: AsyncGenerator[Samples, None]) -> AsyncGenerator[bytes, None]:
     """The PCM of every clip, all at the first clip's rate (one voice speaks at one rate)."""
     async with contextlib.aclosing(rest):
         yield first.pcm
@@ -180,7 +180,7 @@ async def frames(first: Samples, rest: AsyncIterator[Samples]) -> AsyncIterator[
             yield samples.pcm
 
 
-async def _logged(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _logged(body: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
     """`body`; a failure after the answer began is logged and ends the connection mid-body."""
     async with contextlib.aclosing(body):
         try:

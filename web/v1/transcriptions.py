@@ -47,7 +47,7 @@ import math
 import re
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, Final
 
 import redis.exceptions
@@ -205,7 +205,7 @@ def deltas(transcript: Transcript) -> list[str]:
     return [piece if n == 0 else f" {piece}" for n, piece in enumerate(pieces)]
 
 
-async def streamed(first: Event, rest: AsyncIterator[tuple[int, Event]]) -> AsyncIterator[bytes]:
+async def streamed(first: Event, rest: AsyncGenerator[tuple[int, Event], None]) -> AsyncIterator[bytes]:
     """The job's events as OpenAI's transcript.text events: a delta for each segment as the worker
     decodes it, then the whole text with its usage; a failure mid-way is an error event."""
     sent = 0
@@ -310,7 +310,7 @@ async def _disconnected(request: Request) -> None:
 
 async def _events(
     s: Services, asked: Asked, data: bytes, user: str, queue: str | None = None
-) -> AsyncIterator[tuple[int, Event]]:
+) -> AsyncGenerator[tuple[int, Event], None]:
     """The job's events: its audio stored, the job enqueued through the meter, and the audio
     deleted when the request is over (the worker has read it by then, or will not need it)."""
     session_id = f"v1-stt-{uuid.uuid4().hex}"
