@@ -49,6 +49,14 @@ class Engines:
             )
         return engine
 
+    def recognizer(self) -> STT:
+        """The speech-to-text engine; a worker that serves only language models has none."""
+        if self.stt is None:
+            raise VoiceError(
+                ErrorCode.INVALID_PAYLOAD, "This worker serves only language models; it transcribes nothing."
+            )
+        return self.stt
+
     def tts_for(self, voice: str) -> TTS:
         engine = self.voices.get(voice)
         if engine is None:

@@ -14,6 +14,7 @@ time limit (the supervisor marks those, see `supervisor.py`).
 
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 from rq.job import Job, JobStatus
@@ -117,8 +118,9 @@ class Inflight:
         on the wake list, which gets a token per job enqueued (`queues.JobClient`), then looks again.
         """
         if len(queue_keys) == 1 and block_s > 0:
-            job_id = self.connection.blmove(queue_keys[0], self.key, block_s, "LEFT", "RIGHT")
-            return (queue_keys[0], job_id.decode()) if job_id is not None else None
+            # BLMOVE's timeout is a double (Redis >= 6); redis-py types it an int.
+            job_id = self.connection.blmove(queue_keys[0], self.key, block_s, "LEFT", "RIGHT")  # type: ignore[arg-type]
+            return (queue_keys[0], _text(job_id)) if job_id is not None else None
         found = self._take(queue_keys)
         if found is not None or block_s <= 0:
             return found
@@ -174,7 +176,7 @@ class Inflight:
         return [job_id.decode() for job_id in ids]
 
     def others(self) -> list[str]:
-        names = (name.decode() for name in self.connection.smembers(self.keys.workers))
+        names = (_text(name) for name in self.connection.smembers(self.keys.workers))
         return sorted(name for name in names if name != self.worker)
 
     def alive(self, other: str) -> bool:
@@ -204,7 +206,7 @@ class Inflight:
             # Its tokens went out as they were decoded: a second run would say them again.
             error = JobError(code=ErrorCode.WORKER_LOST, message=GENERATOR_LOST, retryable=True)
         elif hung is not None:
-            error = JobError(code=ErrorCode.TIMEOUT, message=hung.decode(), retryable=False)
+            error = JobError(code=ErrorCode.TIMEOUT, message=_text(hung), retryable=False)
         elif crashes > self.max_crashes:
             error = JobError(
                 code=ErrorCode.WORKER_LOST,
@@ -217,7 +219,8 @@ class Inflight:
             )
         job.meta["crashes"] = crashes
         registry = StartedJobRegistry(job.origin, connection=self.connection, serializer=JSONSerializer)
-        stale = [m for m in self.connection.zrange(registry.key, 0, -1) if m.decode().split(":")[0] == job_id]
+        members = cast("list[bytes]", self.connection.zrange(registry.key, 0, -1))  # no scores asked
+        stale = [m for m in members if m.decode().split(":")[0] == job_id]
         with self.connection.pipeline() as pipe:
             if stale:
                 pipe.zrem(registry.key, *stale)
@@ -242,6 +245,10 @@ class Inflight:
         return error
 
 
+def _text(reply: bytes | str) -> str:
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
 def _forget_rq_worker(connection: redis.Redis, name: str) -> None:
     """Drop a dead worker's RQ registration, so health checks and rq-dashboard stop counting it."""
     key = f"rq:worker:{name}"
@@ -249,7 +256,7 @@ def _forget_rq_worker(connection: redis.Redis, name: str) -> None:
     with connection.pipeline() as pipe:
         pipe.delete(key)
         pipe.srem("rq:workers", key)
-        for queue in queues.decode().split(",") if queues else []:
+        for queue in _text(queues).split(",") if queues else []:
             pipe.srem(f"rq:workers:{queue}", key)
         pipe.execute()
 

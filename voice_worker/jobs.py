@@ -65,13 +65,12 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
     job = TranscriptionJob.model_validate(payload)
     events = ctx.events_for(job.session_id, job.job_id)
     engines = _engines()
-    if engines.stt is None:
-        raise VoiceError(ErrorCode.INVALID_PAYLOAD, "This worker serves only language models; it transcribes nothing.")
+    stt = engines.recognizer()
     queues = ctx.settings.queues
     pieces = transcription.PieceLog(
         ctx.connection, f"{queues.key_prefix}:pieces:{job.job_id}", queues.blob_ttl_s, queues.cancel_key(job.job_id)
     )
-    with _metered(ctx, job, "stt", engines.stt) as used:
+    with _metered(ctx, job, "stt", stt) as used:
         ready = ctx.prefetched.pop(job.job_id, None)  # recognized in a batch with others (worker.py)
         if ready is not None:
             result = ready.transcript
@@ -237,7 +236,7 @@ def _metered(
         gpu = "cuda" in str(getattr(engine, "device", "cpu"))
         charge = Charge(
             kind=kind,
-            item=item or getattr(engine, "name", "unknown"),
+            item=item or str(getattr(engine, "name", "unknown")),
             user=job.user or "anonymous",
             member=getattr(job, "member", None),
             session_id=job.session_id,

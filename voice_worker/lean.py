@@ -100,7 +100,7 @@ class LeanSimpleWorker(SimpleWorker):
     def settle_own(self) -> None:
         """Requeue (or fail) what this worker's own list holds while it runs no job."""
         for job_id in self.connection.lrange(self.inflight.key, 0, -1):
-            self.inflight.settle(job_id.decode(), crashed=False)
+            self.inflight.settle(job_id.decode() if isinstance(job_id, bytes) else job_id, crashed=False)
 
     def cleanup_execution(self, job: Job, pipeline: Pipeline, execution: Execution | None = None) -> None:
         # Every end of a job (success, failure, retry) goes through here inside its transaction.
@@ -111,7 +111,8 @@ class LeanSimpleWorker(SimpleWorker):
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:
-            return super().heartbeat(timeout, pipeline)
+            super().heartbeat(timeout, pipeline)
+            return
         if time.monotonic() - self._last_beat < self.heartbeat_interval_s:
             return
         self._last_beat = time.monotonic()
@@ -120,7 +121,7 @@ class LeanSimpleWorker(SimpleWorker):
 
     def run_maintenance_tasks(self) -> None:
         with self._outage_noted():
-            super().run_maintenance_tasks()
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # RQ's, unannotated (see pyproject)
 
     @contextlib.contextmanager
     def _outage_noted(self) -> Iterator[None]:
@@ -132,7 +133,8 @@ class LeanSimpleWorker(SimpleWorker):
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is not None:
-            return super().set_state(state, pipeline)
+            super().set_state(state, pipeline)
+            return
         if state == getattr(self, "_state", None):
             return
         with self._outage_noted():

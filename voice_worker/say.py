@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .audio import Audio, encode_wav, resample
 from .errors import EngineLoadError, VoiceError
+from .tts import TTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.voice == "joe":
             from .tts.piper import PiperTTS, default_model_path
 
-            engine = PiperTTS(default_model_path())
+            engine: TTS = PiperTTS(default_model_path())
         else:
             from .tts.espeak import EspeakTTS
 

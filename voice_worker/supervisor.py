@@ -64,8 +64,7 @@ class Supervisor:
             previous = name
             backoff_s = 1.0 if time.monotonic() - started > 60 else min(backoff_s * 2, 30.0)
             log.error("worker %s %s (exit %s); starting a new one in %.0f s", name, why, code, backoff_s)
-            self._sleep(backoff_s)
-            if self._stopping:
+            if self._sleep(backoff_s):  # (a signal handler sets _stopping: mypy cannot see it change)
                 return 0
         return 1
 
@@ -139,10 +138,12 @@ class Supervisor:
         # Ctrl-C reaches the whole process group, the child included: it stops by itself.
         self._stopping = True
 
-    def _sleep(self, seconds: float) -> None:
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep `seconds`, less if asked to stop meanwhile; whether asked to stop."""
         end = time.monotonic() + seconds
         while not self._stopping and time.monotonic() < end:
             time.sleep(0.1)
+        return self._stopping
 
 
 def die_with_parent() -> None:

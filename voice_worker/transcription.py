@@ -112,10 +112,9 @@ def transcribe(
 ) -> Transcript:
     """The job's transcript. With `log`, a file of several pieces keeps its progress there; with
     `between`, called after each piece but the last, the job may be paused or cancelled there."""
+    stt = engines.recognizer()
     if job.task == "translate":
-        raise VoiceError(
-            ErrorCode.INVALID_PAYLOAD, cannot_translate(engines.stt.name, engines.stt.capabilities.languages)
-        )
+        raise VoiceError(ErrorCode.INVALID_PAYLOAD, cannot_translate(stt.name, stt.capabilities.languages))
     spans, done = log.load() if log is not None else (None, {})
     audio = _paused_audio.pop(job.job_id, None) or decode(fetch_audio(blobs, job.session_id, job.audio_key), job.format)
     if spans is None:
@@ -137,7 +136,7 @@ def transcribe(
             rate = audio.sample_rate
             piece = Audio(audio.samples[int(start * rate) : int(end * rate)], rate)
             part_segments = []
-            for segment in engines.stt.stream(piece, job.language, offset_s=start):
+            for segment in stt.stream(piece, job.language, offset_s=start):
                 part_segments.append(segment)
                 _emit_segment(events, segment, total)
             if log is not None and len(spans) > 1:
@@ -162,7 +161,7 @@ def transcribe(
         language=job.language,
         duration_s=round(audio.duration_s, 3),
         segments=segments,
-        engine=engines.stt.name,
+        engine=stt.name,
     )
 
 
@@ -191,7 +190,7 @@ def _turn(job: TranscriptionJob, engines: Engines, audio: Audio, start: float, e
     the person said is what counts; word times may be left out)."""
     rate = audio.sample_rate
     piece = Audio(audio.samples[int(start * rate) : int(end * rate)], rate)
-    heard = engines.stt.recognize(piece, job.language)
+    heard = engines.recognizer().recognize(piece, job.language)
     segments = [s.model_copy(update={"start": s.start + start, "end": s.end + start}) for s in heard.segments]
     return heard.model_copy(update={"duration_s": round(audio.duration_s, 3), "segments": segments})
 
@@ -226,7 +225,8 @@ def transcribe_together(jobs: Sequence[TranscriptionJob], engines: Engines, blob
         ready.append((job, piece, start, audio.duration_s))
     if len(ready) < 2:
         return {}
-    parts = engines.stt.transcribe_many([r[1] for r in ready], language, [r[2] for r in ready])
+    stt = engines.recognizer()
+    parts = stt.transcribe_many([r[1] for r in ready], language, [r[2] for r in ready])
     log.info("transcribed %d files in one batch", len(ready))
     return {
         job.job_id: Transcript(
@@ -234,7 +234,7 @@ def transcribe_together(jobs: Sequence[TranscriptionJob], engines: Engines, blob
             language=language,
             duration_s=round(duration_s, 3),
             segments=part.segments,
-            engine=engines.stt.name,
+            engine=stt.name,
         )
         for (job, _, _, duration_s), part in zip(ready, parts, strict=True)
     }

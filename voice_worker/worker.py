@@ -79,9 +79,10 @@ class VoiceWorker(LeanSimpleWorker):
         self._taken: list[tuple[Job, Queue]] = []  # batch jobs taken with the one running now
         self._interrupted: dict[str, BaseException] = {}  # a job's run that paused or was cancelled
         self.fair = FairShare(settings.queues)
-        # Streamed microphones, beside the jobs: with a VAD and a turn model, unless WORKER_LISTENERS=0.
-        listens = engines is not None and engines.vad is not None and engines.turn is not None
-        self.listeners = Listeners(settings, engines, name) if listens and settings.listeners else None
+        # Streamed microphones, beside the jobs: with an STT, a VAD and a turn model, unless WORKER_LISTENERS=0.
+        self.listeners: Listeners | None = None
+        if engines is not None and None not in (engines.stt, engines.vad, engines.turn) and settings.listeners:
+            self.listeners = Listeners(settings, engines, name)
         install(self.context)
 
     def dequeue_job_and_maintain_ttl(
@@ -251,7 +252,7 @@ class VoiceWorker(LeanSimpleWorker):
         if self.adopt_from:
             self.inflight.adopt(self.adopt_from, force=True)
         for job_id in self.connection.lrange(self.inflight.key, 0, -1):
-            self.inflight.settle(job_id.decode())
+            self.inflight.settle(job_id.decode() if isinstance(job_id, bytes) else job_id)
         engines = self.context.engines
         if engines is not None:
             voices = {name: f"{engine.name}: {engine.voices[name]}" for name, engine in engines.voices.items()}
@@ -266,7 +267,7 @@ class VoiceWorker(LeanSimpleWorker):
     def teardown(self) -> None:
         if self.listeners is not None:
             self.listeners.stop()
-        super().teardown()
+        super().teardown()  # type: ignore[no-untyped-call]  # RQ's, unannotated (see pyproject)
         self.heartbeat_thread.stop()
 
 

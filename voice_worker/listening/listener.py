@@ -140,10 +140,11 @@ class Listener:
         worker: str,
         stopping: threading.Event,
     ) -> None:
-        if engines.vad is None or engines.turn is None:
-            raise RuntimeError("listening needs a VAD and a turn model")
+        if engines.stt is None or engines.vad is None or engines.turn is None:
+            raise RuntimeError("listening needs a speech-to-text engine, a VAD and a turn model")
         self.job = job
         self.engines = engines
+        self.stt, self.turn_model = engines.stt, engines.turn
         self.publisher = publisher
         self.events = events  # the stream's own: its ending goes out with the record of the job's end
         self.ledger = Ledger(connection, publisher.settings.key_prefix)
@@ -333,7 +334,7 @@ class Listener:
     def _ask(self, upto_ms: float) -> float:
         turn = self.turn
         started = time.perf_counter()
-        probability = self.engines.turn.probability(self.tape.between(self.endpointer.start_ms, upto_ms))
+        probability = self.turn_model.probability(self.tape.between(self.endpointer.start_ms, upto_ms))
         turn.compute_ms += (time.perf_counter() - started) * 1000
         long_turn = self.endpointer.speech_end_ms - turn.committed_ms >= COMMIT_AFTER_MS
         if probability < self.settings.endpoint.turn_threshold and long_turn and turn.candidate is not None:
@@ -354,7 +355,7 @@ class Listener:
         if len(samples) < STT_SAMPLE_RATE // 10:
             return ""
         started = time.perf_counter()
-        transcript = self.engines.stt.recognize(Audio(samples, STT_SAMPLE_RATE), self.job.language)
+        transcript = self.stt.recognize(Audio(samples, STT_SAMPLE_RATE), self.job.language)
         turn.compute_ms += (time.perf_counter() - started) * 1000
         return transcript.text.strip()
 
@@ -381,7 +382,7 @@ class Listener:
             self.endpointer.pauses,
             ended.at_ms - ended.speech_end_ms,
         )
-        decided = {
+        decided: dict[str, object] = {
             "input": "voice",
             "text": None,
             "stream_id": self.job.job_id,
@@ -397,7 +398,7 @@ class Listener:
             text=text,
             language=self.job.language,
             duration_s=_s(max(0.0, ended.speech_end_ms - turn.committed_ms)) if ended.spoke else 0.0,
-            engine=self.engines.stt.name,
+            engine=self.stt.name,
         )
         self._publish(f"{turn_id}-stt", EventType.TRANSCRIPT, transcript.model_dump(mode="json"))
         self._charge(turn_id, turn, transcript)
@@ -413,11 +414,11 @@ class Listener:
     def _charge(self, turn_id: str, turn: Turn, transcript: Transcript) -> None:
         """Record the turn's recognition in the ledger against its user. Its compute is the wall
         time of the model calls (they run in native threads this thread's CPU clock misses)."""
-        gpu = "cuda" in str(getattr(self.engines.stt, "device", "cpu"))
+        gpu = "cuda" in str(getattr(self.stt, "device", "cpu"))
         compute_ms = round(turn.compute_ms)
         charge = Charge(
             kind="stt",
-            item=self.engines.stt.name,
+            item=self.stt.name,
             user=self.job.user or "anonymous",
             session_id=self.job.session_id,
             turn_id=turn_id,

@@ -81,7 +81,7 @@ class Listeners:
 
     def _renew(self) -> None:
         """Every `renew_s`, renew the lease of each open stream whose listener is making progress."""
-        settings, stuck = self.listen, set()
+        settings, stuck = self.listen, set[Listener]()
         while not self.stopping.wait(settings.renew_s):
             live = [listener for listener in list(self._open.values()) if not listener.ended]
             now_stuck = {listener for listener in live if not listener.alive()}

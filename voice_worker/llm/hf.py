@@ -68,7 +68,7 @@ class TransformersLLM(LLM):
             self.tokenizer = AutoTokenizer.from_pretrained(path, gguf_file=gguf_file, local_files_only=True)
             self.llm = AutoModelForCausalLM.from_pretrained(
                 path, gguf_file=gguf_file, dtype=dtype, local_files_only=True
-            ).to(resolved)
+            ).to(resolved)  # type: ignore[arg-type]  # transformers' @wraps(Module.to) reads to mypy as unbound
         except (OSError, ValueError, ImportError) as exc:
             raise EngineLoadError(f"cannot load the language model {model!r} from {files.path}: {exc}") from exc
         self.llm.eval()

@@ -287,12 +287,12 @@ def _patched(config: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     # A speaker-embedding VITS whose config names no speaker file: the usual names in the directory.
     if _flag(config, "use_speaker_embedding") and not config.get("speakers"):
         if not (_flag(config, "speakers_file") or _flag(config, "speaker_file")):
-            found = next((model_dir / n for n in _SPEAKER_FILES if (model_dir / n).is_file()), None)
-            if found is None:
+            speakers = next((model_dir / n for n in _SPEAKER_FILES if (model_dir / n).is_file()), None)
+            if speakers is None:
                 raise EngineLoadError(
                     f"The Coqui speakers file {model_dir / _SPEAKER_FILES[0]} is missing (the model uses speaker ids)."
                 )
-            config["speakers_file"] = model_args["speakers_file"] = str(found)
+            config["speakers_file"] = model_args["speakers_file"] = str(speakers)
     audio = config.get("audio") or {}
     if audio.get("stats_path"):
         stats = _in_model_dir(audio["stats_path"], model_dir)
@@ -334,7 +334,8 @@ def _load_xtts(model: Any, config: Any, model_dir: Path, checkpoint: Path, torch
         except pickle.UnpicklingError:
             with xtts._legacy_safe_globals():
                 state = torch.load(path, map_location=torch.device("cpu"), weights_only=True)
-        return state["model"]
+        weights: dict[str, Any] = state["model"]
+        return weights
 
     model._load_checkpoint = read_weights
     vocab = model_dir / "vocab.json"

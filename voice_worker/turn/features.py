@@ -39,7 +39,8 @@ def _mel_filters() -> np.ndarray:
     down = -slopes[:, :-2] / np.diff(edges)[:-1]
     up = slopes[:, 2:] / np.diff(edges)[1:]
     filters = np.maximum(0.0, np.minimum(down, up))
-    return filters * (2.0 / (edges[2 : N_MELS + 2] - edges[:N_MELS]))[None, :]
+    normalized: np.ndarray = filters * (2.0 / (edges[2 : N_MELS + 2] - edges[:N_MELS]))[None, :]
+    return normalized
 
 
 _FILTERS = _mel_filters()
@@ -58,4 +59,5 @@ def log_mel(samples: np.ndarray, seconds: int) -> np.ndarray:
     power = np.abs(np.fft.rfft(frames * _WINDOW, axis=-1)) ** 2
     mel = np.log10(np.maximum(1e-10, _FILTERS.T @ power.T))[:, :-1]
     mel = np.maximum(mel, mel.max() - 8.0)
-    return ((mel + 4.0) / 4.0).astype(np.float32)
+    features: np.ndarray = ((mel + 4.0) / 4.0).astype(np.float32)
+    return features
