@@ -29,8 +29,8 @@
   const player = new Council.Player({
     onPlayed: (where) => send({ type: "played", ...where }, { quiet: true }),
     onBusy: () => { updateStop(); showState(); },
-    onBlocked: () => { $("play-banner").hidden = false; console.info("council: sound is blocked until a click"); },
-    onUnblocked: () => { $("play-banner").hidden = true; },
+    onBlocked: () => { $("play-banner").hidden = false; showState(); console.info("council: sound is blocked until a click"); },
+    onUnblocked: () => { $("play-banner").hidden = true; showState(); },
     onSentence: (turnId, index) => {
       document.querySelectorAll(".clip.playing").forEach((c) => c.classList.remove("playing"));
       if (index !== null) document.querySelector(`.clip[data-turn="${turnId}"][data-index="${index}"]`)?.classList.add("playing");
@@ -38,7 +38,7 @@
     },
   });
   window.councilPlayer = player;  // tests and benchmarks read its stats
-  $("play-resume").addEventListener("click", () => { player.unlock(); $("play-banner").hidden = true; });
+  $("play-resume").addEventListener("click", () => { player.unlock(); $("play-banner").hidden = true; showState(); });
 
   // Stop stays available while the server works on a turn or any of its sound is to be heard.
   function updateStop() {
@@ -246,6 +246,7 @@
         : headphones.checked || !hands ? "Speaking · speak (or press Esc) to interrupt"
           : "Speaking · still listening: speak (or press Esc) to interrupt"];
     }
+    if (!$("play-banner").hidden) return ["held", "The answer waits: your browser plays sound only after a click (Play the answer, at the top)"];
     if (view.hearing && mic) return ["hearing", "Hearing you…"];
     if (activeTurn) return ["thinking", "Thinking…"];
     if (recorder) return ["recording", "Recording · click the microphone when you have finished"];
