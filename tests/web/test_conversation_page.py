@@ -122,6 +122,16 @@ def state(page) -> str:
     return page.get_attribute("#convo", "data-state")
 
 
+def wait_state(page, name: str, timeout_s: float = 30) -> None:
+    """Until the state line reads `name`; else fail saying what it read."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(f"#convo[data-state={name}]", timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        pytest.fail(f"the state line never read {name!r}: it reads {state(page)!r}: {page.inner_text('#state-label')}")
+
+
 def settle(page) -> None:
     if page.is_enabled("#stop"):
         page.click("#stop")
@@ -161,14 +171,14 @@ def test_one_line_says_the_conversations_state_with_the_microphones_real_level(s
         new MutationObserver(() => window.told.push(document.getElementById('announce').textContent))
           .observe(document.getElementById('announce'), {childList: true, characterData: true, subtree: true}); }""")
     page.click("#mic")
-    page.wait_for_selector("#convo[data-state=listening]", timeout=15000)
+    wait_state(page, "listening", 30)
     assert page.is_visible("#level")
-    page.wait_for_selector("#convo[data-state=speaking]", timeout=30000)
+    wait_state(page, "speaking", 30)
     shot(page, f"state-speaking-{size}")
     bar = page.locator("#convo").bounding_box()
     width, height = SIZES[size]
     assert bar["y"] >= 0 and bar["y"] + bar["height"] <= height and bar["x"] + bar["width"] <= width, bar
-    page.wait_for_selector("#convo[data-state=listening]", timeout=30000)
+    wait_state(page, "listening", 30)
     time.sleep(1.0)
     seen = page.evaluate("window.states")
     changes = [s for s in seen if ":" not in s]
@@ -194,7 +204,7 @@ def test_one_line_says_the_conversations_state_with_the_microphones_real_level(s
     assert any("Listening" in t for t in told) and any("Speaking" in t for t in told), told
     assert len(told) <= len(order) + 1, (told, order)
     page.click("#mic")  # closed: off again, the meter gone
-    page.wait_for_selector("#convo[data-state=off]", timeout=5000)
+    wait_state(page, "off", 30)
     assert page.is_hidden("#level")
     assert not errors, errors
 
@@ -226,7 +236,7 @@ def test_captions_follow_the_sound_and_escape_leaves_them_at_what_was_heard(serv
     assert "sentence two" in heard and "sentence four" not in heard, heard
     assert "sentence six" in page.inner_text(".msg.member .unheard")
     assert page.locator(".msg.note", has_text="Stopped.").count() == 1
-    page.wait_for_selector("#convo[data-state=off]", timeout=10000)
+    wait_state(page, "off", 30)
     assert not errors, errors
 
 
@@ -237,11 +247,11 @@ def test_hands_free_listens_again_after_a_reload(server, chromium, size):
     browser = chromium(wav(quiet(40.0)), "--autoplay-policy=document-user-activation-required")
     page, errors = open_page(context(browser, size), server)
     page.click("#mic")
-    page.wait_for_selector("#convo[data-state=listening]", timeout=15000)
+    wait_state(page, "listening", 30)
     sent: list[str] = []
     page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(f if isinstance(f, str) else "bytes")))
     page.reload()
-    page.wait_for_selector("#convo[data-state=listening]", timeout=15000)  # nobody clicked
+    wait_state(page, "listening", 30)  # nobody clicked
     assert page.is_hidden("#resume-listening")
     assert any(isinstance(f, str) and json.loads(f)["type"] == "listen" for f in sent), sent[:5]
     page.click("#mic")  # closed by the person: forgotten
@@ -267,7 +277,7 @@ def test_where_the_browser_asks_again_one_button_resumes_listening(server, chrom
           ? Promise.resolve({ state: 'prompt', addEventListener() {} }) : query(d); })()""")
     page, errors = open_page(ctx, server)
     page.click("#mic")  # the browser asks (its fake prompt says yes), and the page listens
-    page.wait_for_selector("#convo[data-state=listening]", timeout=15000)
+    wait_state(page, "listening", 30)
     page.close()
     # The same conversation in a new tab nobody has touched (no script is evaluated in it before
     # the button is pressed: Playwright's evaluate counts as a user gesture).
@@ -283,7 +293,7 @@ def test_where_the_browser_asks_again_one_button_resumes_listening(server, chrom
     assert not serious, serious
     page.focus("#resume-listening")
     page.keyboard.press("Enter")  # reachable and pressed by keyboard
-    page.wait_for_selector("#convo[data-state=listening]", timeout=15000)
+    wait_state(page, "listening", 30)
     assert page.is_hidden("#resume-listening")
     assert not errors, errors
 
@@ -305,9 +315,9 @@ def test_a_voice_chosen_with_the_microphone_open_speaks_the_next_answer(server, 
     page.reload()  # (so that the socket is watched from its start)
     page.wait_for_selector("#status.online", timeout=15000)
     page.click("#mic")
-    page.wait_for_selector("#convo[data-state=listening]", timeout=15000)
+    wait_state(page, "listening", 30)
     page.select_option("#voice", "ada")  # the microphone is open: the question is yet to come
-    page.wait_for_selector("#convo[data-state=speaking]", timeout=40000)
+    wait_state(page, "speaking", 40)
     assert voices and set(voices) == {"ada"}, voices
     vw = SIZES[size][0]
     assert page.evaluate("document.documentElement.scrollWidth") <= vw
@@ -321,7 +331,7 @@ def test_a_blocked_microphone_says_how_to_allow_it_once(server, chromium, size):
     browser = chromium(wav(quiet(5.0)), "--deny-permission-prompts", fake_ui=False)
     page, errors = open_page(context(browser, size, microphone=False), server)
     page.click("#mic")
-    page.wait_for_selector("#convo[data-state=blocked]", timeout=10000)
+    wait_state(page, "blocked", 30)
     page.click("#mic")
     page.click("#mic")
     time.sleep(0.5)
@@ -367,7 +377,7 @@ def test_with_no_llm_enter_keeps_the_words_and_says_why(settings, serve, chromiu
         browser = chromium(wav(quiet(1.0)))
         page = context(browser, size).new_page()
         page.goto(url)
-        page.wait_for_selector("#convo[data-state=down]", timeout=15000)
+        wait_state(page, "down", 30)
         page.fill("#text", "Hello council.")
         page.press("#text", "Enter")
         time.sleep(1.0)

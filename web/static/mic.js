@@ -26,7 +26,7 @@ Council.Mic = class {
     if (this.context.state !== "running") {
       const running = await Promise.race([
         this.context.resume().then(() => true, () => false),
-        new Promise((resolve) => setTimeout(() => resolve(false), 2000)),
+        new Promise((resolve) => setTimeout(() => resolve(false), 3000)),
       ]);
       if (!running) {
         this.stop();
