@@ -54,6 +54,19 @@ def test_a_text_turn_streams_its_answer_and_speech(client, chat_path):
         assert w.getnframes() / w.getframerate() == pytest.approx(audio[0]["payload"]["duration_s"], abs=0.01)
 
 
+def test_options_choose_the_voice_of_the_answers_that_follow(client, chat_path):
+    """`options` answers nothing and holds for the turns after it (a spoken turn on an open
+    microphone takes the choice as it starts: tests/web/test_conversation_page.py)."""
+    with client.websocket_connect(chat_path()) as ws:
+        ws.receive_json()
+        ws.send_json({"type": "options", "voice": "ada", "hear_members": False})
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json()["type"] == "pong"  # nothing came before it: no error, no event
+        ws.send_json({"type": "text", "text": "The plan is sound."})
+        frames = until(ws, "turn_done")
+    assert {f["payload"]["voice"] for f in frames if f["type"] == "audio"} == {"ada"}
+
+
 def test_a_voice_turn_is_transcribed_then_answered(client, flite, chat_path):
     recording = flite("please call me back tomorrow")
     with client.websocket_connect(chat_path()) as ws:
