@@ -30,6 +30,7 @@ from typing import Any
 
 from redis.client import Pipeline
 from rq import SimpleWorker
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
@@ -79,21 +80,22 @@ class LeanSimpleWorker(SimpleWorker):
                         return None
                     continue
                 queue_key, job_id = found
-                fetched = Queue._fetch_dequeued_job(
-                    self.connection,
+                try:
+                    job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+                except NoSuchJobError:  # the job hash is gone (deleted or expired): nothing to run
+                    self.inflight.drop(job_id)
+                    continue
+                if job.get_status(refresh=False) == JobStatus.CANCELED:  # cancelled as we took it
+                    self.inflight.drop(job_id)
+                    continue
+                queue = self.queue_class.from_queue_key(
                     queue_key,
-                    job_id,
+                    connection=self.connection,
                     job_class=self.job_class,
                     serializer=self.serializer,
                     death_penalty_class=self.death_penalty_class,
                 )
-                if fetched is None:  # the job hash is gone (deleted or expired): nothing to run
-                    self.inflight.drop(job_id)
-                    continue
-                if fetched[0].get_status(refresh=False) == JobStatus.CANCELED:  # cancelled as we took it
-                    self.inflight.drop(job_id)
-                    continue
-                return fetched
+                return job, queue
             except REDIS_DOWN as exc:
                 self.outage.failed(exc)
 
@@ -135,7 +137,7 @@ class LeanSimpleWorker(SimpleWorker):
         if pipeline is not None:
             super().set_state(state, pipeline)
             return
-        if state == getattr(self, "_state", None):
+        if state == self.get_state():
             return
         with self._outage_noted():
             super().set_state(state, pipeline)
@@ -184,6 +186,7 @@ class LeanSimpleWorker(SimpleWorker):
             self.increment_total_working_time(job.ended_at - job.started_at, pipe)
             result_ttl = job.get_result_ttl(self.default_result_ttl)
             if result_ttl != 0:
+                # Marks it finished, saves it, its result and the finished registry (docs/internals.md).
                 job._handle_success(
                     result_ttl,
                     pipeline=pipe,
@@ -192,8 +195,9 @@ class LeanSimpleWorker(SimpleWorker):
                     execution_started_at=execution.created_at,
                     execution_ended_at=job.ended_at,
                 )
+            else:
+                job.set_status(JobStatus.FINISHED, pipeline=pipe)  # its key goes at once, below
             job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-            job._status = JobStatus.FINISHED
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             pipe.execute()

@@ -45,6 +45,7 @@ from .protocol import (
     Interrupt,
     Listen,
     ListenEnd,
+    Options,
     Ping,
     Played,
     Position,
@@ -83,12 +84,14 @@ class ChatSession:
         self.audio = bytearray()
         self.recording: AudioStart | None = None
         self.mic: Mic | None = None
-        self.listening: Listen | None = None
         self.streams: set[str] = set()  # the microphone streams this connection opened
         self.stopped: set[str] = set()  # turns whose sound the person stopped: no more clips go out
         self.played: set[str] = set()  # turns the page has played some of
         self._freed_before: dict[str, int] = {}  # turn -> the sentence before which its clips are freed
+        # The voice and hear_members of the answers that follow, as the page last chose them (with
+        # a turn, `listen` or `options`): a spoken turn takes them when it starts, not the microphone.
         self.voice = DEFAULT_VOICE
+        self.hear_members: bool | None = None
         self.spoken = SpokenTurns(self)  # the listener's turns: held, joined, told from our echo
         # Whether live clips also go out as binary PCM frames (the client asked: `?audio=pcm16`).
         self.pcm = ws.query_params.get("audio") == "pcm16"
@@ -189,6 +192,8 @@ class ChatSession:
                 self.start_turn(start.voice, start.hear_members, audio=audio, audio_format=start.format)
             case Listen():
                 await self.open_mic(frame)
+            case Options():
+                self.choose(frame.voice, frame.hear_members)
             case ListenEnd():
                 if self.state is not State.LISTENING or self.mic is None:
                     return await self.reject(ErrorCode.BAD_STATE, "The microphone is not open; send listen first.")
@@ -253,8 +258,8 @@ class ChatSession:
         except Refusal as exc:  # a budget, the user's queue limit or their microphones' cap
             return await self.reject(exc.code, exc.message)
         self.streams.add(mic.stream_id)
-        self.state, self.mic, self.listening = State.LISTENING, mic, frame
-        self.voice = frame.voice or self.voice
+        self.state, self.mic = State.LISTENING, mic
+        self.choose(frame.voice, frame.hear_members)
         await self.send({"id": None, "type": "mic", "stream_id": mic.stream_id, "mode": frame.mode})
 
     def mic_closed(self) -> None:
@@ -279,16 +284,22 @@ class ChatSession:
 
     # -- turns -----------------------------------------------------------------------------------
 
+    def choose(self, voice: str | None, hear_members: bool | None) -> None:
+        """What the page chose for the answers that follow (None: unchanged)."""
+        self.voice = voice or self.voice
+        if hear_members is not None:
+            self.hear_members = hear_members
+
     def start_turn(
         self, voice: str | None, hear_members: bool | None, turn_id: str | None = None, **inputs: Any
     ) -> None:
         self.cancel_turn()
-        self.voice = voice or self.voice
+        self.choose(voice, hear_members)
         turn_id = turn_id or f"turn-{uuid.uuid4().hex[:12]}"
         self.turn_id = turn_id
         # The turn's coroutine is made inside its task: a task cancelled before it starts (a quick
         # new turn or interrupt) would leave a coroutine made here never awaited.
-        run = functools.partial(self.runner.run, turn_id, self.voice, hear_members=hear_members, **inputs)
+        run = functools.partial(self.runner.run, turn_id, self.voice, hear_members=self.hear_members, **inputs)
         self.turn = asyncio.create_task(self.run_turn(run), name=turn_id)
         self.turn.add_done_callback(log_failure)
 

@@ -1,4 +1,10 @@
-"""The end-of-turn interface: one capability, one abstract class, like STT, TTS and VAD."""
+"""The end-of-turn interface: one capability, one abstract class, like STT, TTS and VAD.
+
+Threads: every listener thread asks the one engine about its own stream, so `probability` may be
+called from several threads at once and must keep no state between calls. Smart Turn does not:
+its features are computed from the samples alone, and onnxruntime's `InferenceSession.run` may be
+called from several threads at once.
+"""
 
 from abc import ABC, abstractmethod
 
