@@ -11,13 +11,12 @@ event twice, nor a result after a failure.
 """
 
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import redis
 import redis.asyncio
 from redis.typing import StreamEntry
 
-from shared_schemas import Event, EventType
+from shared_schemas import Event, payloads
 
 from .settings import QueueSettings
 
@@ -136,8 +135,8 @@ class JobEvents:
         # numbers its events past the first run's, which would otherwise be dropped as repeats.
         self._seq = first_seq
 
-    def emit(self, type_: EventType, payload: dict[str, Any]) -> Event:
-        event = Event(type=type_, session_id=self.session_id, job_id=self.job_id, seq=self._seq, payload=payload)
+    def emit(self, payload: payloads.Payload) -> Event:
+        event = Event.of(payload, session_id=self.session_id, job_id=self.job_id, seq=self._seq)
         self._seq += 1
         if self.hold_ending and event.terminal:
             self.ending = event

@@ -31,7 +31,7 @@ from rq import Queue, get_current_job
 
 from billing import Charge, Ledger, Refused
 from queues import JobEvents
-from shared_schemas import ErrorCode, EventType, GenerationJob, PingJob, SynthesisJob, TranscriptionJob
+from shared_schemas import ErrorCode, GenerationJob, PingJob, SynthesisJob, TranscriptionJob, payloads
 
 from . import generation, synthesis, transcription
 from .context import WorkerContext, current
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 def ping(payload: dict[str, Any]) -> dict[str, Any]:
     ctx = current()
     job = PingJob.model_validate(payload)
-    ctx.events_for(job.session_id, job.job_id).emit(EventType.PONG, {})
+    ctx.events_for(job.session_id, job.job_id).emit(payloads.Pong())
     return {"kind": "pong"}
 
 
@@ -87,7 +87,7 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
                 raise
         used.audio_ms = round(result.duration_s * 1000)
     body = result.model_dump(mode="json")
-    events.emit(EventType.TRANSCRIPT, body)
+    events.emit(payloads.Transcript(**result.model_dump()))
     return body
 
 
@@ -125,7 +125,7 @@ def generate(payload: dict[str, Any]) -> dict[str, Any]:
             used.notes.append("cancelled")
     ctx.connection.delete(ctx.settings.queues.cancel_key(job.job_id))
     body = generation.body(job, outcome.result, engines.llm_for(job.model).name)
-    outcome.events.emit(EventType.GENERATED, body)
+    outcome.events.emit(payloads.Generated(**body))
     return body
 
 

@@ -29,7 +29,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
 
 from queues import EventPublisher, JobEvents, MicReader, functions
-from shared_schemas import ErrorCode, EventType, JobError, ListenJob
+from shared_schemas import ErrorCode, JobError, ListenJob, payloads
 
 from ..errors import VoiceError, job_error
 from ..inflight import Inflight
@@ -203,7 +203,7 @@ class Listeners:
                     events = JobEvents(self.publisher, session_id, job.id, hold_ending=True)
                 if events is not None:
                     events.ending = None
-                    events.emit(EventType.FAILED, error.model_dump(mode="json"))
+                    events.emit(payloads.Failed(**error.model_dump()))
                     events.publish_ending(pipe)
                 self.inflight.drop(job.id, pipe)
                 pipe.execute()
