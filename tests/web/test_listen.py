@@ -93,6 +93,23 @@ def test_a_hands_free_turn_ends_without_a_click_and_its_answer_streams_as_pcm(cl
     assert frames[-1]["payload"] == {"status": "done"}
 
 
+def test_a_listeners_turn_goes_on_numbered_after_its_turn_started(client, chat_path, piper_speech):
+    """The listener (the worker, Python 3.11) publishes a turn's `turn_started`; the app (3.13)
+    publishes the rest of the turn: each event of the turn has its own seq, in order from 0."""
+    with client.websocket_connect(chat_path()) as ws:
+        assert receive(ws)["type"] == "session"
+        ws.send_json({"type": "listen", "mode": "hands_free", "sample_rate": 16000, "voice": "max"})
+        opened = receive(ws)
+        stream(ws, silence(0.4) + pcm(piper_speech(QUESTION)) + silence(2.0))
+        frames = until(ws, "turn_done")
+        ws.send_json({"type": "listen_end"})
+    started = next(f for f in frames if f["type"] == "turn_started")
+    assert started["payload"]["stream_id"] == opened["stream_id"] and started["seq"] == 0
+    turn = [(f["type"], f["seq"]) for f in frames if f.get("job_id") == started["job_id"]]
+    assert [seq for _, seq in turn] == list(range(len(turn))), turn
+    assert [kind for kind, _ in turn][-1] == "turn_done" and "message" in dict(turn)
+
+
 def test_without_asking_for_pcm_a_client_gets_only_the_events(client, chat_path, piper_speech):
     with client.websocket_connect(chat_path()) as ws:
         receive(ws)
