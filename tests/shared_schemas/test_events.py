@@ -199,4 +199,5 @@ def test_ids_of_turns_and_their_jobs():
         assert turn_of(transcript_job_id(turn_id)) == turn_id
         assert turn_of(speech_job_id(turn_id, 0)) == turn_of(speech_job_id(turn_id, 11)) == turn_id
         assert turn_of(turn_id) == turn_id
-    assert transcript_job_id(turn) != speech_job_id(turn, 0)
+    # The spelling PROTOCOL.md documents, which the page reads (`<turn>-stt`, `<turn>-say-<n>`).
+    assert (transcript_job_id("turn-a-1"), speech_job_id("turn-a-1", 2)) == ("turn-a-1-stt", "turn-a-1-say-2")

@@ -11,6 +11,7 @@ import wave
 import pytest
 from starlette.testclient import TestClient
 
+from shared_schemas import transcript_job_id
 from web.app import create_app
 from web.settings import AppSettings
 
@@ -76,7 +77,7 @@ def test_a_hands_free_turn_ends_without_a_click_and_its_answer_streams_as_pcm(cl
     started = next(f for f in frames if f["type"] == "turn_started")
     assert started["payload"]["input"] == "voice" and started["payload"]["stream_id"] == opened["stream_id"]
     transcript = next(f for f in frames if f["type"] == "transcript")
-    assert transcript["job_id"] == f"{started['job_id']}-stt"
+    assert transcript["job_id"] == transcript_job_id(started["job_id"])
     assert "library open" in transcript["payload"]["text"].lower()
     message = next(f for f in frames if f["type"] == "message")
     assert message["job_id"] == started["job_id"] and message["payload"]["text"] == transcript["payload"]["text"]

@@ -43,7 +43,7 @@ def _done(events: list) -> dict:
     ends = [e for e in events if e.job_id == "turn-1" and e.type in (EventType.TURN_DONE, EventType.TURN_CANCELLED)]
     assert len(ends) == 1, [e.type for e in events]
     assert ends[0].type is EventType.TURN_DONE
-    return ends[0].payload
+    return ends[0].payload.model_dump(mode="json")
 
 
 def test_the_user_queue_limit_tripping_mid_answer_ends_the_turn(own, session_id):
