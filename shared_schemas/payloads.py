@@ -5,8 +5,9 @@ the model by the event's `type`): nobody indexes a dict by a key spelled by conv
 
 The JSON is what it was when payloads were plain dicts, so events stored before still replay, and
 what a browser gets is unchanged: a payload holds the fields it was given (an optional field left
-out stays out of its JSON, one given as null stays null), and fields a newer sender adds are kept
-and passed on (`extra="allow"`), not refused.
+out stays out of its JSON, one given as null stays null), except the payloads that are a job's
+result or failure (`Progress`, `Transcript`, `Audio`, `Failed`), written whole as they always
+were; and fields a newer sender adds are kept and passed on (`extra="allow"`), not refused.
 
 Import as `from shared_schemas import payloads`, then `payloads.TurnStarted(...)`.
 """
@@ -87,10 +88,13 @@ class Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
     event_type: ClassVar[EventType]
+    whole: ClassVar[bool] = False  # written with every field, given or not (a result's)
 
     @model_serializer(mode="wrap")
     def _given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
+        if self.whole:
+            return data
         return {key: value for key, value in data.items() if key in self.model_fields_set}
 
 
@@ -99,24 +103,28 @@ class Payload(BaseModel):
 
 class Progress(_results.Progress, Payload):
     event_type = EventType.PROGRESS
+    whole = True
 
 
 class Transcript(_results.Transcript, Payload):
     """A transcription job's result; a listener's turn's words (on `<turn>-stt`)."""
 
     event_type = EventType.TRANSCRIPT
+    whole = True
 
 
 class Audio(_results.SpeechClip, Payload):
     """A clip of a synthesis job; `last` ends the job."""
 
     event_type = EventType.AUDIO
+    whole = True
 
 
 class Failed(_errors.JobError, Payload):
     """A job failed; also the `error` of a failed `turn_done` (which may say more: a budget's)."""
 
     event_type = EventType.FAILED
+    whole = True
 
 
 class Pong(Payload):

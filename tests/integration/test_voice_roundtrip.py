@@ -86,7 +86,7 @@ def test_transcribes_a_spoken_sentence(settings, session_id, flite):
     sentence = "the council will meet tomorrow morning to discuss the budget"
     events = transcribe(settings, session_id, flite(sentence))
     assert [e.type for e in events][-1] is EventType.TRANSCRIPT
-    transcript = events[-1].payload
+    transcript = events[-1].payload.model_dump(mode="json")
     assert words(transcript["text"]) == words(sentence)
     assert transcript["engine"] == "whisper"
     assert transcript["duration_s"] > 2

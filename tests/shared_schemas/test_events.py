@@ -163,6 +163,14 @@ def test_readers_get_typed_fields():
     assert isinstance(clip, payloads.Audio) and clip.order == (0, 0)
 
 
+def test_a_jobs_result_is_written_whole_and_a_turns_event_as_given():
+    said = payloads.Transcript(text="hi", language="en", duration_s=1.0, engine="e")
+    assert said.model_dump(mode="json") == {**OLD["transcript"], "segments": [], "duration_s": 1.0, "text": "hi"}
+    assert payloads.Failed(code="timeout", message="m").model_dump(mode="json")["retryable"] is False
+    assert payloads.TurnDone(status="empty").model_dump(mode="json") == {"status": "empty"}
+    assert payloads.TurnStarted(input="text", text=None).model_dump(mode="json") == {"input": "text", "text": None}
+
+
 def test_fields_a_newer_sender_adds_are_kept_and_passed_on():
     newer = {**OLD["transcript_partial"], "confidence": 0.9}
     event = Event.model_validate_json(stored("transcript_partial", newer))

@@ -187,7 +187,7 @@ def test_waiting_generations_are_decoded_together_each_ending_as_its_own_job(
         assert end.payload.model == "builtin" and end.payload.engine == "transformers"
         assert end.payload.finish_reason == expected.finish_reason and end.payload.first_token_ms > 0
         job = Job.fetch(payload.job_id, connection=connection, serializer=JSONSerializer)
-        assert job.get_status() == "finished" and job.return_value() == end.payload
+        assert job.get_status() == "finished" and job.return_value() == end.payload.model_dump(mode="json")
     assert not connection.llen(f"{own.key_prefix}:inflight:{worker.name}")
     entries = {e["ref"]: e for e in Ledger(connection, own.key_prefix).entries()}
     charged = [entries[p.job_id] for p in payloads]

@@ -401,13 +401,13 @@ class Listener:
             confirm_ms=hold,
         )
         self._publish(turn_id, decided)  # the turn's first event: the app numbers its own after it
-        transcript = Transcript(
+        transcript = payloads.Transcript(
             text=text,
             language=self.job.language,
             duration_s=_s(max(0.0, ended.speech_end_ms - turn.committed_ms)) if ended.spoke else 0.0,
             engine=self.engines.stt.name,
         )
-        self._publish(transcript_job_id(turn_id), payloads.Transcript(**transcript.model_dump()))
+        self._publish(transcript_job_id(turn_id), transcript)
         self._charge(turn_id, turn, transcript)
         self.held = (turn.number, turn_id)
         self._do(self.endpointer.hold(hold))
