@@ -365,7 +365,7 @@ def test_xtts_job_sends_each_chunk_as_it_is_made(xtts, whisper, settings, connec
 
     speech = result["speech"]
     emitted = replay(connection, settings, session_id)
-    assert [e.payload for e in emitted] == [c.model_dump(mode="json") for c in speech.clips]
+    assert [e.payload.model_dump(mode="json") for e in emitted] == [c.model_dump(mode="json") for c in speech.clips]
     assert [e.seq for e in emitted] == list(range(len(emitted)))
     by_sentence = {i: [c for c in speech.clips if c.index == i] for i in (3, 4)}
     assert [c.text for c in by_sentence[4]][:1] == ["Fine."]
