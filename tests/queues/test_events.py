@@ -207,4 +207,20 @@ def test_events_stored_before_payloads_were_typed_still_replay(settings, connect
     ]
     assert events[2].payload.index == 0 and events[2].terminal
     assert events[3].payload.error.code == "budget_exceeded"
+    # Read back the same; a clip stored before clips had chunks (this one) is written whole, with
+    # the values PROTOCOL.md says a clip without them means.
+    bodies[2]["payload"].update(chunk=0, sentence_done=True, last=True)
     assert [json.loads(e.model_dump_json(exclude={"id"})) for e in events] == bodies
+
+
+def test_a_stored_event_of_a_type_this_side_does_not_know_is_skipped_not_fatal(
+    settings, connection, session_id, caplog
+):
+    """A newer worker may add an event type: an app that cannot read it replays the rest."""
+    stream = stream_key(settings, session_id)
+    base = {"schema_version": 1, "session_id": session_id, "job_id": "j", "time": "2026-12-01T10:00:00Z"}
+    connection.xadd(stream, {"e": json.dumps({**base, "type": "pong", "seq": 0, "payload": {}})})
+    connection.xadd(stream, {"e": json.dumps({**base, "type": "from_the_future", "seq": 1, "payload": {}})})
+    connection.xadd(stream, {"e": json.dumps({**base, "type": "pong", "seq": 2, "payload": {}})})
+    assert [e.seq for e in replay(connection, settings, session_id)] == [0, 2]
+    assert "cannot read" in caplog.text
