@@ -4,7 +4,7 @@ Pydantic models (they cross as JSON), the limits both sides check, and the sente
 sides share. Import from here, not from the modules: they are private (`_jobs`, `_events`, ...).
 """
 
-from ._errors import ErrorCode, JobError, Refusal
+from ._errors import RETRY_AFTER_S, RETRYABLE, ErrorCode, JobError, Refusal
 from ._events import Event, EventType
 from ._jobs import ChatMessage, GenerationJob, JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
 from ._limits import (
@@ -37,6 +37,8 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "MIC_SAMPLE_RATE",
     "MIN_AUDIO_SECONDS",
+    "RETRYABLE",
+    "RETRY_AFTER_S",
     "SCHEMA_VERSION",
     "STT_SAMPLE_RATE",
     "VOICE_PATTERN",

@@ -27,13 +27,13 @@ from pydantic import ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from queues import BlobMissing, Subscription, atrimmed, log_context
+from queues import REDIS_DOWN, BlobMissing, Subscription, atrimmed, log_context
 from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, ErrorCode, Event, EventType, JobError, Refusal
 
 from . import metrics
 from .audio import audio_url, pcm_frame
 from .auth import user_of
-from .errors import REDIS_UNAVAILABLE, translate
+from .errors import translate
 from .heard import NOTHING_HEARD, heard
 from .mic import Mic
 from .playback import Playback
@@ -278,7 +278,7 @@ class ChatSession:
         """The connection dropped: an open recording or microphone is abandoned (what was under way too)."""
         self.drop_recording()
         if self.mic is not None:
-            with contextlib.suppress(*REDIS_UNAVAILABLE):
+            with contextlib.suppress(*REDIS_DOWN):
                 await self.mic.close(gone=True)
             self.mic = None
 

@@ -15,7 +15,16 @@ import redis.exceptions
 
 from council import LLMUnavailable, Responder, Step
 from queues import log_context
-from shared_schemas import AudioFormat, ErrorCode, Event, EventType, SentenceBuffer, SynthesisJob, TranscriptionJob
+from shared_schemas import (
+    AudioFormat,
+    ErrorCode,
+    Event,
+    EventType,
+    Refusal,
+    SentenceBuffer,
+    SynthesisJob,
+    TranscriptionJob,
+)
 
 from . import metrics
 from .errors import error_of
@@ -129,8 +138,6 @@ class TurnRunner:
         except asyncio.CancelledError:
             await asyncio.shield(self._cancelled(turn_id))
             raise
-        except TurnFailed as failed:
-            await self.publish(turn_id, EventType.TURN_DONE, {"status": "failed", "error": failed.error})
         except Exception as exc:  # noqa: BLE001 (whatever it met, the turn ends saying so; a bug is logged)
             error = error_of(exc)
             log.info("turn %s not answered: %s (%s)", turn_id, error["message"], error["code"])
@@ -301,7 +308,20 @@ class TurnRunner:
         return payload
 
 
-class TurnFailed(Exception):
+class TurnFailed(Refusal):
+    """A job the turn waited for failed: its `failed` event's error, which the turn ends with as the
+    worker said it (`retryable` too: the worker knows whether its job would fail again)."""
+
+    status = 502  # the worker's job failed, not the request
+
     def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(error.get("message"))
+        super().__init__(str(error.get("message")))
+        self.code = ErrorCode(error.get("code", ErrorCode.ENGINE_FAILED))
         self.error = error
+
+    @property
+    def retryable(self) -> bool:
+        return bool(self.error.get("retryable"))
+
+    def as_error(self) -> dict[str, Any]:
+        return dict(self.error)

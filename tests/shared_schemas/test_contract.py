@@ -30,6 +30,8 @@ def test_public_names_are_pinned():
             "MAX_TEXT_CHARS",
             "MIC_SAMPLE_RATE",
             "MIN_AUDIO_SECONDS",
+            "RETRYABLE",
+            "RETRY_AFTER_S",
             "SCHEMA_VERSION",
             "STT_SAMPLE_RATE",
             "VOICE_PATTERN",
