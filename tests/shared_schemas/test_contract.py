@@ -98,6 +98,7 @@ def test_public_names_are_pinned():
             "configure_logging",
             "find_audio",
             "functions",
+            "in_thread",
             "job_status",
             "join_wavs",
             "live_workers",
