@@ -38,7 +38,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field
 
-from queues import EventHub, JobClient, live_workers, stream_key
+from queues import EventHub, JobClient, in_thread, live_workers, stream_key
 from shared_schemas import ChatMessage, GenerationJob, payloads
 
 from .budgets import Payer
@@ -78,7 +78,7 @@ class LLMQueue:
 
     async def workers(self) -> int:
         """How many live workers serve the queue."""
-        return await asyncio.to_thread(live_workers, self.jobs.connection, self.name)
+        return await in_thread(live_workers, self.jobs.connection, self.name)
 
     def unavailable(self) -> LLMUnavailable:
         return LLMUnavailable(START_ONE.format(queue=self.name))

@@ -17,5 +17,5 @@ echo "== Python 3.11 (worker side): shared contract, queues, billing, imports, v
   { echo "The worker environment lacks the gpu extra (coqui-tts, nemo-toolkit): make test installs it"; status=1; }
 .venv-worker/bin/python -m pytest tests/test_imports.py tests/shared_schemas tests/queues tests/billing tests/voice_worker "$@" || status=1
 echo "== Python 3.13 (app side): shared contract, queues, billing, imports, council, app, and across the runtimes"
-.venv-app/bin/python -m pytest tests/test_imports.py tests/shared_schemas tests/queues tests/billing tests/council tests/integration tests/chaos tests/web tests/deploy "$@" || status=1
+.venv-app/bin/python -m pytest tests/test_imports.py tests/test_internals.py tests/shared_schemas tests/queues tests/billing tests/council tests/integration tests/chaos tests/web tests/deploy "$@" || status=1
 exit $status

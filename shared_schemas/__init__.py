@@ -6,7 +6,7 @@ private (`_jobs`, `_events`, ...), except `payloads`, the public module of what 
 """
 
 from . import payloads
-from ._errors import ErrorCode, JobError, Refusal
+from ._errors import RETRY_AFTER_S, RETRYABLE, ErrorCode, JobError, Refusal
 from ._events import Event
 from ._ids import listener_turn_id, new_stream_ids, new_turn_id, speech_job_id, transcript_job_id, turn_of
 from ._jobs import ChatMessage, GenerationJob, JobPayload, ListenJob, PingJob, SynthesisJob, TranscriptionJob
@@ -41,6 +41,8 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "MIC_SAMPLE_RATE",
     "MIN_AUDIO_SECONDS",
+    "RETRYABLE",
+    "RETRY_AFTER_S",
     "SCHEMA_VERSION",
     "STT_SAMPLE_RATE",
     "VOICE_PATTERN",

@@ -38,7 +38,7 @@ from .context import WorkerContext, current
 from .engines import Engines
 from .errors import VoiceError, job_error
 from .llm import LLM
-from .outage import REDIS_DOWN
+from .outage import REDIS_DOWN_OR_FULL
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _generate_batch(ctx: WorkerContext, first: GenerationJob, engines: Engines) 
     cpu, wall = time.process_time(), time.perf_counter()
     try:
         results = generation.generate_together(batch, events, engine, ctx.connection, ctx.settings.queues)
-    except REDIS_DOWN:
+    except REDIS_DOWN_OR_FULL:
         raise  # not the jobs' failure: each runs again once Redis is back (its events are stored once)
     except BaseException as exc:
         error = job_error(exc)
@@ -253,7 +253,7 @@ def _metered(
         )
         try:
             ledger.settle(job.job_id, charge)
-        except REDIS_DOWN as exc:  # the outage the job itself met: it is waited out where it is caught
+        except REDIS_DOWN_OR_FULL as exc:  # the outage the job itself met: it is waited out where it is caught
             log.warning("could not record job %s in the ledger: redis unavailable (%s)", job.job_id, exc)
         except redis.exceptions.RedisError:  # the job's work stands; the ledger misses one entry
             log.exception("could not record job %s in the ledger", job.job_id)

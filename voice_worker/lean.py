@@ -30,6 +30,7 @@ from typing import Any
 
 from redis.client import Pipeline
 from rq import SimpleWorker
+from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.queue import Queue
@@ -37,7 +38,7 @@ from rq.utils import now
 from rq.worker import WorkerStatus
 
 from .inflight import Inflight
-from .outage import REDIS_DOWN, Outage
+from .outage import REDIS_DOWN_OR_FULL, Outage
 
 
 class LeanSimpleWorker(SimpleWorker):
@@ -79,22 +80,23 @@ class LeanSimpleWorker(SimpleWorker):
                         return None
                     continue
                 queue_key, job_id = found
-                fetched = Queue._fetch_dequeued_job(
-                    self.connection,
+                try:
+                    job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
+                except NoSuchJobError:  # the job hash is gone (deleted or expired): nothing to run
+                    self.inflight.drop(job_id)
+                    continue
+                if job.get_status(refresh=False) == JobStatus.CANCELED:  # cancelled as we took it
+                    self.inflight.drop(job_id)
+                    continue
+                queue = self.queue_class.from_queue_key(
                     queue_key,
-                    job_id,
+                    connection=self.connection,
                     job_class=self.job_class,
                     serializer=self.serializer,
                     death_penalty_class=self.death_penalty_class,
                 )
-                if fetched is None:  # the job hash is gone (deleted or expired): nothing to run
-                    self.inflight.drop(job_id)
-                    continue
-                if fetched[0].get_status(refresh=False) == JobStatus.CANCELED:  # cancelled as we took it
-                    self.inflight.drop(job_id)
-                    continue
-                return fetched
-            except REDIS_DOWN as exc:
+                return job, queue
+            except REDIS_DOWN_OR_FULL as exc:
                 self.outage.failed(exc)
 
     def settle_own(self) -> None:
@@ -127,13 +129,13 @@ class LeanSimpleWorker(SimpleWorker):
         """RQ's loop quits on a Redis error outside a job; here the dequeue loop waits it out."""
         try:
             yield
-        except REDIS_DOWN as exc:
+        except REDIS_DOWN_OR_FULL as exc:
             self.outage.failed(exc, sleep=False)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is not None:
             return super().set_state(state, pipeline)
-        if state == getattr(self, "_state", None):
+        if state == self.get_state():
             return
         with self._outage_noted():
             super().set_state(state, pipeline)
@@ -150,7 +152,7 @@ class LeanSimpleWorker(SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
             self._execute_job(job, queue)
-        except REDIS_DOWN as exc:
+        except REDIS_DOWN_OR_FULL as exc:
             # Where the job got to is unknown: it stays on this worker's list, and is settled when
             # Redis is back (see dequeue_job_and_maintain_ttl).
             self.outage.failed(exc, sleep=False)
@@ -182,6 +184,7 @@ class LeanSimpleWorker(SimpleWorker):
             self.increment_total_working_time(job.ended_at - job.started_at, pipe)
             result_ttl = job.get_result_ttl(self.default_result_ttl)
             if result_ttl != 0:
+                # Marks it finished, saves it, its result and the finished registry (docs/internals.md).
                 job._handle_success(
                     result_ttl,
                     pipeline=pipe,
@@ -190,8 +193,9 @@ class LeanSimpleWorker(SimpleWorker):
                     execution_started_at=execution.created_at,
                     execution_ended_at=job.ended_at,
                 )
+            else:
+                job.set_status(JobStatus.FINISHED, pipeline=pipe)  # its key goes at once, below
             job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-            job._status = JobStatus.FINISHED
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             pipe.execute()

@@ -27,7 +27,7 @@ from .heartbeat import Heartbeat
 from .inflight import Inflight, events_stream
 from .lean import LeanSimpleWorker
 from .listening.pool import Listeners
-from .outage import REDIS_DOWN
+from .outage import REDIS_DOWN_OR_FULL
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class VoiceWorker(LeanSimpleWorker):
             self.context.companions.pop(job.id, None)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
-        if isinstance(exc_info[1], REDIS_DOWN):
+        if isinstance(exc_info[1], REDIS_DOWN_OR_FULL):
             # Not the job's failure: Redis went away under it. The job stays on this worker's
             # in-flight list and runs again once Redis is back (see lean.py).
             raise exc_info[1]

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from queues import BlobMissing, Subscription, atrimmed, log_context
+from queues import REDIS_DOWN, BlobMissing, Subscription, atrimmed, log_context
 from shared_schemas import (
     MAX_AUDIO_BYTES,
     MAX_MIC_FRAME_BYTES,
@@ -41,7 +41,7 @@ from shared_schemas import (
 from . import metrics
 from .audio import audio_url, pcm_frame
 from .auth import user_of
-from .errors import REDIS_UNAVAILABLE, translate
+from .errors import translate
 from .heard import NOTHING_HEARD, heard
 from .mic import Mic
 from .playback import Playback
@@ -53,6 +53,7 @@ from .protocol import (
     Interrupt,
     Listen,
     ListenEnd,
+    Options,
     Ping,
     Played,
     Position,
@@ -91,12 +92,14 @@ class ChatSession:
         self.audio = bytearray()
         self.recording: AudioStart | None = None
         self.mic: Mic | None = None
-        self.listening: Listen | None = None
         self.streams: set[str] = set()  # the microphone streams this connection opened
         self.stopped: set[str] = set()  # turns whose sound the person stopped: no more clips go out
         self.played: set[str] = set()  # turns the page has played some of
         self._freed_before: dict[str, int] = {}  # turn -> the sentence before which its clips are freed
+        # The voice and hear_members of the answers that follow, as the page last chose them (with
+        # a turn, `listen` or `options`): a spoken turn takes them when it starts, not the microphone.
         self.voice = DEFAULT_VOICE
+        self.hear_members: bool | None = None
         self.spoken = SpokenTurns(self)  # the listener's turns: held, joined, told from our echo
         # Whether live clips also go out as binary PCM frames (the client asked: `?audio=pcm16`).
         self.pcm = ws.query_params.get("audio") == "pcm16"
@@ -197,6 +200,8 @@ class ChatSession:
                 self.start_turn(start.voice, start.hear_members, audio=audio, audio_format=start.format)
             case Listen():
                 await self.open_mic(frame)
+            case Options():
+                self.choose(frame.voice, frame.hear_members)
             case ListenEnd():
                 if self.state is not State.LISTENING or self.mic is None:
                     return await self.reject(ErrorCode.BAD_STATE, "The microphone is not open; send listen first.")
@@ -261,8 +266,8 @@ class ChatSession:
         except Refusal as exc:  # a budget, the user's queue limit or their microphones' cap
             return await self.reject(exc.code, exc.message)
         self.streams.add(mic.stream_id)
-        self.state, self.mic, self.listening = State.LISTENING, mic, frame
-        self.voice = frame.voice or self.voice
+        self.state, self.mic = State.LISTENING, mic
+        self.choose(frame.voice, frame.hear_members)
         await self.send({"id": None, "type": "mic", "stream_id": mic.stream_id, "mode": frame.mode})
 
     def mic_closed(self) -> None:
@@ -281,22 +286,28 @@ class ChatSession:
         """The connection dropped: an open recording or microphone is abandoned (what was under way too)."""
         self.drop_recording()
         if self.mic is not None:
-            with contextlib.suppress(*REDIS_UNAVAILABLE):
+            with contextlib.suppress(*REDIS_DOWN):
                 await self.mic.close(gone=True)
             self.mic = None
 
     # -- turns -----------------------------------------------------------------------------------
 
+    def choose(self, voice: str | None, hear_members: bool | None) -> None:
+        """What the page chose for the answers that follow (None: unchanged)."""
+        self.voice = voice or self.voice
+        if hear_members is not None:
+            self.hear_members = hear_members
+
     def start_turn(
         self, voice: str | None, hear_members: bool | None, turn_id: str | None = None, **inputs: Any
     ) -> None:
         self.cancel_turn()
-        self.voice = voice or self.voice
+        self.choose(voice, hear_members)
         turn_id = turn_id or new_turn_id()
         self.turn_id = turn_id
         # The turn's coroutine is made inside its task: a task cancelled before it starts (a quick
         # new turn or interrupt) would leave a coroutine made here never awaited.
-        run = functools.partial(self.runner.run, turn_id, self.voice, hear_members=hear_members, **inputs)
+        run = functools.partial(self.runner.run, turn_id, self.voice, hear_members=self.hear_members, **inputs)
         self.turn = asyncio.create_task(self.run_turn(run), name=turn_id)
         self.turn.add_done_callback(log_failure)
 

@@ -52,6 +52,15 @@ class Listen(_Frame):
         return rate
 
 
+class Options(_Frame):
+    """The voice and `hear_members` of the answers that follow, spoken turns on an open microphone
+    included (a page sends it as the person changes them)."""
+
+    type: Literal["options"]
+    voice: VoiceName | None = None
+    hear_members: bool | None = None
+
+
 class ListenEnd(_Frame):
     type: Literal["listen_end"]
 
@@ -82,7 +91,8 @@ class Ping(_Frame):
 
 
 ClientFrame = Annotated[
-    TextTurn | AudioStart | AudioEnd | Listen | ListenEnd | Played | Interrupt | Ping, Field(discriminator="type")
+    TextTurn | AudioStart | AudioEnd | Listen | ListenEnd | Options | Played | Interrupt | Ping,
+    Field(discriminator="type"),
 ]
 client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 

@@ -77,8 +77,6 @@ class SpokenTurns:
     def start(self, event: Event) -> None:
         """Run the listener's turn (`event` is its `turn_started`)."""
         s = self.session
-        options = s.listening
-        voice, hear_members = (options.voice, options.hear_members) if options else (None, None)
         joined, self.join_next = self.join_next, None
         if joined is None:
             # The person went on before any of the last answer was heard (a pause taken for the
@@ -88,7 +86,9 @@ class SpokenTurns:
         self.asked[event.job_id] = joined or ""
         assert isinstance(event.payload, payloads.TurnStarted)
         confirm_ms = event.payload.confirm_ms
-        s.start_turn(voice, hear_members, turn_id=event.job_id, started=event, joined=joined, confirm_ms=confirm_ms)
+        s.start_turn(  # in the voice the page has chosen now (`options`), not when the microphone opened
+            None, None, turn_id=event.job_id, started=event, joined=joined, confirm_ms=confirm_ms
+        )
 
     def question(self, turn_id: str) -> str:
         """What listener turn `turn_id` asks: what it joined, and its words (once heard)."""

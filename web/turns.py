@@ -19,6 +19,7 @@ from shared_schemas import (
     AudioFormat,
     ErrorCode,
     Event,
+    Refusal,
     SentenceBuffer,
     SynthesisJob,
     TranscriptionJob,
@@ -142,8 +143,6 @@ class TurnRunner:
         except asyncio.CancelledError:
             await asyncio.shield(self._cancelled(turn_id))
             raise
-        except TurnFailed as failed:
-            await self.publish(turn_id, payloads.TurnDone(status="failed", error=failed.error))
         except Exception as exc:  # noqa: BLE001 (whatever it met, the turn ends saying so; a bug is logged)
             error = payloads.Failed.model_validate(error_of(exc))
             log.info("turn %s not answered: %s (%s)", turn_id, error.message, error.code)
@@ -314,7 +313,20 @@ def _words(event: Event) -> str:
     return event.payload.text
 
 
-class TurnFailed(Exception):
+class TurnFailed(Refusal):
+    """A job the turn waited for failed: its `failed` event's error, which the turn ends with as the
+    worker said it (`retryable` too: the worker knows whether its job would fail again)."""
+
+    status = 502  # the worker's job failed, not the request
+
     def __init__(self, error: payloads.Failed) -> None:
         super().__init__(error.message)
+        self.code = error.code
         self.error = error
+
+    @property
+    def retryable(self) -> bool:
+        return self.error.retryable
+
+    def as_error(self) -> dict[str, Any]:
+        return self.error.model_dump(mode="json")

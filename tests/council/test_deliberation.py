@@ -2,10 +2,12 @@
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
 from council import CouncilFailed, Reply, Step
+from council.scripted import Scripted
 
 DELIBERATE = "Should I move to Lisbon or stay in Berlin for the new job?"
 
@@ -183,6 +185,65 @@ def test_critiques_see_the_others_anonymized(responder, models, scripted, turn, 
     assert "Answer A (Ada, analyst):\nAda thinks" in chair_prompt
     assert "Answer C (Angus, skeptic):\nAngus thinks" in chair_prompt
     assert "Their critiques of each other (same letters):\n\nAda: B is best." in chair_prompt
+
+
+class Queued(Scripted):
+    """A scripted model that writes each call's answer only once `after` has written its own for
+    the same call (answer, then critique): the order members finish in is set here, not by timing.
+    `log` (shared) records (member, call) as each finishes writing."""
+
+    member: str
+    after: str | None = None
+    log: Any = None
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        call = len(self.calls) + 1
+        while self.after is not None and (self.after, call) not in self.log:
+            await asyncio.sleep(0.005)
+        async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+            yield chunk
+        self.log.append((self.member, call))
+
+
+def test_members_that_finish_out_of_order_keep_their_council_letters(responder, models, turn, session_id):
+    """Started Ada, Iris, Angus; finished Angus, Iris, Ada (answers and critiques alike). The
+    letters still follow the council's order (`Deliberation._in_order`): the chair reads A (Ada),
+    B (Iris), C (Angus) and the critiques in that order, and every critique names the others with
+    the chair's letters."""
+    log: list[tuple[str, int]] = []
+    chosen = models(
+        Ada=Queued(member="Ada", after="Iris", log=log, script=["Ada thinks this through.", "Ada: C is thin."]),
+        Iris=Queued(member="Iris", after="Angus", log=log, script=["Iris thinks this through.", "Iris: A is sound."]),
+        Angus=Queued(member="Angus", log=log, script=["Angus thinks this through.", "Angus: B dreams."]),
+    )
+
+    async def scenario():
+        async with responder(chosen) as r:
+            return await turn(r, session_id, DELIBERATE)
+
+    items = asyncio.run(scenario())
+    answering = [s.payload.member for s in steps(items, "member_started") if s.payload.phase == "answer"]
+    assert answering == ["Ada", "Iris", "Angus"]
+    assert log == [("Angus", 1), ("Iris", 1), ("Ada", 1), ("Angus", 2), ("Iris", 2), ("Ada", 2)]
+
+    chair_prompt = chosen["Max"].calls[0][-1].content
+    council_order = [
+        "Answer A (Ada, analyst):\nAda thinks",
+        "Answer B (Iris, creative):\nIris thinks",
+        "Answer C (Angus, skeptic):\nAngus thinks",
+        "Ada: Ada: C is thin.",
+        "Iris: Iris: A is sound.",
+        "Angus: Angus: B dreams.",
+    ]
+    at = [chair_prompt.find(part) for part in council_order]
+    assert -1 not in at and at == sorted(at), chair_prompt
+    letters = {"Ada": "Answer A", "Iris": "Answer B", "Angus": "Answer C"}
+    for member in letters:
+        critique = chosen[member].calls[1][-1].content
+        shown = [f"{letters[other]}:\n{other} thinks" for other in letters if other != member]
+        at = [critique.find(part) for part in shown]
+        assert -1 not in at and at == sorted(at), critique
+        assert f"{member} thinks" not in critique
 
 
 def test_critique_round_can_be_turned_off(responder, models, turn, session_id):

@@ -1,8 +1,12 @@
-"""Speech made at test time (flite, ffmpeg) and the offline engines, each loaded once per session."""
+"""Speech made at test time (flite, ffmpeg), the offline engines, each loaded once per session, and
+`at_once`, which calls an engine from several threads together as a worker does."""
 
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +94,48 @@ def espeak() -> EspeakTTS:
 @pytest.fixture(scope="session")
 def silero() -> SileroVAD:
     return SileroVAD()
+
+
+@dataclass
+class Together:
+    """What `at_once` saw: each caller's results in order, the exceptions raised, and the most
+    calls that were inside the engine at the same moment."""
+
+    results: dict[str, list[Any]]
+    errors: list[BaseException]
+    most_at_once: int
+
+
+def _at_once(calls: Mapping[str, Callable[[], Any]], rounds: int = 4) -> Together:
+    """Each call in its own thread, `rounds` times, every round released together (a barrier), as
+    the worker's listener threads and its job loop reach one engine."""
+    barrier = threading.Barrier(len(calls))
+    lock, inside = threading.Lock(), [0, 0]  # now, most
+    together = Together({name: [] for name in calls}, [], 0)
+
+    def run(name: str, call: Callable[[], Any]) -> None:
+        for _ in range(rounds):
+            barrier.wait(timeout=60)
+            with lock:
+                inside[0] += 1
+                inside[1] = max(inside[1], inside[0])
+            try:
+                together.results[name].append(call())
+            except Exception as exc:  # noqa: BLE001 - reported to the test, which fails on it
+                together.errors.append(exc)
+            finally:
+                with lock:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=run, args=item, name=f"at-once-{item[0]}") for item in calls.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(100)
+    together.most_at_once = inside[1]
+    return together
+
+
+@pytest.fixture(scope="session")
+def at_once() -> Callable[..., Together]:
+    return _at_once

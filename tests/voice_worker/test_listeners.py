@@ -246,3 +246,57 @@ def test_a_listener_stuck_in_one_call_lets_its_lease_lapse(settings, connection,
         wait_for(connection, settings, job.session_id, "listen_done", timeout_s=30)
     finally:
         pool.stop()
+
+
+class MeetsTheJobLoop:
+    """Our own seam: the real recognizer, whose first call from a listener waits until the job loop
+    is inside the same engine's `transcribe`, so the two surely run at once (no lock: see
+    voice_worker/stt/base.py)."""
+
+    def __init__(self, stt) -> None:
+        self.stt, self.name = stt, stt.name
+        self.listening, self.loop_inside = threading.Event(), threading.Event()
+        self.overlapped = False
+
+    def recognize(self, audio: Audio, language: str = "en") -> Transcript:
+        self.listening.set()
+        self.loop_inside.wait(30)
+        self.overlapped |= self.loop_busy
+        return self.stt.recognize(audio, language)
+
+    loop_busy = False
+
+
+def test_a_listener_and_the_job_loop_recognize_on_one_engine_at_once(settings, connection, whisper, silero, piper):
+    speech = piper.synthesize("Good morning.", "joe")
+    voice = soxr.resample(speech.samples, speech.sample_rate, RATE).astype(np.float32)
+    long = piper.synthesize(
+        "The council met at noon. Each member spoke in turn, and the chair wrote the answer.", "joe"
+    )
+    alone = whisper.transcribe(long)
+    assert "council met at noon" in alone.text.lower()
+    stt = MeetsTheJobLoop(whisper)
+    engines = Engines(stt=stt, tts=[], vad=silero, turn=SmartTurn())
+    pool = Listeners(
+        WorkerSettings(queues=settings, listeners=1, listen_idle_s=2.0), engines, f"w-{uuid.uuid4().hex[:6]}"
+    )
+    pool.start()
+    try:
+        job = open_stream(settings)
+        wait_for(connection, settings, job.session_id, "listening")
+        send(connection, job, np.concatenate([np.zeros(RATE // 4, np.float32), voice, np.zeros(RATE, np.float32)]))
+        connection.xadd(job.stream_key, {b"c": b"end"})
+        assert stt.listening.wait(30), "the listener never recognized"
+        stt.loop_busy = True  # the job loop, on this thread: the same engine's transcribe
+        stt.loop_inside.set()
+        try:
+            together = whisper.transcribe(long)
+        finally:
+            stt.loop_busy = False
+        found = wait_for(connection, settings, job.session_id, "listen_done")
+    finally:
+        pool.stop()
+    assert stt.overlapped
+    assert together == alone
+    (heard,) = [e["payload"]["text"] for e in found if e["type"] == "transcript"]
+    assert heard.lower().strip(" .") == "good morning"

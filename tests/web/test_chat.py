@@ -5,6 +5,8 @@ import json
 import wave
 
 import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -52,6 +54,19 @@ def test_a_text_turn_streams_its_answer_and_speech(client, chat_path):
         assert w.getnframes() / w.getframerate() == pytest.approx(audio[0]["payload"]["duration_s"], abs=0.01)
 
 
+def test_options_choose_the_voice_of_the_answers_that_follow(client, chat_path):
+    """`options` answers nothing and holds for the turns after it (a spoken turn on an open
+    microphone takes the choice as it starts: tests/web/test_conversation_page.py)."""
+    with client.websocket_connect(chat_path()) as ws:
+        ws.receive_json()
+        ws.send_json({"type": "options", "voice": "ada", "hear_members": False})
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json()["type"] == "pong"  # nothing came before it: no error, no event
+        ws.send_json({"type": "text", "text": "The plan is sound."})
+        frames = until(ws, "turn_done")
+    assert {f["payload"]["voice"] for f in frames if f["type"] == "audio"} == {"ada"}
+
+
 def test_a_voice_turn_is_transcribed_then_answered(client, flite, chat_path):
     recording = flite("please call me back tomorrow")
     with client.websocket_connect(chat_path()) as ws:
@@ -86,20 +101,36 @@ def test_reconnecting_with_the_last_id_replays_the_rest_once_in_order(client, ch
     assert [f["payload"].get("index") for f in rest if f["type"] == "audio"] == [0, 1, 2, 3]
 
 
-def test_interrupt_cancels_the_turn_and_its_queued_speech(client, chat_path):
+def test_interrupt_cancels_the_turn_and_its_queued_speech(own, own_env, workers, tmp_path, chat_path):
+    """The turn's speech waits on queues of this test's own that no worker serves until the
+    interrupt has been answered, so the interrupt always finds every sentence queued, whatever the
+    machine's speed. Then a worker starts on those queues: it speaks the next turn and never a
+    cancelled sentence."""
     text = " ".join(f"Sentence number {i} is here." for i in range(12))
-    with client.websocket_connect(chat_path()) as ws:
-        ws.receive_json()
-        ws.send_json({"type": "text", "text": text, "voice": "leon"})
-        until(ws, "message")
-        ws.send_json({"type": "interrupt"})
-        frames = until(ws, "turn_cancelled")
-        cancelled = frames[-1]["payload"]["cancelled_jobs"]
-        ws.send_json({"type": "ping"})
-        after = until(ws, "pong")
-    spoken = [f for f in frames + after if f["type"] == "audio"]
-    assert cancelled, "some speech was still queued"
-    assert len(spoken) < 12
+    with TestClient(create_app(AppSettings(queues=own, responder="echo"))) as client:
+        with client.websocket_connect(chat_path()) as ws:
+            ws.receive_json()
+            ws.send_json({"type": "text", "text": text, "voice": "leon"})
+            frames = until(ws, "message")
+            ws.send_json({"type": "interrupt"})
+            frames += until(ws, "turn_cancelled")
+            cancelled = frames[-1]["payload"]["cancelled_jobs"]
+            assert len(cancelled) == 12, "every sentence was still queued"
+            connection = own.connect()
+            try:
+                assert {
+                    Job.fetch(j, connection=connection, serializer=JSONSerializer).get_status() for j in cancelled
+                } == {"canceled"}
+            finally:
+                connection.close()
+            worker = workers.start(tmp_path / "worker.log", {**own_env, "COUNCIL_RETRIES": "1", "WORKER_THREADS": "2"})
+            try:
+                ws.send_json({"type": "text", "text": "After the interrupt.", "voice": "leon"})
+                frames += until(ws, "turn_done")
+            finally:
+                workers.stop(worker)
+    spoken = [f for f in frames if f["type"] == "audio"]
+    assert [a["payload"]["text"] for a in spoken] == ["After the interrupt."]
     assert not {f["job_id"] for f in spoken} & set(cancelled)
 
 

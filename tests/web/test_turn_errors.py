@@ -69,7 +69,7 @@ ERRORS = {
         True,
     ),
     "queue_unavailable": (redis.exceptions.ConnectionError("Connection refused."), True),
-    "audio_too_large": (BlobTooLarge("70000000 bytes is over the 67108864 byte limit"), False),
+    "audio_too_large": (BlobTooLarge(70_000_000, 67_108_864), False),
     "internal": (RuntimeError("a bug"), True),
 }
 

@@ -317,6 +317,7 @@ def test_when_the_browser_blocks_sound_a_play_control_resumes_the_answer(server,
         page.wait_for_timeout(100)  # (the sync API delivers console events while it waits)
     assert any("sound is blocked" in s for s in said), (said, errors)
     assert not any("council: playing" in s for s in said), said
+    assert page.get_attribute("#convo", "data-state") == "held"  # the state line says why nothing plays
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:

@@ -1,4 +1,15 @@
-"""The speech-to-text interface every STT engine implements."""
+"""The speech-to-text interface every STT engine implements.
+
+Threads: one engine instance serves the whole worker. The job loop calls `transcribe`, `stream`,
+`transcribe_many` and `recognize` (one call at a time), while each listener thread
+(`voice_worker.listening`, up to `WORKER_LISTENERS`) calls `recognize` for its own stream: so every
+method may run in several threads at once, and an engine must give each call the result it would
+give alone. An engine whose library is not safe so guards it itself, around the shortest stretch
+that needs it (Parakeet: NeMo's `transcribe` switches the model's modes and restores them, so one
+lock holds each forward pass). Whisper needs none: faster-whisper keeps no state between calls,
+and CTranslate2's methods may be called from several threads (they queue for its `num_workers`).
+tests/voice_worker/test_threads.py runs both at once on the real engines.
+"""
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -42,3 +53,9 @@ class STT(ABC):
         """One transcript per clip; engines that batch (`capabilities.batches`) do it in one pass."""
         offsets = offsets or [0.0] * len(audios)
         return [self.transcribe(audio, language, offset) for audio, offset in zip(audios, offsets, strict=True)]
+
+    def close(self) -> None:
+        """Let go of what the engine holds (a model's memory, its threads). The worker calls it once
+        at shutdown, after its jobs and listeners stopped; nothing is called after it. By default
+        nothing."""
+        return None  # nothing to let go of

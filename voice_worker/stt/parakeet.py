@@ -9,6 +9,7 @@ torch and NeMo are imported when the engine is built, so `voice_worker.stt` stay
 """
 
 import tarfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,11 @@ class ParakeetSTT(STT):
                 "install the worker's nemo extra."
             ) from exc
         self._torch = torch
+        # NeMo's transcribe() is not safe in two threads at once: it sets the model's modes (eval,
+        # frozen modules, no dither) and puts them back at its end, so a second call running then
+        # fails ("Cannot unfreeze partially without first freezing the module") or decodes with
+        # dither. One forward pass at a time; a listener's clip waits at most for one batch.
+        self._lock = threading.Lock()
         self.device = _pick_device(torch, device)
         self._model = _restore(ASRModel, self.model_path, torch.device(self.device))
         try:
@@ -79,7 +85,7 @@ class ParakeetSTT(STT):
         hypotheses = []
         for start in range(0, len(clips), self.batch_size):
             batch = clips[start : start + self.batch_size]
-            with self._torch.inference_mode():
+            with self._lock, self._torch.inference_mode():
                 found = self._model.transcribe(batch, batch_size=len(batch), timestamps=True, verbose=False)
             # RNNT models answer (best, n-best) in some NeMo versions; the best list comes first.
             hypotheses.extend(found[0] if isinstance(found, tuple) else found)

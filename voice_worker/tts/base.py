@@ -1,4 +1,11 @@
-"""The text-to-speech interface every TTS engine implements."""
+"""The text-to-speech interface every TTS engine implements.
+
+Threads: only the worker's job loop synthesizes (listeners never speak), so an engine is used by
+one thread at a time and need not be safe for more; a generator from `synthesize_stream` is
+consumed on that thread before the next call. (eSpeak runs a process per call; Piper guards
+espeak-ng's global voice with its own lock and runs onnxruntime; Coqui's torch models promise
+nothing, and need not.) A caller that speaks from several threads must add a lock.
+"""
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -35,3 +42,9 @@ class TTS(ABC):
         sentence at once.
         """
         yield self.synthesize(text, voice)
+
+    def close(self) -> None:
+        """Let go of what the engine holds (a model's memory, its threads). The worker calls it once
+        at shutdown, after its jobs and listeners stopped; nothing is called after it. By default
+        nothing."""
+        return None  # nothing to let go of

@@ -1,4 +1,10 @@
-"""The voice-activity-detection interface: speech spans in a file, and speech probability live."""
+"""The voice-activity-detection interface: speech spans in a file, and speech probability live.
+
+Threads: `speech_spans` (the job loop) and `stream` (each listener) may be called from several
+threads at once; a `VADStream` belongs to its one listener thread and keeps that stream's state,
+so it is never shared. Silero keeps no state in the engine: its onnxruntime sessions are shared,
+and `InferenceSession.run` may be called from several threads at once.
+"""
 
 from abc import ABC, abstractmethod
 
@@ -27,3 +33,9 @@ class VAD(ABC):
     @abstractmethod
     def stream(self) -> VADStream:
         """A detector for one live stream (many may run at once, from several threads)."""
+
+    def close(self) -> None:
+        """Let go of what the engine holds (a model's memory, its threads). The worker calls it once
+        at shutdown, after its jobs and listeners stopped; nothing is called after it. By default
+        nothing."""
+        return None  # nothing to let go of

@@ -15,11 +15,36 @@ _V1_PAGE = " See web/v1 and the README's OpenAI-compatible API."
 _V1_BUDGET = _error("`budget_exceeded` (type insufficient_quota): the user is frozen or their budget is spent")
 _V1_JOBS_REFUSED = _error(
     "`budget_exceeded` (type insufficient_quota): the user is frozen or their budget is spent; `rate_limited` "
-    "(type rate_limit_error, with Retry-After): as many of the user's jobs wait as may"
+    "(type rate_limit_error, with Retry-After): as many of the user's jobs wait as may; `audio_quota` (type "
+    "rate_limit_error): the user's stored audio is at its share"
 )
 _V1_TIMEOUT = _error("`timeout`: no worker finished in time (a job not started is cancelled)")
 _V1_MODEL = _error("`model_not_found`: GET /v1/models lists the models")
 _V1_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
+# What the two audio-file routes (transcriptions, translations) share: their text formats, their
+# refusals and their form.
+_TEXT_FORMATS = {MEDIA_TYPES[f].partition(";")[0]: {"schema": {"type": "string"}} for f in ("txt", "srt", "vtt")}
+_AUDIO_ERRORS = {
+    "404": _V1_MODEL,
+    "413": _error("`audio_too_large`, `too_large`"),
+    "429": _V1_JOBS_REFUSED,
+    "502": _error("`blob_missing`: the audio expired before a worker read it"),
+    "504": _V1_TIMEOUT,
+}
+
+
+def _audio_form(fields: dict[str, Any]) -> dict[str, Any]:
+    """A multipart body of an audio file, a model, a response format and the route's own fields."""
+    properties = {
+        "file": {"type": "string", "format": "binary"},
+        "model": {"type": "string", "examples": ["whisper-1"]},
+        "response_format": {"type": "string", "enum": list(v1_transcriptions.FORMATS)},
+        **fields,
+    }
+    schema = {"type": "object", "required": ["file", "model"], "properties": properties}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
 V1_PATHS: Final[dict[str, Any]] = {
     "/v1/models": {
         "get": _operation(
@@ -48,10 +73,7 @@ V1_PATHS: Final[dict[str, Any]] = {
                     "events. X-Council-Engine names the STT engine",
                     "content": {
                         "application/json": {"schema": {"type": "object"}},
-                        **{
-                            MEDIA_TYPES[f].partition(";")[0]: {"schema": {"type": "string"}}
-                            for f in ("txt", "srt", "vtt")
-                        },
+                        **_TEXT_FORMATS,
                         **_V1_STREAM,
                     },
                 },
@@ -59,39 +81,23 @@ V1_PATHS: Final[dict[str, Any]] = {
                     "`invalid_request` (a field missing, malformed or unknown; `param` names it), `empty_audio`, "
                     "`undecodable_audio`, `audio_too_long`, ... (the worker's word on the audio)"
                 ),
-                "404": _V1_MODEL,
-                "413": _error("`audio_too_large`, `too_large`"),
-                "429": _V1_JOBS_REFUSED,
-                "502": _error("`blob_missing`: the audio expired before a worker read it"),
-                "504": _V1_TIMEOUT,
+                **_AUDIO_ERRORS,
             },
             description=(
                 f"Fields: {', '.join(sorted(v1_transcriptions.FIELDS))}; response_format "
                 f"{', '.join(v1_transcriptions.FORMATS)}. `prompt` and `temperature` are accepted and not used."
                 + _V1_PAGE
             ),
-            requestBody={
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file", "model"],
-                            "properties": {
-                                "file": {"type": "string", "format": "binary"},
-                                "model": {"type": "string", "examples": ["whisper-1"]},
-                                "language": {"type": "string", "examples": ["en"]},
-                                "response_format": {"type": "string", "enum": list(v1_transcriptions.FORMATS)},
-                                "timestamp_granularities[]": {
-                                    "type": "array",
-                                    "items": {"type": "string", "enum": list(v1_transcriptions.GRANULARITIES)},
-                                },
-                                "stream": {"type": "boolean"},
-                            },
-                        }
-                    }
-                },
-            },
+            requestBody=_audio_form(
+                {
+                    "language": {"type": "string", "examples": ["en"]},
+                    "timestamp_granularities[]": {
+                        "type": "array",
+                        "items": {"type": "string", "enum": list(v1_transcriptions.GRANULARITIES)},
+                    },
+                    "stream": {"type": "boolean"},
+                }
+            ),
         )
     },
     "/v1/audio/translations": {
@@ -102,42 +108,20 @@ V1_PATHS: Final[dict[str, Any]] = {
                     "description": "English text of the speech, as `response_format` asks (an engine that translates)",
                     "content": {
                         "application/json": {"schema": {"type": "object"}},
-                        **{
-                            MEDIA_TYPES[f].partition(";")[0]: {"schema": {"type": "string"}}
-                            for f in ("txt", "srt", "vtt")
-                        },
+                        **_TEXT_FORMATS,
                     },
                 },
                 "400": _error(
                     "`invalid_payload`: the workers' engine (named) knows only English and cannot translate; "
                     "`invalid_request` (a field missing, malformed or unknown), the worker's word on the audio"
                 ),
-                "404": _V1_MODEL,
-                "413": _error("`audio_too_large`, `too_large`"),
-                "429": _V1_JOBS_REFUSED,
-                "502": _error("`blob_missing`: the audio expired before a worker read it"),
-                "504": _V1_TIMEOUT,
+                **_AUDIO_ERRORS,
             },
             description=(
                 f"Fields: {', '.join(sorted(v1_transcriptions.TRANSLATION_FIELDS))}; response_format "
                 f"{', '.join(v1_transcriptions.FORMATS)}." + _V1_PAGE
             ),
-            requestBody={
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file", "model"],
-                            "properties": {
-                                "file": {"type": "string", "format": "binary"},
-                                "model": {"type": "string", "examples": ["whisper-1"]},
-                                "response_format": {"type": "string", "enum": list(v1_transcriptions.FORMATS)},
-                            },
-                        }
-                    }
-                },
-            },
+            requestBody=_audio_form({}),
         )
     },
     "/v1/audio/speech": {

@@ -28,16 +28,17 @@
   // through from the person by its words (`echo_checked`, web/echo.py).
   const player = new Council.Player({
     onPlayed: (where) => send({ type: "played", ...where }, { quiet: true }),
-    onBusy: () => updateStop(),
-    onBlocked: () => { $("play-banner").hidden = false; console.info("council: sound is blocked until a click"); },
-    onUnblocked: () => { $("play-banner").hidden = true; },
+    onBusy: () => { updateStop(); showState(); },
+    onBlocked: () => { $("play-banner").hidden = false; showState(); console.info("council: sound is blocked until a click"); },
+    onUnblocked: () => { $("play-banner").hidden = true; showState(); },
     onSentence: (turnId, index) => {
       document.querySelectorAll(".clip.playing").forEach((c) => c.classList.remove("playing"));
       if (index !== null) document.querySelector(`.clip[data-turn="${turnId}"][data-index="${index}"]`)?.classList.add("playing");
+      caption(turnId, index);
     },
   });
   window.councilPlayer = player;  // tests and benchmarks read its stats
-  $("play-resume").addEventListener("click", () => { player.unlock(); $("play-banner").hidden = true; });
+  $("play-resume").addEventListener("click", () => { player.unlock(); $("play-banner").hidden = true; showState(); });
 
   // Stop stays available while the server works on a turn or any of its sound is to be heard.
   function updateStop() {
@@ -47,7 +48,7 @@
   function stopAnswer(why) {
     const since = performance.now();
     const where = player.stop();
-    if (where) turn(where.turn_id).stopped = true;
+    if (where) { turn(where.turn_id).stopped = true; freezeCaptions(where.turn_id); }
     if (activeTurn) turn(activeTurn).stopped = true;
     player.silentAfter(since).then((ms) => { if (why === "stop") console.debug(`silent ${ms.toFixed(1)} ms after Stop`); });
     send({ type: "interrupt", ...(where ? { heard: where } : {}) });
@@ -62,6 +63,7 @@
     if (!player.following(turnId)) return;
     const where = player.stop();
     turn(turnId).stopped = true;
+    freezeCaptions(turnId);
     send({ type: "interrupt", ...(where ? { heard: where } : {}) });
     note("Stopped: you spoke.");
     updateStop();
@@ -135,6 +137,46 @@
     if (after) after.before(chip); else box.append(chip);
   }
 
+  // ---- captions ------------------------------------------------------------------------------
+  // A member's bubble holds the whole answer as it is written (`full`, from its tokens). Once its
+  // sound plays, the bubble follows it: the sentences heard show plainly, the one sounding now is
+  // marked, and what is still to be said waits, dimmed. (The speech engines give no word times, so
+  // captions move sentence by sentence.) A stop leaves them at what was heard; the server's `cut`
+  // message then says the rest was not heard.
+  function setText(bubble, full) {
+    bubble.full = full;
+    renderText(bubble);
+  }
+
+  const renderText = (bubble) => Council.captions.render(bubble);
+  const locate = (bubble, index, words) => Council.captions.locate(bubble, index, words);
+
+  function caption(turnId, index) {
+    const t = turns.get(turnId);
+    if (!t || t.stopped) return;
+    if (index === null) {  // between two sentences, or the answer is over
+      const over = t.done && !player.busy;
+      for (const bubble of t.members.values()) {
+        if (!bubble.caption || (!bubble.caption.playing && !over)) continue;
+        bubble.caption = over ? null : { ...bubble.caption, playing: false };
+        renderText(bubble);
+      }
+      return;
+    }
+    const clip = player.clips(turnId).get(`${index}:0`);
+    const bubble = clip && t.members.get(clip.member || "Council");
+    if (!bubble || (bubble.caption && bubble.caption.index === index && bubble.caption.playing)) return;
+    bubble.caption = { ...locate(bubble, index, clip.text), index, playing: true };
+    renderText(bubble);
+    bubble.querySelector(".now")?.scrollIntoView({ block: "nearest" });
+  }
+
+  function freezeCaptions(turnId) {
+    for (const bubble of turns.get(turnId)?.members.values() || []) {
+      if (bubble.caption && bubble.caption.playing) { bubble.caption = { ...bubble.caption, playing: false }; renderText(bubble); }
+    }
+  }
+
   function onAudio(frame) {
     const p = frame.payload;
     const turnId = p.turn_id || frame.job_id;
@@ -159,6 +201,99 @@
     const header = JSON.parse(new TextDecoder().decode(new Uint8Array(data, 4, size)));
     if (pendingPcm && pendingPcm.id === header.id) pendingPcm = null;
     player.addPcm(header, data.slice(4 + size));
+  }
+
+  // ---- the conversation's state --------------------------------------------------------------
+  // One line above the composer says where the conversation is, from the events as they come:
+  // connected or not, the microphone open and hearing the person, the council thinking or
+  // speaking, and when the microphone is off, why. Its meter shows the level of the sound the
+  // microphone really hands the page (what the server hears), in dBFS. Screen readers hear the
+  // line politely, once it has held for a moment: a pause between two words does not make them
+  // hear "listening" again.
+  const view = { connected: false, everConnected: false, listening: false, hearing: false, blocked: false, needsClick: false, llmDown: false };
+  let announced = "", announcing = null, streamEndedAt = 0, levelToldAt = 0;
+
+  function conversationState() {
+    const hands = modeSelect.value === "hands_free";
+    if (!view.connected) return ["offline", view.everConnected ? "Reconnecting to the server…" : "Connecting…"];
+    if (player.busy) {
+      return ["speaking", !mic ? "Speaking · Esc or Stop interrupts"
+        : headphones.checked || !hands ? "Speaking · speak (or press Esc) to interrupt"
+          : "Speaking · still listening: speak (or press Esc) to interrupt"];
+    }
+    if (!$("play-banner").hidden) return ["held", "The answer waits: your browser plays sound only after a click (Play the answer, at the top)"];
+    if (view.hearing && mic) return ["hearing", "Hearing you…"];
+    if (activeTurn) return ["thinking", "Thinking…"];
+    if (recorder) return ["recording", "Recording · click the microphone when you have finished"];
+    if (mic) {
+      if (!view.listening) return ["opening", "Opening the microphone…"];
+      return ["listening", hands ? "Listening · just talk" : "Listening · click the microphone when you have finished"];
+    }
+    if (view.blocked) return ["blocked", "Mic off: the microphone is blocked for this site. Allow it in the browser's site settings, then click the microphone"];
+    if (view.needsClick) return ["paused", "Mic off: hands-free was on; your browser wants a click to open the microphone again"];
+    if (view.llmDown) return ["down", "Waiting for a language model (see the notice at the top)"];
+    return ["off", "Mic off · click the microphone to talk, or type"];
+  }
+
+  function showState() {
+    const [key, label] = conversationState();
+    $("convo").dataset.state = key;
+    $("state-label").textContent = label;
+    $("level").hidden = !mic;
+    $("resume-listening").hidden = !(view.needsClick && !mic);
+    clearTimeout(announcing);
+    announcing = setTimeout(() => {
+      if (label !== announced) { announced = label; $("announce").textContent = label; }
+    }, 800);
+  }
+
+  function showLevel(level) {
+    const db = level > 0 ? Math.max(-60, 20 * Math.log10(level)) : -60;
+    const share = ((db + 60) / 60).toFixed(3);
+    micButton.style.setProperty("--level", share);
+    const meter = $("level");
+    meter.style.setProperty("--level", share);
+    meter.dataset.db = db.toFixed(1);
+    if (performance.now() - levelToldAt > 500) {  // for assistive technology: twice a second is plenty
+      levelToldAt = performance.now();
+      meter.setAttribute("aria-valuenow", Math.round(db));
+      meter.setAttribute("aria-valuetext", db <= -55 ? "silent" : `${Math.round(db)} dB`);
+    }
+  }
+
+  function streamEnded() {
+    streamId = null;
+    view.listening = view.hearing = false;
+    streamEndedAt = Date.now();
+  }
+
+  // ---- messages for people ---------------------------------------------------------------------
+  // What a person reads for an error is Council.words' (words.js); the protocol's own text goes to
+  // the console only.
+  function forPeople(error) {
+    console.info("council:", error.code, error.message);
+    // Microphone frames still on their way as a stream ended are refused once: nothing was lost.
+    if (error.code === "bad_state" && (mic || Date.now() - streamEndedAt < 3000)) return null;
+    return Council.words.forError(error);
+  }
+
+  // How to allow the microphone in this browser: said once, the first time it is refused.
+  let blockedTold = false;
+
+  function micRefused(err, auto) {
+    console.info("council: the microphone did not open:", err.name, err.message);
+    if (err.name === "NotAllowedError" || err.name === "SecurityError") {
+      view.blocked = true;
+      if (!blockedTold) { blockedTold = true; note(Council.words.howToAllow(navigator.userAgent), "error"); }
+    } else if (auto || err.name === "NeedsClickError") {
+      view.needsClick = true;  // the "Resume listening" button does it with the click the browser wants
+    } else if (err.name === "NotFoundError") {
+      note("No microphone was found. Plug one in (or choose one in your system's sound settings), then click the microphone again.", "error");
+    } else if (err.name === "NotReadableError") {
+      note("The microphone could not start: another app may be using it. Close that app, then click the microphone again.", "error");
+    } else {
+      note("The microphone could not start here. Click it to try again, or type your message.", "error");
+    }
   }
 
   // ---- events from the server -----------------------------------------------------------------
@@ -191,6 +326,11 @@
   }
 
   function onEvent(frame) {
+    handle(frame);
+    showState();
+  }
+
+  function handle(frame) {
     if (frame.id) lastEventId = frame.id;
     const p = frame.payload || {};
     switch (frame.type) {
@@ -208,6 +348,7 @@
         voiceSelect.closest("label").hidden = Boolean(frame.llm);
         $("hear-members").closest("label").hidden = !frame.llm;
         if (mic && !streamId) openStream();  // a reconnect while the microphone was on
+        else if (!mic && !recorder) resumeListening();  // hands-free was on before a reload
         break;
       case "mic":
         streamId = frame.stream_id;
@@ -215,11 +356,11 @@
         if (!mic) send({ type: "listen_end" });  // closed before the server said it was open
         break;
       case "listening":
-        if (ours(p) && mic) setMicState("listening");
+        if (ours(p) && mic) { setMicState("listening"); view.listening = true; }
         break;
       case "speech_started":
         if (!ours(p)) break;
-        if (mic) setMicState("hearing");
+        if (mic) { setMicState("hearing"); view.hearing = true; }
         if (p.continues && turns.get(p.continues)?.overheard) {  // kept words the person goes on from
           const kept = turns.get(p.continues);
           kept.overheard.remove();
@@ -239,11 +380,12 @@
         if (ours(p) && utterance) utterance.querySelector(".text").textContent = p.text + " …";
         break;
       case "speech_stopped":
+        if (ours(p)) view.hearing = false;
         if (ours(p) && mic) setMicState("listening");
         if (ours(p)) { clearTimeout(unduck); unduck = setTimeout(() => player.duck(false), UNDUCK_MS); }
         break;
       case "listen_done":
-        if (frame.job_id === streamId) { streamId = null; if (mic) reopenSoon(); }
+        if (frame.job_id === streamId) { streamEnded(); if (mic) reopenSoon(); }
         break;
       case "routed": {
         const el = add("route", null, p.route === "council"
@@ -256,8 +398,8 @@
         memberBubble(turn(frame.job_id), p.member);
         break;
       case "member_dropped": {
-        const el = memberBubble(turn(frame.job_id), p.member).querySelector(".text");
-        if (!el.textContent) el.textContent = `(dropped out: ${p.reason})`;
+        const bubble = memberBubble(turn(frame.job_id), p.member);
+        if (!bubble.full) setText(bubble, `(dropped out: ${p.reason})`);
         break;
       }
       case "critique": {
@@ -271,6 +413,7 @@
         const t = turn(frame.job_id);
         t.previous = activeTurn;  // back to it if this turn proves to be the answer's own echo
         activeTurn = frame.job_id;
+        if (ours(p)) view.hearing = false;
         if (p.stream_id && ours(p) && utterance) {
           t.user = utterance;  // what was being said is this turn
           utterance = null;
@@ -313,15 +456,17 @@
         break;
       }
       case "token": {
-        const el = memberBubble(turn(frame.job_id), p.member).querySelector(".text");
-        el.textContent += p.text;
+        const bubble = memberBubble(turn(frame.job_id), p.member);
+        setText(bubble, (bubble.full || "") + p.text);
         break;
       }
       case "message": {
-        const el = memberBubble(turn(frame.job_id), p.member).querySelector(".text");
+        const bubble = memberBubble(turn(frame.job_id), p.member);
+        const el = bubble.querySelector(".text");
         if (p.cut) {  // stopped: what was heard, and the rest, unheard
-          const whole = el.textContent;
+          const whole = bubble.full || "";
           const heardPart = p.text.replace(/…$/, "");
+          bubble.caption = null;
           el.textContent = p.text;
           const rest = whole.startsWith(heardPart) ? whole.slice(heardPart.length).trim() : "";
           if (rest) {
@@ -332,7 +477,7 @@
             el.append(unheard);
           }
         } else {
-          el.textContent = p.text;
+          setText(bubble, p.text);
         }
         break;
       }
@@ -340,8 +485,8 @@
         onAudio(frame);
         break;
       case "failed":
-        if (frame.job_id === streamId) { streamId = null; note(p.message, "error"); if (mic) reopenSoon(); break; }
-        note(p.message, "error");
+        if (frame.job_id === streamId) { streamEnded(); note(forPeople(p), "error"); if (mic) reopenSoon(); break; }
+        note(forPeople(p), "error");
         break;
       case "turn_done":
       case "turn_cancelled": {
@@ -357,22 +502,23 @@
         if (p.reason === "barge_in") spokenOver(frame.job_id);
         if (p.status === "overheard") overheard(p.text, frame.job_id);
         for (const bubble of t.members.values()) {  // nobody is thinking any more
-          const el = bubble.querySelector(".text");
-          if (!el.textContent) el.textContent = frame.type === "turn_cancelled" ? "(stopped)" : "(no answer)";
+          if (!bubble.full) setText(bubble, frame.type === "turn_cancelled" ? "(stopped)" : "(no answer)");
         }
         if (frame.job_id === activeTurn) {
           const before = (p.status === "echo" || p.status === "overheard") && t.previous;
           activeTurn = before && !turn(before).done ? before : null;
         }
         if (p.status === "empty" && t.user && t.user.querySelector(".text.pending")) t.user.remove();
-        if (p.status === "failed" && p.error) note(p.error.message, "error");
-        if (p.speech_failed && p.error) note(`${p.speech_failed} sentence(s) could not be spoken: ${p.error.message}`, "error");
+        if (p.status === "failed" && p.error) note(forPeople(p.error), "error");
+        if (p.speech_failed && p.error) note(`${p.speech_failed} sentence(s) could not be spoken: ${forPeople(p.error)}`, "error");
         updateStop();
         break;
       }
-      case "error":
-        note(frame.error.message, "error");
+      case "error": {
+        const message = forPeople(frame.error);
+        if (message) note(message, "error");
         break;
+      }
       case "events_trimmed":
         note(frame.message);
         break;
@@ -386,18 +532,28 @@
     const down = (statuses || []).length > 0 && statuses.every((s) => !s.ready);
     const banner = $("banner");
     // Not an error: the small built-in model answers, and the notice says how to get real answers.
+    // It may be dismissed (for as long as it says the same); on a phone it shows its first sentence.
     const notice = down ? null : (statuses || []).map((s) => s.ready && s.notice).find(Boolean);
-    banner.hidden = !down && !notice;
-    banner.classList.toggle("info", Boolean(notice));
-    banner.textContent = down
+    const words = down
       ? "The council has no language model to answer with: " + statuses.map((s) => s.detail).join(" ") +
         " Or run Council with COUNCIL_RESPONDER=echo to try the voice path without one."
       : notice || "";
+    banner.hidden = !words || (notice && localStorage.getItem("council.notice-dismissed") === notice);
+    banner.classList.toggle("info", Boolean(notice));
+    banner.dataset.notice = notice || "";
+    const first = notice ? (notice.match(/^.*?[.!?](\s|$)/) || [notice])[0] : words;
+    $("banner-text").textContent = first;
+    $("banner-more-text").textContent = words.slice(first.length);
+    $("banner-more").hidden = !words.slice(first.length).trim();
+    $("banner-close").hidden = !notice;
+    view.llmDown = down;
     for (const el of [$("send"), micButton]) {
       if (!("title" in el.dataset)) el.dataset.title = el.title;
       el.disabled = down;
-      el.title = down ? "No language model answers yet (see the notice above)" : el.dataset.title;
+      el.title = down ? "No language model answers yet (see the notice at the top)" : el.dataset.title;
     }
+    hint();
+    showState();
     clearInterval(llmPoll);
     if (down) {
       llmPoll = setInterval(async () => {
@@ -407,23 +563,38 @@
     }
   }
 
+  $("banner-close").addEventListener("click", () => {
+    localStorage.setItem("council.notice-dismissed", $("banner").dataset.notice);
+    $("banner").hidden = true;
+  });
+  $("banner-more").addEventListener("click", () => {
+    const open = $("banner").classList.toggle("open");
+    $("banner-more").textContent = open ? "Less" : "More";
+    $("banner-more").setAttribute("aria-expanded", String(open));
+  });
+
+  // Each voice with what it sounds like. A change applies to the next answer, spoken turns on an
+  // open microphone included (`options`: the server takes the choice as each turn starts).
   function fillVoices(voices) {
     const names = Object.keys(voices || {});
     const chosen = localStorage.getItem("council.voice") || voiceSelect.value || "joe";
-    voiceSelect.replaceChildren(...names.map((name) => new Option(`${name}`, name, false, name === chosen)));
-    voiceNames = voices || {};
-    voiceSelect.title = voiceNames[voiceSelect.value] || "";
+    voiceSelect.replaceChildren(...names.map((name) =>
+      new Option(voices[name] ? `${name} · ${voices[name]}` : name, name, false, name === chosen)));
   }
-  let voiceNames = {};
+  const sendOptions = () => send({ type: "options", voice: voiceSelect.value || undefined, hear_members: hearMembers() }, { quiet: true });
   voiceSelect.addEventListener("change", () => {
     localStorage.setItem("council.voice", voiceSelect.value);
-    voiceSelect.title = voiceNames[voiceSelect.value] || "";
+    sendOptions();
   });
+  $("hear-members").addEventListener("change", sendOptions);
 
   // ---- the connection -------------------------------------------------------------------------
   function setStatus(online, label) {
     $("status").classList.toggle("online", online);
     $("status").querySelector("span").textContent = label;
+    view.connected = online;
+    view.everConnected ||= online;
+    showState();
   }
 
   function connect() {
@@ -444,8 +615,8 @@
       onEvent(frame);
     };
     socket.onclose = async (e) => {
+      streamEnded();  // the server let the stream go with the connection
       setStatus(false, "reconnecting…");
-      streamId = null;  // the server let the stream go with the connection
       if (e.code === 4401) {
         await Council.askToken();
         return connect();
@@ -464,7 +635,7 @@
 
   function send(frame, { quiet = false } = {}) {
     if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(frame)); return true; }
-    if (!quiet) note("Not connected yet; try again in a moment.", "error");
+    if (!quiet) note("Not connected to the server right now; try again in a moment.", "error");
     return false;
   }
 
@@ -483,6 +654,7 @@
     e.preventDefault();
     const words = text.value.trim();
     if (!words) return;
+    if (view.llmDown) return hint(true);  // nothing would answer: the words stay in the box, and the hint says why
     if (words.length > MAX_TEXT) {
       note(`That is ${words.length} characters; a message may have ${MAX_TEXT}. Shorten it or send it in parts: it is still in the box.`, "error");
       return;
@@ -499,6 +671,14 @@
   });
   const hearMembers = () => $("hear-members").checked;
   stopButton.addEventListener("click", () => { player.unlock(); stopAnswer("stop"); });
+  // Escape stops the answer and its speech, from anywhere on the page (not while a dialog is open).
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape" || e.defaultPrevented || document.querySelector("dialog[open]")) return;
+    if (!(player.busy || activeTurn)) return;
+    e.preventDefault();
+    player.unlock();
+    stopAnswer("stop");
+  });
 
   // ---- speaking -------------------------------------------------------------------------------
   // Hands-free: the microphone stays open and the server hears where each turn ends. Push to
@@ -516,12 +696,19 @@
   const loopback = () => !headphones.checked && localStorage.getItem("council.loopback") !== "0";
   player.setCancelEcho(loopback());
 
-  function hint() {
+  function hint(refused = false) {
+    $("hint").classList.toggle("warn", view.llmDown);
+    if (view.llmDown) {
+      $("hint").textContent = (refused ? "Not sent: " : "Send and the microphone are off: ") +
+        "no language model answers yet (see the notice at the top). What you type stays in the box.";
+      return;
+    }
     $("hint").textContent = modeSelect.value === "hands_free"
       ? (headphones.checked
         ? "Hands-free: talk whenever you like; speaking while the council answers interrupts it."
         : "Hands-free: talk whenever you like, even while the council speaks: it tells your voice from its own, and stops when you speak over it.")
       : "Push to talk: click the microphone, speak, click again.";
+    $("hint").textContent += " Esc stops the answer.";
   }
   hint();
 
@@ -531,6 +718,7 @@
   }
 
   function openStream() {
+    view.listening = view.hearing = false;
     send({ type: "listen", mode: modeSelect.value, sample_rate: 16000, voice: voiceSelect.value || undefined, hear_members: hearMembers() });
   }
 
@@ -540,23 +728,32 @@
     reopening = setTimeout(() => { if (mic && !streamId) openStream(); }, 500);
   }
 
-  async function openMic() {
+  // `auto`: no click asked for it (hands-free coming back after a reload): where the browser wants
+  // a click first, the page offers "Resume listening" instead.
+  async function openMic({ auto = false } = {}) {
     player.unlock();
     if (!Council.Mic.supported()) return recordClip();
     mic = new Council.Mic({
       onFrame: (pcm) => { if (streamId && socket && socket.readyState === WebSocket.OPEN) socket.send(pcm); },
-      onLevel: (level) => micButton.style.setProperty("--level", Math.min(1, level * 6).toFixed(2)),
+      onLevel: showLevel,
     });
+    showState();
     try {
       await mic.start();
     } catch (err) {
       mic = null;
-      note("The microphone is not available: " + err.message, "error");
-      return;
+      micRefused(err, auto);
+      showState();
+      return false;
     }
+    view.blocked = view.needsClick = false;
+    player.unlock();  // a page that captures may play (Chrome): the answers' sound too, with no click
+    // Hands-free is remembered: a reload opens the microphone again (closing it forgets).
+    if (modeSelect.value === "hands_free") localStorage.setItem("council.listening", "1");
     window.councilMic = mic;
     openStream();
     setMicState("open");
+    showState();
     const started = Date.now();
     $("mic-timer").hidden = false;
     timer = setInterval(() => {
@@ -567,7 +764,8 @@
 
   function closeMic() {
     if (streamId) send({ type: "listen_end" });
-    streamId = null;
+    streamEnded();
+    localStorage.removeItem("council.listening");
     clearTimeout(reopening);
     mic?.stop();
     mic = null;
@@ -576,13 +774,44 @@
     $("mic-timer").textContent = "0:00";
     micButton.style.setProperty("--level", 0);
     setMicState("off");
+    showState();
   }
 
+  // Hands-free was on when this page was last open: listen again, with no click where the browser
+  // allows it; else say why not, with one button that does it.
+  let resumeTried = false;
+  async function resumeListening() {
+    if (resumeTried) return;
+    resumeTried = true;
+    if (localStorage.getItem("council.listening") !== "1" || modeSelect.value !== "hands_free" || view.llmDown) return;
+    const permission = await micPermission();
+    if (permission === "denied") view.blocked = true;
+    else if (permission === "prompt") view.needsClick = true;  // a question nobody clicked for would surprise
+    else if (!mic) await openMic({ auto: true });
+    showState();
+  }
+
+  async function micPermission() {
+    try {
+      return (await navigator.permissions.query({ name: "microphone" })).state;
+    } catch {
+      return null;  // a browser that does not say: try
+    }
+  }
+  $("resume-listening").addEventListener("click", () => { view.needsClick = false; openMic(); });
+
   async function recordClip() {
-    if (recorder) { recorder.stop(); recorder = null; setMicState("off"); return; }
+    if (recorder) { recorder.stop(); recorder = null; setMicState("off"); showState(); return; }
     recorder = new Council.Recorder({ send, sendBytes: (b) => socket.send(b) });
-    if (await recorder.start({ voice: voiceSelect.value || undefined, hear_members: hearMembers() })) setMicState("open");
+    let started = false;
+    try {
+      started = await recorder.start({ voice: voiceSelect.value || undefined, hear_members: hearMembers() });
+    } catch (err) {
+      micRefused(err, false);
+    }
+    if (started) setMicState("open");
     else recorder = null;
+    showState();
   }
 
   micButton.addEventListener("click", () => {
@@ -590,5 +819,14 @@
     if (mic) closeMic(); else openMic();
   });
 
+  // A microphone already blocked for this site shows so before anyone clicks; allowing it in the
+  // browser's settings clears it.
+  navigator.permissions?.query({ name: "microphone" }).then((status) => {
+    const seen = () => { view.blocked = status.state === "denied"; showState(); };
+    status.addEventListener("change", seen);
+    if (status.state === "denied") seen();
+  }).catch(() => {});
+
+  showState();
   connect();
 })();

@@ -21,6 +21,18 @@ Council.Mic = class {
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
     this.context = new AudioContext({ sampleRate: 16000, latencyHint: "interactive" });
+    // Without a click on the page a browser may hold the context back (its autoplay policy): then
+    // the microphone is let go and the error says so (NeedsClickError), rather than wait forever.
+    if (this.context.state !== "running") {
+      const running = await Promise.race([
+        this.context.resume().then(() => true, () => false),
+        new Promise((resolve) => setTimeout(() => resolve(false), 3000)),
+      ]);
+      if (!running) {
+        this.stop();
+        throw Object.assign(new Error("the browser waits for a click before it processes sound"), { name: "NeedsClickError" });
+      }
+    }
     await this.context.audioWorklet.addModule("/static/capture-worklet.js");
     const source = this.context.createMediaStreamSource(this.stream);
     this.node = new AudioWorkletNode(this.context, "pcm-capture", { numberOfInputs: 1, numberOfOutputs: 0 });
@@ -31,7 +43,6 @@ Council.Mic = class {
       this.onLevel(e.data.level);
     };
     source.connect(this.node);
-    if (this.context.state === "suspended") await this.context.resume();
   }
 
   stop() {
