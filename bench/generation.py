@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from queues import EventPublisher, JobClient, JobEvents, QueueSettings, replay
-from shared_schemas import ChatMessage, EventType, GenerationJob
+from shared_schemas import ChatMessage, EventType, GenerationJob, payloads
 
 from .procs import ROOT, percentile, private_redis, process
 
@@ -110,7 +110,7 @@ def main() -> None:
             probe, publish = JobEvents(EventPublisher(settings, conn), "bench-probe", "probe"), []
             for _ in range(args.checks):
                 t = time.perf_counter()
-                probe.emit(EventType.TOKEN, {"text": " word", "member": None})
+                probe.emit(payloads.Token(text=" word", member=None))
                 publish.append((time.perf_counter() - t) * 1e6)
     one_at_a_time = {
         "first_token_ms": [a["first_token_ms"][0] for a in alone],

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from council import CouncilSettings
 from queues import EventHub, JobClient, QueueSettings
-from shared_schemas import ChatMessage, EventType, GenerationJob
+from shared_schemas import ChatMessage, EventType, GenerationJob, new_turn_id
 from web.services import Services
 from web.settings import AppSettings
 from web.turns import TurnRunner
@@ -69,7 +69,7 @@ async def bench_generation(queues: QueueSettings, runs: int) -> dict[str, float]
                 assert event.type is EventType.GENERATED and seen is not None, event
                 if i:  # the first one warms the model up
                     first.append((seen - started) * 1000)
-                    rates.append(float(event.payload["tokens_per_s"]))
+                    rates.append(float(event.payload.tokens_per_s))
     finally:
         await hub.close()
         await aredis.aclose()
@@ -81,7 +81,7 @@ async def one_turn(services: Services, audio: bytes) -> dict[str, float]:
     """Seconds from handing over the recording to each stage of its answer."""
     session = f"bench-llm-{uuid.uuid4().hex[:10]}"
     runner = TurnRunner(services, session, services.responder)
-    turn_id = f"turn-{uuid.uuid4().hex[:10]}"
+    turn_id = new_turn_id()
     at: dict[str, float] = {}
     async with services.hub.subscribe(session) as sub:
         received = time.perf_counter()

@@ -145,7 +145,7 @@ async def bench_stt(settings: QueueSettings, runs: int) -> tuple[list[float], fl
             while (event := await sub.get(timeout=60)).type not in (EventType.TRANSCRIPT, EventType.FAILED):
                 pass
             assert event.type is EventType.TRANSCRIPT, event.payload
-            text = event.payload["text"]
+            text = event.payload.text
             if i:
                 samples.append(time.perf_counter() - t0)
     await hub.close()

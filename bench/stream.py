@@ -23,6 +23,7 @@ import uvicorn
 import websockets
 
 from queues import QueueSettings
+from shared_schemas import transcript_job_id
 from tests.speech import TWO_CITIES
 from tests.speech.score import score
 from web.app import create_app
@@ -149,7 +150,7 @@ class Speaker:
             elif kind == "audio" and current is not None and payload.get("turn_id") == turn_id:
                 current.audio_s += float(payload.get("duration_s", 0.0))
                 current.last_clip = max(current.last_clip, (int(payload.get("index", 0)), int(payload.get("chunk", 0))))
-            elif kind == "transcript" and current is not None and frame["job_id"] == f"{turn_id}-stt":
+            elif kind == "transcript" and current is not None and frame["job_id"] == transcript_job_id(turn_id):
                 current.transcript, current.text = now, payload.get("text", "")
             elif kind == "turn_done" and current is not None and frame["job_id"] == turn_id:
                 current.done.set()

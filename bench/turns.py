@@ -9,7 +9,7 @@ import uuid
 from council import OLLAMA_MEMBERS_FILE, CouncilResponder, CouncilSettings, load_members
 from council.scripted import Scripted
 from queues import QueueSettings
-from shared_schemas import EventType
+from shared_schemas import EventType, new_turn_id
 from web.services import Services
 from web.settings import AppSettings
 from web.turns import TurnRunner
@@ -29,7 +29,7 @@ async def one_turn(services: Services, text: str | None = None, audio: bytes | N
     """(seconds from the first whole sentence to its audio, seconds from the input to the first audio)."""
     session = f"bench-turn-{uuid.uuid4().hex[:10]}"
     runner = TurnRunner(services, session, services.responder)
-    turn_id = f"turn-{uuid.uuid4().hex[:10]}"
+    turn_id = new_turn_id()
     async with services.hub.subscribe(session) as sub:
         received = time.perf_counter()
         task = asyncio.create_task(runner.run(turn_id, "max", text=text, audio=audio, audio_format="wav"))

@@ -63,7 +63,11 @@ class Limits:
 
 
 class Refused(Exception):
-    """A budget does not allow this charge. `unit` is "frozen" when an operator froze the scope."""
+    """A budget does not allow this charge. `unit` is "frozen" when an operator froze the scope.
+
+    Not a `shared_schemas.Refusal`: billing's record of which budget said no, in its own units,
+    not a sentence for a person; the council (`BudgetExceeded`) and the worker's jobs (`JobError`)
+    turn it into one, saying when the budget resets."""
 
     def __init__(
         self, scope: str, name: str, unit: str, spent: float, limit: float, need: float = 0, *, day: str

@@ -1,7 +1,8 @@
 """What can go wrong in the council, as a small named taxonomy.
 
-Each error carries a `code` and whether trying again may help (`retryable`), so the web layer
-can turn any of them into its one error shape without knowing the council's internals.
+Each error is a `shared_schemas.Refusal`: a `code`, whether trying again may help (`retryable`,
+from the code) and an HTTP status, so the web layer can turn any of them into its one error shape
+without knowing the council's internals.
 """
 
 from shared_schemas import ErrorCode, Refusal
@@ -11,7 +12,6 @@ class CouncilError(Refusal):
     """Base of the council's errors; the message says what to do about it."""
 
     code = ErrorCode.COUNCIL_FAILED
-    retryable = False
     status = 502  # the council (its models) failed, not the request
 
 
@@ -26,7 +26,6 @@ class LLMUnavailable(CouncilError):
     """No language model answers: the server is down, unreachable, or its package is missing."""
 
     code = ErrorCode.LLM_UNAVAILABLE
-    retryable = True
     status = 503
 
 
@@ -34,7 +33,6 @@ class CouncilFailed(CouncilError):
     """The turn could not be answered: every member failed, or the chair did."""
 
     code = ErrorCode.COUNCIL_FAILED
-    retryable = True
 
 
 class BudgetExceeded(CouncilError):

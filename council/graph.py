@@ -32,6 +32,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
 
 from billing import Charge
+from shared_schemas import payloads
 
 from . import chat, prompts, providers, router
 from .budgets import Budgets, Payer
@@ -146,7 +147,7 @@ class Deliberation:
             log.warning("router model failed; the council answers", exc_info=True)
             decision = router.Decision("council", f"no rule matched and the router model failed: {exc!r}", "rules")
         decision = await self._within_budget(state, decision)
-        get_stream_writer()(Step("routed", decision.payload()))
+        get_stream_writer()(Step(decision.payload()))
         return {"decision": decision}
 
     async def _within_budget(self, state: TurnState, decision: router.Decision) -> router.Decision:
@@ -230,7 +231,7 @@ class Deliberation:
             dropped = self._drop(member, "critique", exc, timeout)
             log.warning("%s's critique dropped: %s", member.name, dropped.reason, exc_info=dropped.error is None)
             return {}
-        get_stream_writer()(Step("critique", {"member": member.name, "text": text}))
+        get_stream_writer()(Step(payloads.Critique(member=member.name, text=text)))
         return {"critiques": {member.name: text}}
 
     async def chair(self, state: TurnState) -> dict[str, Any]:
@@ -282,7 +283,7 @@ class Deliberation:
     ) -> str:
         """`first_of`: a turn whose first member to write is heard (`hear_first`), even unasked."""
         write = get_stream_writer()
-        write(Step("member_started", {"member": member.name, "role": member.role, "voice": voice, "phase": phase}))
+        write(Step(payloads.MemberStarted(member=member.name, role=member.role, voice=voice, phase=phase)))
         started = time.perf_counter()
 
         def heard(piece: str) -> bool:
@@ -297,10 +298,10 @@ class Deliberation:
         if not text:
             raise CouncilFailed(f"{member.name} answered nothing")
         elapsed = round(time.perf_counter() - started, 3)
-        done = {"member": member.name, "phase": phase, "chars": len(text), "elapsed_s": elapsed}
-        if used:
-            done["tools"] = [asdict(outcome) for outcome in used]
-        write(Step("member_done", done))
+        done = payloads.MemberDone(member=member.name, phase=phase, chars=len(text), elapsed_s=elapsed)
+        if used:  # (`tools` only when it called some)
+            done = done.model_copy(update={"tools": [payloads.ToolUse(**asdict(outcome)) for outcome in used]})
+        write(Step(done))
         return text
 
     async def _complete(self, member: Member, messages: list[BaseMessage], timeout_s: float, payer: Payer) -> str:
@@ -383,5 +384,5 @@ class Deliberation:
             reason = exc.message
         else:
             reason = f"{type(exc).__name__}: {exc}"
-        get_stream_writer()(Step("member_dropped", {"member": member.name, "reason": reason, "phase": phase}))
+        get_stream_writer()(Step(payloads.MemberDropped(member=member.name, reason=reason, phase=phase)))
         return Dropped(reason, error)

@@ -3,12 +3,14 @@
 `Reply` is a piece of a member's answer as it is written; `speak=True` asks for it to be spoken
 in that member's voice, sentence by sentence, as soon as each sentence is whole. `Step` is
 something about the deliberation a person may want to see (the router's decision, a member
-starting, finishing or dropping out, a critique); its `type` is an `EventType` value.
+starting, finishing or dropping out, a critique): its payload is that event's (shared_schemas.payloads).
 """
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared_schemas import payloads
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,11 @@ class Reply:
 
 @dataclass(frozen=True)
 class Step:
-    type: str
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: payloads.Payload
+
+    @property
+    def type(self) -> payloads.EventType:
+        return self.payload.event_type
 
 
 class Responder(Protocol):

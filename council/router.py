@@ -7,8 +7,10 @@ when the budget left cannot cover the council: a decision `by` "budget".)
 import asyncio
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
+
+from shared_schemas import payloads
 
 from . import chat, prompts
 
@@ -21,8 +23,9 @@ class Decision:
     reason: str
     by: Literal["rules", "llm", "budget"]
 
-    def payload(self) -> dict[str, str]:
-        return asdict(self)
+    def payload(self) -> payloads.Routed:
+        """The `routed` event that says it."""
+        return payloads.Routed(route=self.route, reason=self.reason, by=self.by)
 
 
 def _words(pattern: str) -> re.Pattern[str]:

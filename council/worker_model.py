@@ -38,8 +38,8 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict, Field
 
-from queues import EventHub, JobClient, live_workers, stream_key
-from shared_schemas import ChatMessage, EventType, GenerationJob
+from queues import EventHub, JobClient, in_thread, live_workers, stream_key
+from shared_schemas import ChatMessage, GenerationJob, payloads
 
 from .budgets import Payer
 from .errors import CouncilFailed, LLMUnavailable
@@ -78,7 +78,7 @@ class LLMQueue:
 
     async def workers(self) -> int:
         """How many live workers serve the queue."""
-        return await asyncio.to_thread(live_workers, self.jobs.connection, self.name)
+        return await in_thread(live_workers, self.jobs.connection, self.name)
 
     def unavailable(self) -> LLMUnavailable:
         return LLMUnavailable(START_ONE.format(queue=self.name))
@@ -203,13 +203,14 @@ class WorkerChatModel(BaseChatModel):
                     f"The worker writing {self.member}'s answer stopped in the middle of it. Try again."
                 )
             seq = event.seq
-            if event.type is EventType.TOKEN:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=str(event.payload.get("text", ""))))
-            elif event.type is EventType.GENERATED:
-                yield ChatGenerationChunk(message=_last(event.payload))
+            said = event.payload
+            if isinstance(said, payloads.Token):
+                yield ChatGenerationChunk(message=AIMessageChunk(content=said.text))
+            elif isinstance(said, payloads.Generated):
+                yield ChatGenerationChunk(message=_last(said))
                 return
-            elif event.type is EventType.FAILED:
-                message = event.payload.get("message") or "the generation failed"
+            elif isinstance(said, payloads.Failed):
+                message = said.message or "the generation failed"
                 raise CouncilFailed(f"{self.member}'s model failed on the worker: {message}")
 
 
@@ -217,12 +218,12 @@ def _role(message: BaseMessage) -> str:
     return ROLES.get(message.type, "user")
 
 
-def _last(payload: dict[str, Any]) -> AIMessageChunk:
+def _last(generated: payloads.Generated) -> AIMessageChunk:
     """The terminal chunk: no text (it came as tokens), the real counts and how it ended."""
-    read, written = int(payload.get("input_tokens", 0)), int(payload.get("output_tokens", 0))
+    read, written = generated.input_tokens, generated.output_tokens
     usage = UsageMetadata(input_tokens=read, output_tokens=written, total_tokens=read + written)
-    keys = ("finish_reason", "model", "engine", "first_token_ms", "tokens_per_s")
-    metadata = {key: payload[key] for key in keys if key in payload}
-    if "model" in metadata:
-        metadata["model_name"] = metadata.pop("model")
+    metadata: dict[str, Any] = generated.model_dump(
+        include={"finish_reason", "engine", "first_token_ms", "tokens_per_s"}
+    )
+    metadata["model_name"] = generated.model
     return AIMessageChunk(content="", usage_metadata=usage, response_metadata=metadata, chunk_position="last")

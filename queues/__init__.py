@@ -14,6 +14,7 @@ from ._events import AsyncEventPublisher, EventPublisher, JobEvents, areplay, at
 from ._fair import FairShare, RateLimited
 from ._hub import REDIS_DOWN, EventHub, Subscription
 from ._logs import configure_logging, log_context
+from ._rq import in_thread
 from ._status import JobStatus, ajob_status, job_status, live_workers
 from ._storage import AsyncStorage
 from ._voices import announce_voices, voices_key
@@ -60,6 +61,7 @@ __all__ = [
     "configure_logging",
     "find_audio",
     "functions",
+    "in_thread",
     "job_status",
     "join_wavs",
     "live_workers",

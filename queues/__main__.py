@@ -34,10 +34,10 @@ from shared_schemas import (
     AUDIO_FORMATS,
     MAX_TEXT_CHARS,
     VOICE_PATTERN,
-    EventType,
     SpeechClip,
     SynthesisJob,
     TranscriptionJob,
+    payloads,
 )
 
 from . import AsyncBlobStore, EventHub, JobClient, QueueSettings, SettingsError, live_workers, voices_key
@@ -132,12 +132,13 @@ async def _transcribe_one(
     try:
         async with contextlib.aclosing(client.arun(hub, job, queue, timeout)) as events:
             async for event in events:
-                if event.type is EventType.PROGRESS:
-                    _err(f"  {path}: {event.payload['done']:.0f}/{event.payload['total']:.0f} s")
-                elif event.type is EventType.TRANSCRIPT:
-                    return event.payload["text"], None
-                elif event.type is EventType.FAILED:
-                    return None, f"({event.payload['code']}): {event.payload['message']}"
+                said = event.payload
+                if isinstance(said, payloads.Progress):
+                    _err(f"  {path}: {said.done:.0f}/{said.total:.0f} s")
+                elif isinstance(said, payloads.Transcript):
+                    return said.text, None
+                elif isinstance(said, payloads.Failed):
+                    return None, f"({said.code}): {said.message}"
     except TimeoutError:
         return None, f"(timeout): {await _timed_out(client, job.job_id, timeout)}"
     return None, "(no result): the worker ended the job without a transcript"
@@ -152,12 +153,12 @@ async def speak(settings: QueueSettings, text: str, voice: str, out: Path | None
         try:
             async with contextlib.aclosing(client.arun(hub, job, None, timeout)) as events:
                 async for event in events:
-                    if event.type is EventType.FAILED:
-                        _err(f"failed ({event.payload['code']}): {event.payload['message']}")
+                    clip = event.payload
+                    if isinstance(clip, payloads.Failed):
+                        _err(f"failed ({clip.code}): {clip.message}")
                         return 1
-                    if event.type is not EventType.AUDIO:
+                    if not isinstance(clip, payloads.Audio):
                         continue
-                    clip = SpeechClip.model_validate(event.payload)
                     clips.append((clip, await blobs.get(clip.audio_key)))
                     part = "" if clip.chunk == 0 and clip.sentence_done else f" (chunk {clip.chunk})"
                     _err(f"  {clip.duration_s:.2f} s: {clip.text}{part}")

@@ -9,16 +9,24 @@ import secrets
 import redis
 import redis.asyncio
 
+from shared_schemas import ErrorCode, Refusal
+
 from ._storage import Storage, clips_key
 from .settings import QueueSettings
 
 
-class BlobTooLarge(ValueError):
-    pass
+class BlobTooLarge(Refusal, ValueError):
+    """Audio over the blob store's limit: nothing was stored."""
+
+    code = ErrorCode.AUDIO_TOO_LARGE
+    status = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"The recording is too large: {size} bytes is over the {limit} byte limit.")
 
 
 class BlobMissing(KeyError):
-    pass
+    """No blob under that key (it expired): a signal its readers handle, never a client's error."""
 
 
 class _Blobs:
@@ -41,7 +49,7 @@ class _Blobs:
 
     def _check(self, data: bytes) -> None:
         if len(data) > self.settings.blob_max_bytes:
-            raise BlobTooLarge(f"{len(data)} bytes is over the {self.settings.blob_max_bytes} byte limit")
+            raise BlobTooLarge(len(data), self.settings.blob_max_bytes)
 
 
 class BlobStore(_Blobs):

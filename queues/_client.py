@@ -6,9 +6,10 @@ drops a token in the wake list that idle workers block on, and puts the job in i
 that workers take users in turn (`fair.py`); a user or session with as many jobs waiting as it may
 is refused with `RateLimited` before anything is written.
 
-RQ builds every job (its hash, status, queue push) into a pipeline; the async path replays that
-pipeline on an asyncio connection, so the event loop never blocks and an enqueue costs one round
-trip, while the keys written are exactly RQ's own.
+RQ builds every job (its hash, status, queue push) into a pipeline; the async path sends that
+pipeline on an asyncio connection (`_rq.send_recorded`), so the event loop never blocks and an
+enqueue costs one round trip, while the keys written are exactly RQ's own. The other RQ calls run
+in a thread (`_rq.in_thread`).
 """
 
 import asyncio
@@ -26,6 +27,7 @@ from shared_schemas import Event, GenerationJob, JobPayload, ListenJob, PingJob,
 
 from . import functions
 from ._fair import UNLANE, FairShare, owner_of
+from ._rq import in_thread, send_recorded
 from .settings import QueueSettings
 
 if TYPE_CHECKING:
@@ -83,14 +85,11 @@ class JobClient:
     async def aenqueue(self, payload: JobPayload, queue: str | None = None) -> Job:
         name = queue or self.default_queue(payload)
         if name not in self._queues:
-            await asyncio.to_thread(self.queue, name)
+            await in_thread(self.queue, name)
         await self._admit([payload], queue)
         recorded = self.connection.pipeline()
         job = self._build(payload, name, recorded)
-        async with self.aconnection.pipeline() as pipe:
-            for args, options in recorded.command_stack:
-                pipe.execute_command(*args, **options)
-            await pipe.execute()
+        await send_recorded(recorded, self.aconnection)
         return job
 
     async def aenqueue_all(
@@ -100,17 +99,14 @@ class JobClient:
         it, or (Redis refusing, full or away) none of it."""
         names = {queue or self.default_queue(p) for p in payloads}
         for name in names - set(self._queues):
-            await asyncio.to_thread(self.queue, name)
+            await in_thread(self.queue, name)
         await self._admit(payloads, queue)
         recorded = self.connection.pipeline()
         for payload in payloads:
             self._build(payload, queue, recorded)
         if also is not None:
             also(recorded)
-        async with self.aconnection.pipeline(transaction=True) as pipe:
-            for args, options in recorded.command_stack:
-                pipe.execute_command(*args, **options)
-            await pipe.execute()
+        await send_recorded(recorded, self.aconnection)
 
     async def _admit(self, payloads: Sequence[JobPayload], queue: str | None) -> None:
         """Raise RateLimited when a user or session would have more jobs waiting than it may. A read
@@ -217,7 +213,7 @@ class JobClient:
         return True
 
     async def acancel(self, job_id: str) -> bool:
-        return await asyncio.to_thread(self.cancel, job_id)
+        return await in_thread(self.cancel, job_id)
 
     def stop(self, job_id: str) -> StopOutcome:
         """Cancel a job wherever it is. A waiting one is cancelled at once; a running one is asked
@@ -240,7 +236,7 @@ class JobClient:
         return "ended"
 
     async def astop(self, job_id: str) -> StopOutcome:
-        return await asyncio.to_thread(self.stop, job_id)
+        return await in_thread(self.stop, job_id)
 
 
 def _meta(payload: JobPayload) -> dict[str, str]:

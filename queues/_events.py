@@ -10,16 +10,18 @@ the script stores each (job, type, seq) once, and one ending per job, so a user 
 event twice, nor a result after a failure.
 """
 
+import logging
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import redis
 import redis.asyncio
 from redis.typing import StreamEntry
 
-from shared_schemas import Event, EventType
+from shared_schemas import Event, payloads
 
 from .settings import QueueSettings
+
+log = logging.getLogger(__name__)
 
 # KEYS: stream, channel, the job's sent-events hash. ARGV: maxlen, ttl, event, de-duplication field
 # ("" for none).
@@ -62,11 +64,18 @@ def parse_message(data: bytes | str) -> Event:
 
 
 def parse_entries(entries: Iterable[StreamEntry] | None) -> Iterator[Event]:
-    """A session stream's entries (XRANGE's reply) as Events carrying their ids."""
+    """A session stream's entries (XRANGE's reply) as Events carrying their ids. One this side
+    cannot read (a type a newer worker added) is logged and skipped, as the hub drops it live: the
+    rest of the session still replays."""
     for event_id, fields in entries or ():
         body = (fields or {}).get(b"e", (fields or {}).get("e", ""))
         ident = event_id.decode() if isinstance(event_id, bytes) else event_id
-        yield Event.model_validate_json(body).model_copy(update={"id": ident})
+        try:
+            event = Event.model_validate_json(body)
+        except ValueError as exc:
+            log.warning("skipping stored event %s that this version cannot read: %s", ident, exc)
+            continue
+        yield event.model_copy(update={"id": ident})
 
 
 def sent_key(settings: QueueSettings, session_id: str, job_id: str) -> str:
@@ -136,8 +145,8 @@ class JobEvents:
         # numbers its events past the first run's, which would otherwise be dropped as repeats.
         self._seq = first_seq
 
-    def emit(self, type_: EventType, payload: dict[str, Any]) -> Event:
-        event = Event(type=type_, session_id=self.session_id, job_id=self.job_id, seq=self._seq, payload=payload)
+    def emit(self, payload: payloads.Payload) -> Event:
+        event = Event.of(payload, session_id=self.session_id, job_id=self.job_id, seq=self._seq)
         self._seq += 1
         if self.hold_ending and event.terminal:
             self.ending = event

@@ -31,12 +31,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from shared_schemas import ErrorCode, JobPayload, ListenJob, PingJob, Refusal
+from shared_schemas import RETRY_AFTER_S, ErrorCode, JobPayload, ListenJob, PingJob, Refusal
 
 from .settings import QueueSettings
-
-# What a refused client is told to wait before asking again.
-RETRY_AFTER_S = 5
 
 # Shared by the scripts. ARGV[1] is always the key prefix.
 _PRELUDE = """
@@ -238,18 +235,17 @@ class RateLimited(Refusal):
 
     The app answers it as `rate_limited` (HTTP 429 with `Retry-After: retry_after_s`)."""
 
-    code = ErrorCode.RATE_LIMITED
-    retryable = True  # once some of the jobs waiting have run
+    code = ErrorCode.RATE_LIMITED  # retryable: once some of the jobs waiting have run
+    status = 429
 
     def __init__(self, scope: str, name: str, waiting: int, limit: int) -> None:
         self.scope = scope  # "user" or "session"
         self.name = name
         self.limit = limit
-        self.retry_after_s = RETRY_AFTER_S
         who = "You have" if scope == "user" else "This session has"
         super().__init__(
             f"{who} {waiting} jobs waiting in the queues; at most {limit} may wait at once, so nothing more "
-            f"was queued. Try again in {RETRY_AFTER_S} seconds, when some have run."
+            f"was queued. Try again in {RETRY_AFTER_S[self.code]} seconds, when some have run."
         )
 
 

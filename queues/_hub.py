@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 # What a lost or restarting Redis raises (BusyLoadingError, while it reads its AOF, is a
 # ConnectionError): the one definition, which the app and the workers use too.
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-UNAVAILABLE = REDIS_DOWN
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
 CONFIRM_TIMEOUT_S = 10.0
@@ -113,7 +112,7 @@ class EventHub:
             # A channel of its own keeps the connection subscribed while no session is.
             await self._pubsub.subscribe(self._own_channel)
             self._connected.set()
-        except UNAVAILABLE as exc:
+        except REDIS_DOWN as exc:
             error = exc
         self._reader = asyncio.create_task(self._read(error), name="event-hub-reader")
 
@@ -166,7 +165,7 @@ class EventHub:
                 del self._subs[channel]
                 self._confirmed.pop(channel, None)
                 if self._connected.is_set():  # else the reconnect leaves it out
-                    with contextlib.suppress(*UNAVAILABLE):
+                    with contextlib.suppress(*REDIS_DOWN):
                         await self._pubsub.unsubscribe(channel)
 
     async def _read(self, error: Exception | None) -> None:
@@ -176,7 +175,7 @@ class EventHub:
             try:
                 async for message in self._pubsub.listen():
                     self._dispatch(message)
-            except UNAVAILABLE as exc:
+            except REDIS_DOWN as exc:
                 await self._recover(exc)
 
     async def _recover(self, error: Exception) -> None:
@@ -194,7 +193,7 @@ class EventHub:
                 await self._resubscribe()
                 await self._resync()
                 break
-            except UNAVAILABLE as exc:
+            except REDIS_DOWN as exc:
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 log.debug("redis still unavailable (%s); retrying in %.1f s", exc, backoff)
         log.warning(
@@ -208,7 +207,7 @@ class EventHub:
     async def _resubscribe(self) -> None:
         """A fresh pub/sub connection on every channel in use, each one confirmed."""
         old, self._pubsub = self._pubsub, self._connection.pubsub()
-        with contextlib.suppress(*UNAVAILABLE):
+        with contextlib.suppress(*REDIS_DOWN):
             await old.aclose()
         channels = [self._own_channel, *self._subs]
         await self._pubsub.subscribe(*channels)

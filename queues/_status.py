@@ -1,6 +1,5 @@
 """Where a job stands: its RQ status, progress, result or error, as one plain model."""
 
-import asyncio
 from typing import Any, Literal
 
 import redis
@@ -11,6 +10,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from shared_schemas import JobError
+
+from ._rq import in_thread
 
 State = Literal["queued", "started", "finished", "failed", "canceled", "deferred", "scheduled", "stopped", "unknown"]
 
@@ -42,7 +43,7 @@ def job_status(connection: redis.Redis, job_id: str) -> JobStatus:
 
 
 async def ajob_status(connection: redis.Redis, job_id: str) -> JobStatus:
-    return await asyncio.to_thread(job_status, connection, job_id)
+    return await in_thread(job_status, connection, job_id)
 
 
 def live_workers(connection: redis.Redis, queue: str) -> int:

@@ -138,8 +138,33 @@ MEANING: Final[dict[ErrorCode, str]] = {
     ErrorCode.EXPIRED: "the batch file's job and result expired",
 }
 
-# Codes worth another attempt: the input was fine, something around it was not.
-RETRYABLE = frozenset({ErrorCode.ENGINE_FAILED, ErrorCode.TIMEOUT, ErrorCode.WORKER_LOST})
+# Codes worth another attempt: the input was fine, something around it was not (a limit that
+# passes, a service that comes back). The one source of `retryable`, for a job's error and a
+# refusal alike.
+RETRYABLE: Final = frozenset(
+    {
+        ErrorCode.ENGINE_FAILED,
+        ErrorCode.TIMEOUT,
+        ErrorCode.WORKER_LOST,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.AUDIO_QUOTA,
+        ErrorCode.SERVER_BUSY,
+        ErrorCode.LLM_UNAVAILABLE,
+        ErrorCode.COUNCIL_FAILED,
+        ErrorCode.INTERRUPTED,
+        ErrorCode.QUEUE_UNAVAILABLE,
+        ErrorCode.STORAGE_FULL,
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        ErrorCode.INTERNAL,
+    }
+)
+# How long to wait before trying again, where the server can say (HTTP's Retry-After).
+RETRY_AFTER_S: Final[dict[ErrorCode, int]] = {
+    ErrorCode.RATE_LIMITED: 5,  # some of the jobs waiting have run by then
+    ErrorCode.QUEUE_UNAVAILABLE: 5,  # Redis restarting
+    ErrorCode.LLM_UNAVAILABLE: 10,
+    ErrorCode.STORAGE_FULL: 60,  # stored audio expires, or an operator raises maxmemory
+}
 
 
 class JobError(BaseModel):
@@ -157,17 +182,29 @@ class JobError(BaseModel):
 
 
 class Refusal(Exception):
-    """The one base of the errors a request or a turn can be refused or failed with: a `code`, a
-    `message` to act on, and whether trying again may help (`retryable`). Subclasses set `code`
-    and `retryable`; a turn that meets one ends with `turn_done` carrying the three."""
+    """The one base of Council's errors, in every layer (a refusal of a request or a turn, a
+    council's failure, a job's, an HTTP route's): a `code` of the vocabulary, a `message` to act
+    on, whether trying again may help (`retryable`, from the code: `RETRYABLE`) and the HTTP
+    `status` that says it. Subclasses set `code` and `status` (as class attributes, or in their
+    `__init__` when they carry another's); each edge translates them in one place: web/errors.py
+    (HTTP and the WebSocket), web/v1/errors.py (OpenAI's shape), a turn's `turn_done`. A test walks
+    every subclass (tests/web/test_error_base.py)."""
 
     code: ErrorCode = ErrorCode.INTERNAL
-    retryable: bool = False
-    status: int = 429  # over HTTP (web.errors.translate): a limit, unless a subclass says otherwise
+    status: int = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE
+
+    @property
+    def retry_after_s(self) -> int | None:
+        return RETRY_AFTER_S.get(self.code)
+
     def as_error(self) -> dict[str, str | bool]:
+        """The error a turn ends with (`turn_done`), a job fails with (`JobError`'s fields)."""
         return {"code": str(self.code), "message": self.message, "retryable": self.retryable}

@@ -1,42 +1,17 @@
-"""The event envelope: everything a worker tells a session comes back in one of these."""
+"""The event envelope: everything a worker or the app tells a session comes back in one of these,
+its `payload` the model of its `type` (payloads.py)."""
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, model_validator
 
 from ._limits import SCHEMA_VERSION
+from .payloads import PAYLOADS, Audio, EventType, Payload
 
-
-class EventType(StrEnum):
-    # From workers, about one job.
-    PROGRESS = "progress"
-    TRANSCRIPT = "transcript"
-    AUDIO = "audio"
-    FAILED = "failed"
-    PONG = "pong"
-    GENERATED = "generated"  # a generation job's whole answer and its counts (its pieces came as `token`)
-    # From workers, about a streamed microphone (`job_id` is the stream's id; see ListenJob).
-    LISTENING = "listening"  # a worker has the stream and listens
-    SPEECH_STARTED = "speech_started"
-    SPEECH_STOPPED = "speech_stopped"
-    TRANSCRIPT_PARTIAL = "transcript_partial"  # interim words of the turn being spoken
-    TURN_CONFIRMED = "turn_confirmed"  # a tentative spoken turn had its hold of silence: answer aloud
-    LISTEN_DONE = "listen_done"  # the stream is over: closed, abandoned, or its worker stopped
-    # From the app, about one turn of the conversation (`job_id` is the turn id).
-    TURN_STARTED = "turn_started"
-    JOINED = "joined"  # a spoken turn answers the one it interrupted too: the whole question
-    ECHO_CHECKED = "echo_checked"  # words heard over an answer: its echo, the person, or unsure
-    ROUTED = "routed"  # the router's decision: fast single answer, or the whole council
-    MEMBER_STARTED = "member_started"
-    MEMBER_DONE = "member_done"
-    MEMBER_DROPPED = "member_dropped"  # failed or timed out; the turn goes on without it
-    CRITIQUE = "critique"
-    TOKEN = "token"  # a piece of a member's answer as it is written (by the app, or a generation job)
-    MESSAGE = "message"  # a member's whole answer
-    TURN_DONE = "turn_done"
-    TURN_CANCELLED = "turn_cancelled"
+_TERMINAL = frozenset(
+    {EventType.TRANSCRIPT, EventType.GENERATED, EventType.FAILED, EventType.PONG, EventType.LISTEN_DONE}
+)
 
 
 class Event(BaseModel):
@@ -44,10 +19,12 @@ class Event(BaseModel):
 
     `seq` counts the events of one job from 0, so a reader can tell the order within a job; `id`
     is the session stream's entry id, set when the event is stored, and is what a reconnecting
-    client sends back to replay what it missed.
+    client sends back to replay what it missed. Parsed from JSON, the payload is validated as the
+    model of the event's `type` (an unknown type is refused); fields a newer sender adds to the
+    envelope are ignored, those it adds to a payload kept.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     schema_version: Literal[1] = SCHEMA_VERSION
     id: str | None = None
@@ -56,15 +33,36 @@ class Event(BaseModel):
     job_id: str
     seq: int = Field(ge=0)
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    payload: dict[str, Any] = {}
+    payload: SerializeAsAny[Payload]
+
+    @classmethod
+    def of(cls, payload: Payload, *, session_id: str, job_id: str, seq: int) -> "Event":
+        """The event that says `payload` (its type is the payload's)."""
+        return cls(type=payload.event_type, session_id=session_id, job_id=job_id, seq=seq, payload=payload)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_payload(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "type" in data and isinstance(payload := data.get("payload", {}), dict):
+            model = PAYLOADS[EventType(data["type"])]  # ValueError: a type this side does not know
+            data = {**data, "payload": model.model_validate(payload)}
+        return data
+
+    @model_validator(mode="after")
+    def _payload_of_its_type(self) -> "Event":
+        if type(self.payload) is not PAYLOADS[self.type]:
+            raise ValueError(f"a {self.type} event's payload is {PAYLOADS[self.type].__name__}, not {self.payload!r}")
+        return self
+
+    @property
+    def next_seq(self) -> int:
+        """The seq of the next event of this job: where whoever goes on publishing for it starts
+        (the app, after the `turn_started` a listener published)."""
+        return self.seq + 1
 
     @property
     def terminal(self) -> bool:
         """Whether this event ends its job (a result or a failure)."""
-        return self.type in (
-            EventType.TRANSCRIPT,
-            EventType.GENERATED,
-            EventType.FAILED,
-            EventType.PONG,
-            EventType.LISTEN_DONE,
-        ) or (self.type is EventType.AUDIO and bool(self.payload.get("last", True)))
+        if isinstance(self.payload, Audio):
+            return self.payload.last
+        return self.type in _TERMINAL

@@ -45,8 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     # Handed down by the supervisor (see supervisor.py).
     report_fd = int(os.environ["WORKER_REPORT_FD"]) if args.child and os.environ.get("WORKER_REPORT_FD") else None
     adopt = os.environ.get("WORKER_ADOPT") or None if args.child else None
-    worker = VoiceWorker(settings, engines, report_fd=report_fd, adopt=adopt)
-    worker.work(burst=args.burst, logging_level=args.log_level, with_scheduler=False)
+    try:
+        worker = VoiceWorker(settings, engines, report_fd=report_fd, adopt=adopt)
+        worker.work(burst=args.burst, logging_level=args.log_level, with_scheduler=False)
+    finally:
+        if engines is not None:  # loaded here, closed here: the worker and its listeners have stopped
+            engines.close()
     return 0
 
 

@@ -4,6 +4,7 @@ A worker loads what its queues need: the voice engines (STT, TTS, VAD, turn mode
 voice queue, the language models when it serves `llm` (`WORKER_QUEUES=llm`: those alone, and
 transformers is never imported by a worker that does not serve `llm`)."""
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,16 @@ class Engines:
         for engine in self.tts:
             for voice in engine.voices:
                 self.voices.setdefault(voice, engine)
+
+    def close(self) -> None:
+        """Close every engine (once its worker has stopped): each is closed even when one before it
+        fails, and the first failure is raised after all were closed."""
+        engines = [self.stt, *self.tts, self.vad, self.turn, *self.llms.values()]
+        closed = [engine for engine in engines if engine is not None]
+        with contextlib.ExitStack() as stack:
+            for engine in closed:
+                stack.callback(engine.close)
+        log.info("engines closed: %s", ", ".join(engine.name for engine in closed) or "none")
 
     def llm_for(self, model: str) -> LLM:
         engine = self.llms.get(model)

@@ -1,20 +1,28 @@
 """Errors the worker raises: each carries the `JobError` the user will see."""
 
-from shared_schemas import ErrorCode, JobError
+from shared_schemas import ErrorCode, JobError, Refusal
 
 
-class VoiceError(Exception):
-    """A job cannot be done as asked. Raised by engines and audio code, turned into data by jobs."""
+class VoiceError(Refusal):
+    """A job cannot be done as asked. Raised by engines and audio code, turned into data by jobs
+    (its `JobError`); it never meets HTTP itself, but says the status it stands for: the input's
+    fault (422) unless trying again may help (500)."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
-        self.error = JobError.of(code, message)
+        self.code = code
+        self.status = 500 if self.retryable else 422
+
+    @property
+    def error(self) -> JobError:
+        return JobError.of(self.code, self.message)
 
 
 class EngineLoadError(RuntimeError):
     """An engine cannot start: a model file is missing, a package is absent, CUDA is wrong.
 
-    The worker refuses to start with this message rather than fail every job later.
+    The worker refuses to start with this message rather than fail every job later. Not a
+    `Refusal`: no client ever gets it, the person starting the worker does (exit status 2).
     """
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from queues import JobEvents, QueueSettings
-from shared_schemas import EventType, GenerationJob, JobError
+from shared_schemas import GenerationJob, JobError, payloads
 
 from .llm import LLM, Generated, Request
 
@@ -46,7 +46,7 @@ def generate_together(
     cancel_keys = [settings.cancel_key(job.job_id) for job in jobs]
 
     def on_piece(index: int, text: str) -> None:
-        events[index].emit(EventType.TOKEN, {"text": text, "member": jobs[index].member})
+        events[index].emit(payloads.Token(text=text, member=jobs[index].member))
 
     def stopped(active: Sequence[int]) -> Collection[int]:
         with connection.pipeline(transaction=False) as pipe:

@@ -12,7 +12,7 @@ import time
 from typing import TextIO
 
 from .inflight import Inflight
-from .outage import REDIS_DOWN, Outage
+from .outage import REDIS_DOWN_OR_FULL, Outage
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class Heartbeat:
         self._thread.join(timeout=self.settings.beat_s * 2)
         try:
             self.inflight.connection.delete(self.inflight.keys.alive(self.worker))
-        except REDIS_DOWN:
+        except REDIS_DOWN_OR_FULL:
             pass
 
     # -- what the supervisor hears --------------------------------------------------------------
@@ -67,7 +67,7 @@ class Heartbeat:
             try:
                 self.beat()
                 self.outage.ok()
-            except REDIS_DOWN as exc:
+            except REDIS_DOWN_OR_FULL as exc:
                 self.outage.failed(exc, sleep=False)
             except Exception:
                 log.exception("heartbeat failed; trying again")

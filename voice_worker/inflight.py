@@ -22,7 +22,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from queues import EventPublisher, FairShare, QueueSettings, functions
-from shared_schemas import ErrorCode, Event, EventType, JobError
+from shared_schemas import ErrorCode, Event, JobError, payloads
 
 log = logging.getLogger(__name__)
 LISTENER_LOST = "The voice worker listening to you stopped (it crashed or was restarted). Speak again."
@@ -236,8 +236,8 @@ class Inflight:
                 job.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=error.message, pipeline=pipe)
                 session_id = events_stream(job)
                 if session_id is not None:  # the failure and its event go out together
-                    payload = error.model_dump(mode="json")
-                    failed = Event(type=EventType.FAILED, session_id=session_id, job_id=job_id, seq=0, payload=payload)
+                    payload = payloads.Failed(**error.model_dump())
+                    failed = Event.of(payload, session_id=session_id, job_id=job_id, seq=0)
                     self.publisher.publish(failed, pipe)
             self.drop(job_id, pipe)
             pipe.execute()

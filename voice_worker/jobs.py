@@ -31,14 +31,14 @@ from rq import Queue, get_current_job
 
 from billing import Charge, Ledger, Refused
 from queues import JobEvents
-from shared_schemas import ErrorCode, EventType, GenerationJob, PingJob, SynthesisJob, TranscriptionJob
+from shared_schemas import ErrorCode, GenerationJob, PingJob, SynthesisJob, TranscriptionJob, payloads
 
 from . import generation, synthesis, transcription
 from .context import WorkerContext, current
 from .engines import Engines
 from .errors import VoiceError, job_error
 from .llm import LLM
-from .outage import REDIS_DOWN
+from .outage import REDIS_DOWN_OR_FULL
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 def ping(payload: dict[str, Any]) -> dict[str, Any]:
     ctx = current()
     job = PingJob.model_validate(payload)
-    ctx.events_for(job.session_id, job.job_id).emit(EventType.PONG, {})
+    ctx.events_for(job.session_id, job.job_id).emit(payloads.Pong())
     return {"kind": "pong"}
 
 
@@ -86,7 +86,7 @@ def transcribe(payload: dict[str, Any]) -> dict[str, Any]:
                 raise
         used.audio_ms = round(result.duration_s * 1000)
     body = result.model_dump(mode="json")
-    events.emit(EventType.TRANSCRIPT, body)
+    events.emit(payloads.Transcript(**result.model_dump()))
     return body
 
 
@@ -124,7 +124,7 @@ def generate(payload: dict[str, Any]) -> dict[str, Any]:
             used.notes.append("cancelled")
     ctx.connection.delete(ctx.settings.queues.cancel_key(job.job_id))
     body = generation.body(job, outcome.result, engines.llm_for(job.model).name)
-    outcome.events.emit(EventType.GENERATED, body)
+    outcome.events.emit(payloads.Generated(**body))
     return body
 
 
@@ -150,7 +150,7 @@ def _generate_batch(ctx: WorkerContext, first: GenerationJob, engines: Engines) 
     cpu, wall = time.process_time(), time.perf_counter()
     try:
         results = generation.generate_together(batch, events, engine, ctx.connection, ctx.settings.queues)
-    except REDIS_DOWN:
+    except REDIS_DOWN_OR_FULL:
         raise  # not the jobs' failure: each runs again once Redis is back (its events are stored once)
     except BaseException as exc:
         error = job_error(exc)
@@ -252,7 +252,7 @@ def _metered(
         )
         try:
             ledger.settle(job.job_id, charge)
-        except REDIS_DOWN as exc:  # the outage the job itself met: it is waited out where it is caught
+        except REDIS_DOWN_OR_FULL as exc:  # the outage the job itself met: it is waited out where it is caught
             log.warning("could not record job %s in the ledger: redis unavailable (%s)", job.job_id, exc)
         except redis.exceptions.RedisError:  # the job's work stands; the ledger misses one entry
             log.exception("could not record job %s in the ledger", job.job_id)

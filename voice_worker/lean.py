@@ -38,7 +38,7 @@ from rq.utils import now
 from rq.worker import WorkerStatus
 
 from .inflight import Inflight
-from .outage import REDIS_DOWN, Outage
+from .outage import REDIS_DOWN_OR_FULL, Outage
 
 
 class LeanSimpleWorker(SimpleWorker):
@@ -96,7 +96,7 @@ class LeanSimpleWorker(SimpleWorker):
                     death_penalty_class=self.death_penalty_class,
                 )
                 return job, queue
-            except REDIS_DOWN as exc:
+            except REDIS_DOWN_OR_FULL as exc:
                 self.outage.failed(exc)
 
     def settle_own(self) -> None:
@@ -130,7 +130,7 @@ class LeanSimpleWorker(SimpleWorker):
         """RQ's loop quits on a Redis error outside a job; here the dequeue loop waits it out."""
         try:
             yield
-        except REDIS_DOWN as exc:
+        except REDIS_DOWN_OR_FULL as exc:
             self.outage.failed(exc, sleep=False)
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
@@ -154,7 +154,7 @@ class LeanSimpleWorker(SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
             self._execute_job(job, queue)
-        except REDIS_DOWN as exc:
+        except REDIS_DOWN_OR_FULL as exc:
             # Where the job got to is unknown: it stays on this worker's list, and is settled when
             # Redis is back (see dequeue_job_and_maintain_ttl).
             self.outage.failed(exc, sleep=False)

@@ -14,7 +14,8 @@ import queues
 
 log = logging.getLogger(__name__)
 
-REDIS_DOWN = (*queues.REDIS_DOWN, redis.exceptions.OutOfMemoryError)  # away (defined in queues), or full
+# Redis away (queues.REDIS_DOWN, the one definition), or full: what a worker waits out.
+REDIS_DOWN_OR_FULL = (*queues.REDIS_DOWN, redis.exceptions.OutOfMemoryError)
 
 
 class Outage:

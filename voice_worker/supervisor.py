@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import redis
 
 from .inflight import Keys
-from .outage import REDIS_DOWN
+from .outage import REDIS_DOWN_OR_FULL
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class Supervisor:
             connection = self.settings.queues.connect()
             connection.set(Keys.of(self.settings.queues).hung(state.job_id), message, ex=24 * 3600)
             connection.close()
-        except REDIS_DOWN + (redis.exceptions.RedisError,):
+        except REDIS_DOWN_OR_FULL + (redis.exceptions.RedisError,):
             log.exception("could not mark job %s as stuck", state.job_id)
 
     def _on_term(self, signum: int, frame: object) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from queues import BlobStore, JobEvents
-from shared_schemas import MAX_TEXT_CHARS, ErrorCode, EventType, Speech, SpeechClip, SynthesisJob, split_sentences
+from shared_schemas import MAX_TEXT_CHARS, ErrorCode, Speech, SpeechClip, SynthesisJob, payloads, split_sentences
 
 from .audio import Audio, encode_wav
 from .engines import Engines
@@ -84,7 +84,7 @@ def synthesize(job: SynthesisJob, engines: Engines, blobs: BlobStore, events: Jo
                 text=sentence,
                 engine=engine.name,
             )
-            events.emit(EventType.AUDIO, clip.model_dump(mode="json"))
+            events.emit(payloads.Audio(**clip.model_dump()))
             clips.append(clip)
     return Speech(clips=clips)
 

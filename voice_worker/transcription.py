@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import redis
 
 from queues import BlobMissing, BlobStore, JobEvents
-from shared_schemas import ErrorCode, EventType, Progress, Segment, Transcript, TranscriptionJob
+from shared_schemas import ErrorCode, Progress, Segment, Transcript, TranscriptionJob, payloads
 
 from .audio import Audio, decode
 from .engines import Engines
@@ -144,7 +144,7 @@ def transcribe(
         segments.extend(part_segments)
         if len(spans) > 1:  # for a piece done in an earlier run, the same event: stored once
             progress = Progress(done=end, total=audio.duration_s)
-            events.emit(EventType.PROGRESS, progress.model_dump(mode="json"))
+            events.emit(payloads.Progress(**progress.model_dump()))
             if index not in done:
                 on_progress(progress.fraction)
         if between is not None and index + 1 < len(spans) and index not in done:
@@ -182,7 +182,7 @@ def _emit_segment(events: JobEvents, segment: Segment, total_s: float) -> None:
     """A segment as soon as it is decoded, in a progress event: a streamed transcription
     (/v1's stream=true) sends its text on while the rest of the file is being recognized."""
     progress = Progress(done=min(segment.end, total_s), total=total_s, segments=[segment])
-    events.emit(EventType.PROGRESS, progress.model_dump(mode="json"))
+    events.emit(payloads.Progress(**progress.model_dump()))
 
 
 def _turn(job: TranscriptionJob, engines: Engines, audio: Audio, start: float, end: float) -> Transcript:

@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from queues import FairShare, announce_voices, functions, log_context
-from shared_schemas import ErrorCode, EventType, GenerationJob, TranscriptionJob
+from shared_schemas import ErrorCode, GenerationJob, TranscriptionJob, payloads
 
 from . import transcription
 from .context import Prefetched, WorkerContext, install
@@ -27,7 +27,7 @@ from .heartbeat import Heartbeat
 from .inflight import Inflight, events_stream
 from .lean import LeanSimpleWorker
 from .listening.pool import Listeners
-from .outage import REDIS_DOWN
+from .outage import REDIS_DOWN_OR_FULL
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class VoiceWorker(LeanSimpleWorker):
             self.context.companions.pop(job.id, None)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
-        if isinstance(exc_info[1], REDIS_DOWN):
+        if isinstance(exc_info[1], REDIS_DOWN_OR_FULL):
             # Not the job's failure: Redis went away under it. The job stays on this worker's
             # in-flight list and runs again once Redis is back (see lean.py).
             raise exc_info[1]
@@ -220,8 +220,8 @@ class VoiceWorker(LeanSimpleWorker):
         session_id = events_stream(job)
         if isinstance(session_id, str):
             # `canceled` is the code the REST API already gives a cancelled file (web/batch.py).
-            ending = {"code": ErrorCode.CANCELED, "message": CANCELLED, "retryable": False}
-            self.context.events_for(session_id, job.id).emit(EventType.FAILED, ending)
+            ending = payloads.Failed(code=ErrorCode.CANCELED, message=CANCELLED, retryable=False)
+            self.context.events_for(session_id, job.id).emit(ending)
         registry = CanceledJobRegistry(job.origin, connection=self.connection, serializer=JSONSerializer)
         with self.connection.pipeline() as pipe:
             job.set_status(JobStatus.CANCELED, pipeline=pipe)
@@ -234,7 +234,7 @@ class VoiceWorker(LeanSimpleWorker):
         session_id = events_stream(job)
         error = job.meta.get("error") or job_error(RuntimeError("the job failed")).model_dump(mode="json")
         if isinstance(session_id, str):
-            self.context.events_for(session_id, job.id).emit(EventType.FAILED, error)
+            self.context.events_for(session_id, job.id).emit(payloads.Failed.model_validate(error))
         else:
             log.error("job %s failed with no session to tell: %s", job.id, error["message"])
 

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queues import BlobMissing
-from shared_schemas import ErrorCode, Event
+from shared_schemas import ErrorCode, payloads
 
 from .auth import user_of
 from .errors import ApiError
@@ -32,23 +32,22 @@ def audio_url(audio_key: str) -> str | None:
     return f"/api/audio/{parts[-2]}/{parts[-1]}" if len(parts) >= 4 else None
 
 
-def pcm_frame(event: Event, wav: bytes) -> bytes:
+def pcm_frame(event_id: str | None, payload: payloads.Audio, wav: bytes) -> bytes:
     """A clip as one binary WebSocket frame (see PROTOCOL.md): a 4-byte little-endian length, that
     many bytes of JSON saying which sentence and chunk it is, then its PCM16 mono samples."""
     with wave.open(io.BytesIO(wav), "rb") as clip:
         if clip.getsampwidth() != 2 or clip.getnchannels() != 1:
             raise ValueError("clips are 16-bit mono WAV")
         rate, samples = clip.getframerate(), clip.readframes(clip.getnframes())
-    p = event.payload
     header = {
         "type": "audio",
-        "id": event.id,
-        "turn_id": p.get("turn_id"),
-        "member": p.get("member"),
-        "index": p.get("index", 0),
-        "chunk": p.get("chunk", 0),
-        "sentence_done": p.get("sentence_done", True),
-        "last": p.get("last", True),
+        "id": event_id,
+        "turn_id": payload.turn_id,
+        "member": payload.member,
+        "index": payload.index,
+        "chunk": payload.chunk,
+        "sentence_done": payload.sentence_done,
+        "last": payload.last,
         "sample_rate": rate,
     }
     head = json.dumps(header, separators=(",", ":")).encode()

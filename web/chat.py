@@ -18,7 +18,6 @@ import enum
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -27,13 +26,22 @@ from pydantic import ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from queues import BlobMissing, Subscription, atrimmed, log_context
-from shared_schemas import MAX_AUDIO_BYTES, MAX_MIC_FRAME_BYTES, ErrorCode, Event, EventType, JobError, Refusal
+from queues import REDIS_DOWN, BlobMissing, Subscription, atrimmed, log_context
+from shared_schemas import (
+    MAX_AUDIO_BYTES,
+    MAX_MIC_FRAME_BYTES,
+    ErrorCode,
+    Event,
+    JobError,
+    Refusal,
+    new_turn_id,
+    payloads,
+)
 
 from . import metrics
 from .audio import audio_url, pcm_frame
 from .auth import user_of
-from .errors import REDIS_UNAVAILABLE, translate
+from .errors import translate
 from .heard import NOTHING_HEARD, heard
 from .mic import Mic
 from .playback import Playback
@@ -111,29 +119,29 @@ class ChatSession:
 
     async def forward(self, sub: Subscription) -> None:
         async for event in sub:
-            live = sub.live(event)
-            if live and event.payload.get("stream_id") in self.streams:
+            live, p = sub.live(event), event.payload
+            if live and getattr(p, "stream_id", None) in self.streams:  # (a listener's events say which)
                 self.on_listener(event)
-            elif live and event.type is EventType.TRANSCRIPT:
+            elif live and isinstance(p, payloads.Transcript):
                 self.spoken.transcript(event)
             if event.terminal and event.job_id in self.streams:  # a stream ended: its place comes back
                 await self.services.meter.streams.close(self.runner.user, event.job_id)
-            url = audio_url(str(event.payload["audio_key"])) if event.type is EventType.AUDIO else None
+            url = audio_url(p.audio_key) if isinstance(p, payloads.Audio) else None
             frame, samples = event_frame(event, url), await self._clip(event) if live else None
             if samples is not None:
                 frame["pcm"] = True  # its samples follow, in the next (binary) frame
-            p = event.payload
-            if live and event.type is EventType.AUDIO and p.get("turn_id") not in self.stopped:
+            if live and isinstance(p, payloads.Audio) and p.turn_id not in self.stopped:
                 # What the page is saying, whether its samples go on the socket or by their URL.
-                self.spoken.echo.said(str(p["turn_id"]), int(p.get("index", 0)), str(p["text"]), p["duration_s"])
+                self.spoken.echo.said(str(p.turn_id), p.index, p.text, p.duration_s)
             await self.send(frame, samples)
 
     async def _clip(self, event: Event) -> bytes | None:
         """A live clip's samples, for the page to play at once (not for a turn it stopped)."""
-        if not self.pcm or event.type is not EventType.AUDIO or event.payload.get("turn_id") in self.stopped:
+        clip = event.payload
+        if not self.pcm or not isinstance(clip, payloads.Audio) or clip.turn_id in self.stopped:
             return None
         try:
-            return pcm_frame(event, await self.services.blobs.get(str(event.payload["audio_key"])))
+            return pcm_frame(event.id, clip, await self.services.blobs.get(clip.audio_key))
         except (BlobMissing, ValueError, EOFError):
             return None  # the page fetches it by its URL, or shows it failed
 
@@ -278,7 +286,7 @@ class ChatSession:
         """The connection dropped: an open recording or microphone is abandoned (what was under way too)."""
         self.drop_recording()
         if self.mic is not None:
-            with contextlib.suppress(*REDIS_UNAVAILABLE):
+            with contextlib.suppress(*REDIS_DOWN):
                 await self.mic.close(gone=True)
             self.mic = None
 
@@ -295,7 +303,7 @@ class ChatSession:
     ) -> None:
         self.cancel_turn()
         self.choose(voice, hear_members)
-        turn_id = turn_id or f"turn-{uuid.uuid4().hex[:12]}"
+        turn_id = turn_id or new_turn_id()
         self.turn_id = turn_id
         # The turn's coroutine is made inside its task: a task cancelled before it starts (a quick
         # new turn or interrupt) would leave a coroutine made here never awaited.
@@ -365,8 +373,8 @@ class ChatSession:
         if found is None or found.member is None or found.whole:
             return
         await self.services.responder.heard(self.session_id, where.turn_id, found.question, found.text or NOTHING_HEARD)
-        payload = {"member": found.member, "text": found.text, "cut": True, "heard_s": found.heard_s}
-        await self.runner.publish(where.turn_id, EventType.MESSAGE, payload)
+        cut = payloads.Message(member=found.member, text=found.text, cut=True, heard_s=found.heard_s)
+        await self.runner.publish(where.turn_id, cut)
 
     async def reject(self, code: str, message: str) -> None:
         log.info("frame refused: %s (%s)", message, code)  # the client's mistake or a limit: no trace

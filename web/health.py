@@ -9,7 +9,7 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from queues import EventHub, QueueSettings, live_workers
+from queues import EventHub, QueueSettings, in_thread, live_workers
 
 # A Redis that accepts connections but does not answer (paused, swapping) must not hang /health.
 CHECK_TIMEOUT_S = 3.0
@@ -35,7 +35,7 @@ async def acheck(
     """`check`, off the event loop and bounded in time; with `hub`, also whether this process's
     event hub is subscribed (after an outage it reconnects by itself, with backoff)."""
     try:
-        healthy, report = await asyncio.wait_for(asyncio.to_thread(check, settings, connection), CHECK_TIMEOUT_S)
+        healthy, report = await asyncio.wait_for(in_thread(check, settings, connection), CHECK_TIMEOUT_S)
     except TimeoutError:
         healthy, report = False, {"redis": f"unreachable: no answer within {CHECK_TIMEOUT_S:g} s", "queues": {}}
     if hub is not None:

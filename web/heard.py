@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import redis.asyncio
 
 from queues import QueueSettings, areplay
-from shared_schemas import Event, EventType
+from shared_schemas import payloads, transcript_job_id, turn_of
 
 from .protocol import Position
 
@@ -47,20 +47,19 @@ async def heard(
 ) -> Heard | None:
     """What was heard of turn `position.turn_id`, or None when the session holds no such turn."""
     turn_id = position.turn_id
-    events = [e for e in await areplay(connection, settings, session_id) if _of(e, turn_id)]
-    if not any(e.type is EventType.TURN_STARTED and e.job_id == turn_id for e in events):
+    events = [e for e in await areplay(connection, settings, session_id) if turn_of(e.job_id) == turn_id]
+    if not any(isinstance(e.payload, payloads.TurnStarted) and e.job_id == turn_id for e in events):
         return None
     question, sentences = "", dict[int, Sentence]()
     for event in events:
         p = event.payload
-        if event.type is EventType.TURN_STARTED and event.job_id == turn_id and p.get("text"):
-            question = str(p["text"])
-        elif event.type is EventType.TRANSCRIPT and event.job_id == f"{turn_id}-stt":
-            question = str(p.get("text", ""))
-        elif event.type is EventType.AUDIO:
-            index = int(p.get("index", 0))
-            sentence = sentences.setdefault(index, Sentence(str(p.get("member") or ""), str(p.get("text", ""))))
-            sentence.chunks[int(p.get("chunk", 0))] = float(p.get("duration_s", 0.0))
+        if isinstance(p, payloads.TurnStarted) and event.job_id == turn_id and p.text:
+            question = p.text
+        elif isinstance(p, payloads.Transcript) and event.job_id == transcript_job_id(turn_id):
+            question = p.text
+        elif isinstance(p, payloads.Audio):
+            sentence = sentences.setdefault(p.index, Sentence(p.member or "", p.text))
+            sentence.chunks[p.chunk] = p.duration_s
     if not sentences:
         return Heard(question, None, "", whole=False, heard_s=0.0)
     speaker = sentences[max(sentences)].member  # the final answer is spoken last
@@ -78,7 +77,3 @@ async def heard(
     text = " ".join(parts)
     whole = text == " ".join(sentences[i].text for i in sorted(sentences) if sentences[i].member == speaker)
     return Heard(question, speaker, text, whole=whole, heard_s=round(heard_s, 3))
-
-
-def _of(event: Event, turn_id: str) -> bool:
-    return event.job_id == turn_id or event.job_id.startswith(f"{turn_id}-")

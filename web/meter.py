@@ -32,7 +32,7 @@ class QuotaExceeded(Refusal):
     """A user's stored audio would pass their quota: the message says how much and for how long."""
 
     code = ErrorCode.AUDIO_QUOTA
-    retryable = True
+    status = 429
 
 
 class StorageFull(Refusal):
@@ -41,7 +41,6 @@ class StorageFull(Refusal):
 
     code = ErrorCode.STORAGE_FULL
     status = 503
-    retryable = True
 
 
 # What a spoken answer stores per character of text, at most as measured (10.5 MiB for a
@@ -105,7 +104,7 @@ class Meter:
     async def store_audio(self, user: str, session_id: str, data: bytes, suffix: str = "") -> str:
         """Put a user's audio in the blob store, within their share and everyone's; its key."""
         if len(data) > self.blobs.settings.blob_max_bytes:
-            raise BlobTooLarge(f"{len(data)} bytes is over the {self.blobs.settings.blob_max_bytes} byte limit")
+            raise BlobTooLarge(len(data), self.blobs.settings.blob_max_bytes)
         limits = await self.limits()
         key = self.blobs.new_key(session_id, suffix)
         refused = await self.storage.put(user, key, data, limits.user_bytes, limits.total_bytes)

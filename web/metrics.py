@@ -9,7 +9,6 @@ Per-user series (`council_spend_today{user}`) go to operators only (COUNCIL_OPER
 user's spending is theirs, as in /api/usage.
 """
 
-import asyncio
 import threading
 import typing
 from collections import Counter as Tally
@@ -24,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from billing import Ledger
+from billing import AsyncLedger
+from queues import in_thread
 from shared_schemas import JobPayload
 
 from .auth import user_of
@@ -109,9 +109,9 @@ def _kind(job: Job) -> str:
 JOB_TYPES = JobTypes()
 
 
-def _collect(s: Services, operator: bool) -> bytes:
-    """This scrape's text: the process's metrics, RQ's registries, and (operators) today's
-    spending by user. Series read from Redis are made afresh each time, so none goes stale."""
+def _collect(s: Services) -> bytes:
+    """This scrape's text: the process's metrics and RQ's registries (blocking: RQ's API). Series
+    read from Redis are made afresh each time, so none goes stale."""
     scrape = CollectorRegistry()
     ended = Gauge(
         "council_jobs_ended",
@@ -134,13 +134,11 @@ def _collect(s: Services, operator: bool) -> bytes:
                 ended.labels(name, kind, outcome).set(count)
             seen += job_ids
     JOB_TYPES.keep(seen)
-    text = generate_latest(REGISTRY) + generate_latest(scrape)
-    if operator:
-        text += generate_latest(_spend_today(s))
-    return text
+    return generate_latest(REGISTRY) + generate_latest(scrape)
 
 
-def _spend_today(s: Services) -> CollectorRegistry:
+async def _spend_today(s: Services) -> CollectorRegistry:
+    """Today's spending by user (operators only), from the ledger in one round trip per read."""
     registry = CollectorRegistry()
     spend_today = Gauge(
         "council_spend_today",
@@ -148,18 +146,20 @@ def _spend_today(s: Services) -> CollectorRegistry:
         ["user", "unit"],
         registry=registry,
     )
-    ledger = Ledger(s.redis, s.settings.queues.key_prefix)
-    for user in ledger.names("user"):
-        spent = ledger.usage("user", user).spent
+    ledger = AsyncLedger(s.aredis, s.settings.queues.key_prefix)
+    users = await ledger.names("user")
+    for user, usage in zip(users, await ledger.usages([("user", user) for user in users]), strict=True):
         for unit in ("tokens", "seconds", "money"):
-            spend_today.labels(user, unit).set(getattr(spent, unit))
+            spend_today.labels(user, unit).set(getattr(usage.spent, unit))
     return registry
 
 
 async def metrics_endpoint(request: Request) -> Response:
     s = services(request)
     operator = user_of(request) in s.settings.council.operators
-    text = await asyncio.to_thread(_collect, s, operator)
+    text = await in_thread(_collect, s)
+    if operator:
+        text += generate_latest(await _spend_today(s))
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 

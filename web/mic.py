@@ -16,10 +16,9 @@ decides every turn the stream holds.
 
 import logging
 import time
-import uuid
 
 from queues import MicWriter, mic
-from shared_schemas import ErrorCode, Event, EventType, JobError, ListenJob, Refusal
+from shared_schemas import ErrorCode, Event, JobError, ListenJob, Refusal, new_stream_ids, payloads
 
 from .services import Services
 
@@ -44,9 +43,7 @@ class Mic:
         self.session_id = session_id
         self.user = user
         self.mode = mode
-        hex_id = uuid.uuid4().hex[:12]
-        self.stream_id = f"mic-{hex_id}"
-        self.turn_prefix = f"turn-{hex_id}"
+        self.stream_id, self.turn_prefix = new_stream_ids()
         self.writer = MicWriter(services.settings.queues, services.aredis, self.stream_id)
         self.opened_at = time.monotonic()
         self._checked_at = 0.0
@@ -116,11 +113,6 @@ class Mic:
         for the same stream, if it comes, is dropped as a repeat)."""
         await self.writer.abandon()
         await self._let_go()
-        failed = Event(
-            type=EventType.FAILED,
-            session_id=self.session_id,
-            job_id=self.stream_id,
-            seq=0,
-            payload=error.model_dump(mode="json"),
-        )
+        ending = payloads.Failed(**error.model_dump())
+        failed = Event.of(ending, session_id=self.session_id, job_id=self.stream_id, seq=0)
         await self.services.publisher.publish(failed, once=True)

@@ -17,15 +17,15 @@ import uuid
 import redis.asyncio
 
 from queues import AsyncEventPublisher, QueueSettings
-from shared_schemas import ErrorCode, Event, EventType
+from shared_schemas import ErrorCode, Event, payloads
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = {
-    "code": ErrorCode.INTERRUPTED,
-    "message": "The server restarted while it was answering, so this answer stopped. Ask again.",
-    "retryable": True,
-}
+INTERRUPTED = payloads.Failed(
+    code=ErrorCode.INTERRUPTED,
+    message="The server restarted while it was answering, so this answer stopped. Ask again.",
+    retryable=True,
+)
 
 
 class OpenTurns:
@@ -90,13 +90,8 @@ class OpenTurns:
                 continue
             if not await self.aredis.hdel(self.key, turn_id):
                 continue  # another process ended it
-            event = Event(
-                type=EventType.TURN_DONE,
-                session_id=entry["session"],
-                job_id=turn_id,
-                seq=0,
-                payload={"status": "failed", "error": INTERRUPTED},
-            )
+            ended_turn = payloads.TurnDone(status="failed", error=INTERRUPTED)
+            event = Event.of(ended_turn, session_id=entry["session"], job_id=turn_id, seq=0)
             await self.publisher.publish(event)
             log.warning("turn %s ended: its app process is gone", turn_id)
             ended += 1

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from shared_schemas import MIC_SAMPLE_RATE, AudioFormat, Event, EventType
+from shared_schemas import MIC_SAMPLE_RATE, AudioFormat, Event, payloads
 
 MAX_TEXT_FRAME = 64 * 1024
 EVENT_ID = re.compile(r"^(0|\d{1,20}-\d{1,20})$")
@@ -103,8 +103,8 @@ def error_frame(code: str, message: str) -> dict[str, Any]:
 
 
 def event_frame(event: Event, audio_url: str | None = None) -> dict[str, Any]:
-    payload = dict(event.payload)
-    if event.type is EventType.AUDIO and audio_url:
+    payload = event.payload.model_dump(mode="json")  # the fields it was given, as it came
+    if isinstance(event.payload, payloads.Audio) and audio_url:
         payload["url"] = audio_url
     return {
         "id": event.id,

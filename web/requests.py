@@ -15,7 +15,8 @@ from shared_schemas import ErrorCode
 from .errors import error_body
 from .settings import ANONYMOUS
 
-RETRY_AFTER_S = 1
+# Sooner than RETRY_AFTER_S[rate_limited] (jobs waiting to run): a request under way ends quickly.
+REQUEST_CAP_RETRY_AFTER_S = 1
 
 
 class RequestsPerUser:
@@ -45,4 +46,5 @@ class RequestsPerUser:
             f"(COUNCIL_MAX_REQUESTS_PER_USER). Wait for some to finish, and try again."
         )
         body = error_body(ErrorCode.RATE_LIMITED, message)
-        await JSONResponse(body, status_code=429, headers={"Retry-After": str(RETRY_AFTER_S)})(scope, receive, send)
+        headers = {"Retry-After": str(REQUEST_CAP_RETRY_AFTER_S)}
+        await JSONResponse(body, status_code=429, headers=headers)(scope, receive, send)

@@ -1,8 +1,9 @@
 """The long-lived clients the app's routes share, opened at start and closed at shutdown."""
 
+import contextlib
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -86,6 +87,8 @@ class Services:
     recordings: Recordings
     pace: Pace
     _llm_checked: tuple[float, list[dict[str, Any]]] | None = None
+    # What `close` undoes, last opened first: every step runs even when one before it fails.
+    _exits: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     async def llm_status(self) -> list[dict[str, Any]] | None:
         """Whether the council's LLM servers answer (None when no council answers turns)."""
@@ -121,51 +124,60 @@ class Services:
     @classmethod
     async def open(cls, settings: AppSettings, make_responder: "ResponderFactory | None" = None) -> "Services":
         """Open the clients. The responder: `make_responder(redis)` when given (tests, benchmarks),
-        else the one the settings name."""
+        else the one the settings name. A step that fails closes what the steps before it opened
+        (an exit stack, as arq and httpx keep theirs), and `close` closes it all."""
         q = settings.queues
-        sync, aconn = q.connect(), _async_client(settings)
-        budgets = Budgets.from_settings(settings.council, AsyncLedger(aconn, q.key_prefix))
-        publisher = AsyncEventPublisher(q, aconn)
-        jobs, blobs, hub = JobClient(q, sync, aconn), AsyncBlobStore(q, aconn), EventHub(q, aconn)
-        if make_responder is not None:
-            responder = make_responder(aconn)
-        elif settings.responder == "echo":
-            responder = EchoResponder()
-        else:
-            # Members whose model the workers serve call it through the app's queues and hub.
-            llm_queue = LLMQueue(jobs, hub, settings.council.llm_start_wait_s)
-            responder = CouncilResponder.from_settings(settings.council, aconn, budgets, llm_queue)
-        services = cls(
-            settings=settings,
-            redis=sync,
-            aredis=aconn,
-            hub=hub,
-            jobs=jobs,
-            blobs=blobs,
-            publisher=publisher,
-            responder=responder,
-            meter=Meter(
-                budgets,
-                jobs,
-                blobs,
-                settings.blob_quota_bytes,
-                user_share=settings.storage_user_share,
-                reserve=settings.storage_reserve,
-                streams=OpenStreams(q, aconn, settings.max_streams_per_user),
-            ),
-            open_turns=OpenTurns(q, aconn, publisher, alive_ttl_s=settings.app_alive_ttl_s, beat_s=settings.app_beat_s),
-            recordings=Recordings(settings.max_recording_bytes, settings.max_recording_bytes_per_user),
-            pace=Pace(settings.max_frames_per_user_s, burst=2 * settings.max_frames_per_user_s),
-        )
-        await services.hub.start()
-        services.open_turns.start()
+        async with contextlib.AsyncExitStack() as exits:
+            sync = q.connect()
+            exits.callback(sync.close)
+            aconn = _async_client(settings)
+            exits.push_async_callback(aconn.aclose)
+            budgets = Budgets.from_settings(settings.council, AsyncLedger(aconn, q.key_prefix))
+            publisher = AsyncEventPublisher(q, aconn)
+            jobs, blobs, hub = JobClient(q, sync, aconn), AsyncBlobStore(q, aconn), EventHub(q, aconn)
+            if make_responder is not None:
+                responder = make_responder(aconn)
+            elif settings.responder == "echo":
+                responder = EchoResponder()
+            else:
+                # Members whose model the workers serve call it through the app's queues and hub.
+                llm_queue = LLMQueue(jobs, hub, settings.council.llm_start_wait_s)
+                responder = CouncilResponder.from_settings(settings.council, aconn, budgets, llm_queue)
+            services = cls(
+                settings=settings,
+                redis=sync,
+                aredis=aconn,
+                hub=hub,
+                jobs=jobs,
+                blobs=blobs,
+                publisher=publisher,
+                responder=responder,
+                meter=Meter(
+                    budgets,
+                    jobs,
+                    blobs,
+                    settings.blob_quota_bytes,
+                    user_share=settings.storage_user_share,
+                    reserve=settings.storage_reserve,
+                    streams=OpenStreams(q, aconn, settings.max_streams_per_user),
+                ),
+                open_turns=OpenTurns(
+                    q, aconn, publisher, alive_ttl_s=settings.app_alive_ttl_s, beat_s=settings.app_beat_s
+                ),
+                recordings=Recordings(settings.max_recording_bytes, settings.max_recording_bytes_per_user),
+                pace=Pace(settings.max_frames_per_user_s, burst=2 * settings.max_frames_per_user_s),
+            )
+            exits.push_async_callback(hub.close)  # a hub that failed to start has a pub/sub to close
+            await hub.start()
+            exits.push_async_callback(services.open_turns.stop)
+            services.open_turns.start()
+            services._exits = exits.pop_all()
         return services
 
     async def close(self) -> None:
-        await self.open_turns.stop()
-        await self.hub.close()
-        await self.aredis.aclose()
-        self.redis.close()
+        """Stop the tasks and close the clients, in the reverse order of `open`; a step that fails
+        does not keep the next from running (the first failure is raised once all have run)."""
+        await self._exits.aclose()
 
 
 def _async_client(settings: AppSettings) -> redis.asyncio.Redis:

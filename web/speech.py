@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from queues import BlobMissing, join_wavs
-from shared_schemas import MAX_TEXT_CHARS, VOICE_PATTERN, ErrorCode, EventType, SpeechClip, SynthesisJob
+from shared_schemas import MAX_TEXT_CHARS, VOICE_PATTERN, ErrorCode, SpeechClip, SynthesisJob, payloads
 
 from .auth import user_of
 from .errors import ApiError
@@ -70,10 +70,10 @@ async def speak(s: Services, speech: SpeechRequest, timeout: float, user: str | 
     try:
         async with contextlib.aclosing(events):
             async for event in events:
-                if event.type is EventType.FAILED:
-                    raise ApiError(422, event.payload["code"], event.payload["message"])
-                if event.type is EventType.AUDIO:
-                    clips.append(SpeechClip.model_validate(event.payload))
+                if isinstance(event.payload, payloads.Failed):
+                    raise ApiError(422, event.payload.code, event.payload.message)
+                if isinstance(event.payload, payloads.Audio):
+                    clips.append(event.payload)
     except TimeoutError:
         await s.jobs.acancel(job.job_id)
         raise ApiError(504, ErrorCode.TIMEOUT, f"No voice worker spoke the text within {timeout:g} s.") from None

@@ -17,10 +17,10 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from shared_schemas import ErrorCode, Event, EventType
+from shared_schemas import Event, payloads, turn_of
 
 from .echo import Echo, Verdict, words
-from .turns import STREAMED_TRANSCRIPT_S, TRANSCRIPT_LOST
+from .turns import STREAMED_TRANSCRIPT_S, transcript_lost
 
 if TYPE_CHECKING:
     from .chat import ChatSession
@@ -48,29 +48,31 @@ class SpokenTurns:
     def on_event(self, event: Event) -> None:
         """An event of one of this session's streams (its listener's), as it comes live."""
         p = event.payload
-        if event.type is EventType.TURN_STARTED:
+        if isinstance(p, payloads.TurnStarted):
+            # The listener published the turn's first event: the runner's go on after it.
+            self.runner.adopt(event)
             self.heard[event.job_id] = asyncio.get_running_loop().create_future()
             if (over := self.echo.sounding()) is not None:
                 # An answer is sounding: these words may be its echo. Decided on the transcript.
                 self._in_order(lambda: self.judge(event, over), f"{event.job_id}-judge")
             else:
                 self._in_order(lambda: self.start(event), f"{event.job_id}-start")
-        elif event.type is EventType.TURN_CONFIRMED:
-            self.runner.holds.confirm(str(p.get("turn_id")))
-        elif event.type is EventType.SPEECH_STARTED and p.get("continues"):
-            turn_id = str(p["continues"])
+        elif isinstance(p, payloads.TurnConfirmed):
+            self.runner.holds.confirm(p.turn_id)
+        elif isinstance(p, payloads.SpeechStarted) and p.continues:
+            turn_id = p.continues
             self._in_order(lambda: self.continued(turn_id), f"{turn_id}-continued")
-        elif event.type is EventType.TRANSCRIPT_PARTIAL and (sounding := self.echo.sounding()) is not None:
-            key, text = (str(p.get("stream_id")), int(p.get("turn", 0))), str(p.get("text") or "")
+        elif isinstance(p, payloads.TranscriptPartial) and (sounding := self.echo.sounding()) is not None:
+            key, text = (p.stream_id, p.turn), p.text
             if key not in self.barged and len(words(text)) >= EARLY_WORDS and self.echo.judge(text) is Verdict.PERSON:
                 self.barged.add(key)
                 self.barge_in(sounding, sounding, text)
 
     def transcript(self, event: Event) -> None:
         """A transcript event: one of ours (`<turn>-stt`) is what the listener heard of that turn."""
-        heard = self.heard.get(event.job_id.removesuffix("-stt"))
-        if heard is not None and not heard.done():
-            heard.set_result(str(event.payload.get("text") or ""))
+        heard = self.heard.get(turn_of(event.job_id))
+        if heard is not None and not heard.done() and isinstance(event.payload, payloads.Transcript):
+            heard.set_result(event.payload.text)
 
     def start(self, event: Event) -> None:
         """Run the listener's turn (`event` is its `turn_started`)."""
@@ -82,9 +84,10 @@ class SpokenTurns:
             running = s.turn is not None and not s.turn.done() and s.turn_id not in s.played
             joined = (self.question(s.turn_id or "") or None) if running else None
         self.asked[event.job_id] = joined or ""
-        confirm_ms = int(event.payload.get("confirm_ms") or 0)
+        assert isinstance(event.payload, payloads.TurnStarted)
+        confirm_ms = event.payload.confirm_ms
         s.start_turn(  # in the voice the page has chosen now (`options`), not when the microphone opened
-            None, None, turn_id=event.job_id, streamed_after=event.id, joined=joined, confirm_ms=confirm_ms
+            None, None, turn_id=event.job_id, started=event, joined=joined, confirm_ms=confirm_ms
         )
 
     def question(self, turn_id: str) -> str:
@@ -112,20 +115,20 @@ class SpokenTurns:
         try:
             text = await asyncio.wait_for(asyncio.shield(self.heard[turn_id]), STREAMED_TRANSCRIPT_S)
         except TimeoutError:  # the listener died before writing it: said now, not after a second wait
-            error = {"code": ErrorCode.WORKER_LOST, "message": TRANSCRIPT_LOST, "retryable": True}
-            return await self.runner.end_unanswered(turn_id, {"status": "failed", "error": error})
+            failed = payloads.TurnDone(status="failed", error=transcript_lost())
+            return await self.runner.end_unanswered(turn_id, failed)
         if not words(text):
-            return await self.runner.end_unanswered(turn_id, {"status": "empty"})
+            return await self.runner.end_unanswered(turn_id, payloads.TurnDone(status="empty"))
         verdict = self.echo.judge(text)
         log.info("turn %s heard over %s: %s (%r)", turn_id, over, verdict.value, text)
         if verdict is Verdict.PERSON:
             self.barge_in(over, turn_id, text)
             return self.start(event)
-        await self.runner.checked(turn_id, {"verdict": verdict.value, "over": over, "text": text})
+        await self.runner.checked(turn_id, payloads.EchoChecked(verdict=verdict.value, over=over, text=text))
         status = "echo" if verdict is Verdict.ECHO else "overheard"
         if verdict is Verdict.UNSURE:
             self.unsure[turn_id] = text  # if the person goes on from it, the next turn joins it
-        await self.runner.end_unanswered(turn_id, {"status": status, "text": text})
+        await self.runner.end_unanswered(turn_id, payloads.TurnDone(status=status, text=text))
 
     def barge_in(self, over: str, job_id: str, text: str) -> None:
         """The person spoke over answer `over`: no more of it goes out, its speech still queued is
@@ -135,7 +138,7 @@ class SpokenTurns:
         s.stopped.add(over)
         self.spoken_over.add(over)
         self.echo.stopped(over)
-        checked = self.runner.checked(job_id, {"verdict": Verdict.PERSON.value, "over": over, "text": text})
+        checked = self.runner.checked(job_id, payloads.EchoChecked(verdict=Verdict.PERSON.value, over=over, text=text))
         self._spawn(checked, f"{job_id}-checked")
         if over == s.turn_id and s.turn is not None and not s.turn.done():
             self.runner.reasons[over] = "barge_in"

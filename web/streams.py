@@ -36,7 +36,7 @@ class TooManyStreams(Refusal):
     """A user has as many microphones open as they may."""
 
     code = ErrorCode.RATE_LIMITED
-    retryable = True
+    status = 429
 
 
 class OpenStreams:

@@ -44,7 +44,15 @@ import numpy as np
 
 from billing import Ledger
 from queues import AsyncBlobStore, EventHub, JobClient, MicWriter, QueueSettings, mic
-from shared_schemas import EventType, ListenJob, SynthesisJob, TranscriptionJob
+from shared_schemas import (
+    EventType,
+    ListenJob,
+    SynthesisJob,
+    TranscriptionJob,
+    new_stream_ids,
+    speech_job_id,
+    transcript_job_id,
+)
 
 from ..procs import percentile, private_redis, process
 from . import models
@@ -151,9 +159,9 @@ async def bench_synthesis(client: JobClient, hub: EventHub, sentences: list[str]
                     continue
                 now = time.perf_counter()
                 t_first = t_first or now
-                made += event.payload["duration_s"]
+                made += event.payload.duration_s
                 count += 1
-                if event.payload["last"]:
+                if event.payload.last:
                     break
             if i:
                 first.append((t_first - t0) * 1000)
@@ -188,7 +196,7 @@ async def bench_clip(client: JobClient, hub: EventHub, blobs: AsyncBlobStore, da
                 raise RuntimeError(f"transcription failed: {event.payload}")
             if i >= 2:
                 samples.append((time.perf_counter() - t0) * 1000)
-            text = event.payload["text"]
+            text = event.payload.text
     return {
         "parakeet_3s_ms": round(statistics.median(samples), 1),
         "parakeet_3s_p90_ms": round(percentile(samples, 90), 1),
@@ -258,11 +266,9 @@ async def bench_turns(
     """Hands-free turns as the page and the app make them: frames in real time, the answer's speech
     enqueued when the turn's transcript arrives (a council that answers at once)."""
     session = f"gpu-turn-{uuid.uuid4().hex[:8]}"
-    hex_id = uuid.uuid4().hex[:12]
-    writer = MicWriter(settings, client.aconnection, f"mic-{hex_id}")
-    job = ListenJob(
-        session_id=session, job_id=f"mic-{hex_id}", stream_key=writer.keys.stream, turn_prefix=f"turn-{hex_id}"
-    )
+    stream_id, turn_prefix = new_stream_ids()
+    writer = MicWriter(settings, client.aconnection, stream_id)
+    job = ListenJob(session_id=session, job_id=stream_id, stream_key=writer.keys.stream, turn_prefix=turn_prefix)
     pcm = voice.astype("<i2").tobytes()
     silence = bytes(FRAME * 2)
     state: dict[str, Any] = {"sent": 0, "start": 0.0}
@@ -292,17 +298,21 @@ async def bench_turns(
                     raise RuntimeError(f"{event.job_id} failed: {event.payload}")
                 elif event.type is EventType.TURN_STARTED:
                     current = {"turn": event.job_id, "decided": now}
-                elif event.type is EventType.TRANSCRIPT and current and event.job_id == f"{current['turn']}-stt":
+                elif (
+                    current
+                    and event.job_id == transcript_job_id(current["turn"])
+                    and event.type is EventType.TRANSCRIPT
+                ):
                     current["transcript"] = now
                     speech_job = SynthesisJob(
-                        session_id=session, job_id=f"{current['turn']}-say-0", text=ANSWER, voice=VOICE,
+                        session_id=session, job_id=speech_job_id(current["turn"], 0), text=ANSWER, voice=VOICE,
                         turn_id=current["turn"], index=0,
                     )  # fmt: skip
                     await client.aenqueue(speech_job)
-                elif event.type is EventType.AUDIO and current and event.job_id == f"{current['turn']}-say-0":
+                elif event.type is EventType.AUDIO and current and event.job_id == speech_job_id(current["turn"], 0):
                     if "first_audio" not in current:
                         current["first_audio"] = now
-                    if event.payload["last"]:
+                    if event.payload.last:
                         current["done"] = now
                         state["turns"].put_nowait(current)
                         current = {}

@@ -45,8 +45,8 @@ def test_a_worker_killed_mid_generation_fails_the_job_worker_lost(pool):
     events = events_until(conn, settings, payload.stream, lambda events: any(e.terminal for e in events), 150)
     *tokens, end = events
     assert all(e.type is EventType.TOKEN for e in tokens) and len(tokens) >= 2
-    assert end.type is EventType.FAILED and end.payload["code"] == ErrorCode.WORKER_LOST, end.payload
-    assert "Ask again" in end.payload["message"]
+    assert end.type is EventType.FAILED and end.payload.code == ErrorCode.WORKER_LOST, end.payload
+    assert "Ask again" in end.payload.message
     job = Job.fetch(payload.job_id, connection=conn, serializer=JSONSerializer)
     assert job.get_status() == "failed"
     assert replay(conn, settings, session) == []

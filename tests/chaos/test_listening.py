@@ -10,6 +10,7 @@ import wave
 import pytest
 from starlette.testclient import TestClient
 
+from shared_schemas import turn_of
 from web.app import create_app
 from web.settings import AppSettings
 
@@ -88,14 +89,14 @@ def test_a_worker_killed_mid_stream_is_replaced_by_another_that_resumes_the_stre
         frames += frames_until(ws, "transcript")
         assert not [f for f in frames if f["type"] == "failed"]
         transcript = frames[-1]
-        assert transcript["job_id"].endswith("-2-stt"), transcript  # the turn numbers go on
+        assert turn_of(transcript["job_id"]).endswith("-2"), transcript  # the turn numbers go on
         text = transcript["payload"]["text"].lower()
         assert "parking" in text and "station" in text, text  # the half said before the kill too
         print(
             f"\nworker killed -> stream resumed by another worker: {took_s:.1f} s; "
             f"-> the second question's transcript: {time.monotonic() - killed:.1f} s"
         )
-        while frames_until(ws, "turn_done")[-1]["job_id"] != transcript["job_id"].removesuffix("-stt"):
+        while frames_until(ws, "turn_done")[-1]["job_id"] != turn_of(transcript["job_id"]):
             pass  # its answer ends before the app does
 
 

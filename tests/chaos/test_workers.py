@@ -94,7 +94,7 @@ def test_a_job_whose_worker_is_killed_reaches_its_user_within_30_s(pool, flite):
     recovered_in = time.monotonic() - killed_at
     (end,) = [e for e in events if e.terminal]
     assert end.type is EventType.TRANSCRIPT, end.payload
-    assert words(SENTENCE) == words(end.payload["text"])[: len(words(SENTENCE))]
+    assert words(SENTENCE) == words(end.payload.text)[: len(words(SENTENCE))]
     assert recovered_in < 30, f"the result came {recovered_in:.1f} s after the kill"
     assert "taking over 1 job" in survivor.output()
     assert_exactly_once(events, [job_id])
@@ -135,7 +135,7 @@ def test_100_jobs_with_random_kills_lose_nothing_and_deliver_nothing_twice(pool,
     ends = {e.job_id: e for e in events if e.terminal}
     failed = {j: e.payload for j, e in ends.items() if e.type is not EventType.TRANSCRIPT}
     assert not failed, failed
-    assert all(words(SENTENCE) == words(ends[j].payload["text"]) for j in job_ids)
+    assert all(words(SENTENCE) == words(ends[j].payload.text) for j in job_ids)
     assert_exactly_once(events, job_ids)
     taken_over = sum(w.output().count("taking over") for w in pool.workers)
     assert taken_over >= 1, "no kill landed during a job"
@@ -170,8 +170,8 @@ def test_a_job_that_kills_every_worker_it_runs_on_fails_with_worker_lost(pool):
     poison = enqueue_call(settings, conn, session, "os.abort")
     events = wait_for_ends(settings, conn, {session}, [poison.id], timeout_s=120)
     (end,) = [e for e in events if e.terminal]
-    assert end.type is EventType.FAILED and end.payload["code"] == ErrorCode.WORKER_LOST, end.payload
-    assert "died 3 times" in end.payload["message"] and not end.payload["retryable"]
+    assert end.type is EventType.FAILED and end.payload.code == ErrorCode.WORKER_LOST, end.payload
+    assert "died 3 times" in end.payload.message and not end.payload.retryable
     assert Job.fetch(poison.id, connection=conn, serializer=JSONSerializer).get_status() == "failed"
     assert worker.output().count("starting a new one") == 3
     # The fourth child, which failed the job, serves the next one.
@@ -206,8 +206,8 @@ def test_a_job_stuck_in_native_code_fails_with_a_message_and_the_worker_is_repla
     events = wait_for_ends(settings, conn, {session}, [stuck.id], timeout_s=90)
     (end,) = [e for e in events if e.terminal]
     assert end.type is EventType.FAILED
-    assert end.payload["code"] == ErrorCode.TIMEOUT
-    assert "time limit" in end.payload["message"] and "restarted" in end.payload["message"]
+    assert end.payload.code == ErrorCode.TIMEOUT
+    assert "time limit" in end.payload.message and "restarted" in end.payload.message
     assert Job.fetch(stuck.id, connection=conn, serializer=JSONSerializer).get_status() == "failed"
     assert time.monotonic() - started < 30
     assert "is stuck" in worker.output()

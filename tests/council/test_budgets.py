@@ -25,7 +25,7 @@ def fresh() -> dict[str, str]:
 
 
 def routed(items):
-    return next(i.payload for i in items if isinstance(i, Step) and i.type == "routed")
+    return next(i.payload.model_dump() for i in items if isinstance(i, Step) and i.type == "routed")
 
 
 def expected_tokens(models) -> dict[str, tuple[int, int, int]]:
@@ -152,7 +152,7 @@ def test_a_member_over_its_own_budget_is_dropped_and_the_turn_goes_on(
             await client.aclose()
 
     items = asyncio.run(scenario())
-    dropped = [i.payload for i in items if isinstance(i, Step) and i.type == "member_dropped"]
+    dropped = [i.payload.model_dump() for i in items if isinstance(i, Step) and i.type == "member_dropped"]
     assert [(d["member"], d["phase"]) for d in dropped] == [("Ada", "answer")]
     assert dropped[0]["reason"].startswith("Ada's daily budget has 50 tokens left and this needs about ")
     assert chosen["Ada"].calls == []

@@ -31,7 +31,7 @@ def test_members_answer_in_parallel(responder, models, scripted, turn, session_i
 
     items, elapsed = asyncio.run(scenario())
     assert elapsed < 1.0, f"three members of 0.5 s each took {elapsed:.2f} s: not in parallel"
-    assert {s.payload["member"] for s in steps(items, "member_done")} == {"Ada", "Iris", "Angus", "Max"}
+    assert {s.payload.member for s in steps(items, "member_done")} == {"Ada", "Iris", "Angus", "Max"}
     assert text_of(items, "Max") == "The chair decides: do it."
 
 
@@ -60,15 +60,15 @@ def test_stream_order(responder, models, turn, session_id, step_kinds):
     items = asyncio.run(scenario())
     kinds = step_kinds(items)
     assert kinds[0] == "routed"
-    assert items[0].payload == {
+    assert items[0].payload.model_dump() == {
         "route": "council",
         "reason": "asks for a decision, trade-off, plan or comparison",
         "by": "rules",
     }
     members = ("Ada", "Iris", "Angus")
     first_token = {m: kinds.index(f"token:{m}") for m in members}
-    started = {s.payload["member"]: items.index(s) for s in steps(items, "member_started")}
-    done = {s.payload["member"]: items.index(s) for s in steps(items, "member_done")}
+    started = {s.payload.member: items.index(s) for s in steps(items, "member_started")}
+    done = {s.payload.member: items.index(s) for s in steps(items, "member_done")}
     critiques = [items.index(s) for s in steps(items, "critique")]
     chair_tokens = [i for i, k in enumerate(kinds) if k == "token:Max"]
     for m in members:
@@ -137,14 +137,14 @@ def test_failing_and_slow_members_are_dropped(responder, models, scripted, turn,
             return await turn(r, session_id, DELIBERATE), time.perf_counter() - started
 
     items, elapsed = asyncio.run(scenario())
-    dropped = {s.payload["member"]: s.payload for s in steps(items, "member_dropped")}
+    dropped = {s.payload.member: s.payload.model_dump() for s in steps(items, "member_dropped")}
     assert dropped["Iris"]["reason"] == "RuntimeError: model crashed"
     assert dropped["Angus"]["reason"] == "timed out after 0.3 s"
     assert {d["phase"] for d in dropped.values()} == {"answer"}
     assert elapsed < 1.5
     assert steps(items, "critique") == []  # one answer left: nothing to critique
     assert text_of(items, "Max") == "The chair decides: do it."
-    assert isinstance(items[-1], Step) and items[-1].payload["member"] == "Max"
+    assert isinstance(items[-1], Step) and items[-1].payload.member == "Max"
 
 
 def test_the_turn_fails_clearly_when_every_member_fails(responder, models, scripted, turn, session_id):
@@ -176,7 +176,7 @@ def test_critiques_see_the_others_anonymized(responder, models, scripted, turn, 
             return await turn(r, session_id, DELIBERATE)
 
     items = asyncio.run(scenario())
-    assert sorted(s.payload["member"] for s in steps(items, "critique")) == ["Ada", "Angus", "Iris"]
+    assert sorted(s.payload.member for s in steps(items, "critique")) == ["Ada", "Angus", "Iris"]
     ada_critique = chosen["Ada"].calls[1][-1].content
     assert "Answer B:\nIris thinks this through." in ada_critique
     assert "Answer C:\nAngus thinks this through." in ada_critique
@@ -222,7 +222,7 @@ def test_members_that_finish_out_of_order_keep_their_council_letters(responder, 
             return await turn(r, session_id, DELIBERATE)
 
     items = asyncio.run(scenario())
-    answering = [s.payload["member"] for s in steps(items, "member_started") if s.payload["phase"] == "answer"]
+    answering = [s.payload.member for s in steps(items, "member_started") if s.payload.phase == "answer"]
     assert answering == ["Ada", "Iris", "Angus"]
     assert log == [("Angus", 1), ("Iris", 1), ("Ada", 1), ("Angus", 2), ("Iris", 2), ("Ada", 2)]
 
@@ -266,7 +266,7 @@ def test_a_simple_request_gets_one_fast_spoken_answer(responder, models, scripte
             return await turn(r, session_id, "Hello there")
 
     items = asyncio.run(scenario())
-    assert items[0].payload == {"route": "fast", "reason": "greeting", "by": "rules"}
+    assert items[0].payload.model_dump() == {"route": "fast", "reason": "greeting", "by": "rules"}
     assert set(step_kinds(items)) == {"routed", "member_started", "token:Max", "member_done"}
     assert all(i.speak and i.voice == "max" for i in items if isinstance(i, Reply))
     assert all(not chosen[m].calls for m in ("Ada", "Iris", "Angus"))

@@ -148,5 +148,5 @@ def test_dropped_steps_name_the_server(redis_url, session_id, closed_port):
     with pytest.raises(LLMUnavailable):
         asyncio.run(scenario())
     dropped = [s for s in seen if isinstance(s, Step) and s.type == "member_dropped"]
-    assert {s.payload["member"] for s in dropped} == {"Ada", "Iris", "Angus"}
-    assert all(f"127.0.0.1:{closed_port}" in s.payload["reason"] for s in dropped)
+    assert {s.payload.member for s in dropped} == {"Ada", "Iris", "Angus"}
+    assert all(f"127.0.0.1:{closed_port}" in s.payload.reason for s in dropped)

@@ -86,5 +86,5 @@ def test_the_routed_step_carries_the_llm_decision(responder, models, scripted, t
 
     items = asyncio.run(scenario())
     assert items[0].type == "routed"
-    assert items[0].payload == {"route": "fast", "reason": "the router model answered FAST", "by": "llm"}
+    assert items[0].payload.model_dump() == {"route": "fast", "reason": "the router model answered FAST", "by": "llm"}
     assert len(chair.calls) == 2

@@ -34,8 +34,9 @@ def test_public_names():
 
 
 def test_errors_carry_a_code_and_whether_to_retry():
-    assert (council.LLMUnavailable.code, council.LLMUnavailable.retryable) == ("llm_unavailable", True)
-    assert (council.ConfigError.code, council.ConfigError.retryable) == ("council_config", False)
+    # `retryable` comes from the code (shared_schemas.RETRYABLE): asked of an error raised.
+    assert (council.LLMUnavailable.code, council.LLMUnavailable("x").retryable) == ("llm_unavailable", True)
+    assert (council.ConfigError.code, council.ConfigError("x").retryable) == ("council_config", False)
     assert issubclass(council.ConfigError, ValueError)
     assert all(issubclass(e, council.CouncilError) for e in (council.LLMUnavailable, council.CouncilFailed))
-    assert (council.BudgetExceeded.code, council.BudgetExceeded.retryable) == ("budget_exceeded", False)
+    assert (council.BudgetExceeded.code, council.BudgetExceeded("x").retryable) == ("budget_exceeded", False)

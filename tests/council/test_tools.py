@@ -51,7 +51,9 @@ def run_turn(redis_url, council, council_settings, session_id, fresh):
 
 def done_of(items, member):
     return next(
-        i.payload for i in items if isinstance(i, Step) and i.type == "member_done" and i.payload["member"] == member
+        i.payload.model_dump()
+        for i in items
+        if isinstance(i, Step) and i.type == "member_done" and i.payload.member == member
     )
 
 
@@ -214,5 +216,5 @@ def test_tool_rounds_are_bounded(run_turn, models, scripted):
     items, entries = run_turn(models(Ada=ada), critique=False, tool_rounds=2)
     assert len(ada.calls) == 3
     assert [e["kind"] for e in entries if e["member"] == "Ada"] == ["llm", "tool", "llm", "tool", "llm"]
-    dropped = [i.payload for i in items if isinstance(i, Step) and i.type == "member_dropped"]
+    dropped = [i.payload.model_dump() for i in items if isinstance(i, Step) and i.type == "member_dropped"]
     assert [d["member"] for d in dropped] == ["Ada"]  # it never answered in words

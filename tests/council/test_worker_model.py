@@ -99,7 +99,10 @@ def test_a_failed_job_and_a_job_run_again_from_its_start_raise(mine):
     async def scenario(model: WorkerChatModel, jobs: JobClient, publisher: AsyncEventPublisher):
         outcomes = []
         for events in (
-            [(EventType.TOKEN, {"text": "Hi", "member": "Ada"}), (EventType.FAILED, {"code": "x", "message": "boom"})],
+            [
+                (EventType.TOKEN, {"text": "Hi", "member": "Ada"}),
+                (EventType.FAILED, {"code": "engine_failed", "message": "boom"}),
+            ],
             [(EventType.TOKEN, {"text": "Hi", "member": "Ada"})] * 2,  # seq 0, 1 ... then 0 again below
         ):
 

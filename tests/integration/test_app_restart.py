@@ -10,7 +10,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from queues import JobClient, replay, stream_key
-from shared_schemas import SynthesisJob
+from shared_schemas import SynthesisJob, speech_job_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.usefixtures("worker")]
 
@@ -95,7 +95,7 @@ def test_a_client_gets_every_missed_event_once_and_in_order_across_app_restarts(
         received += until_type(ws, "message")
     turn_id = received[0]["job_id"]
     app.kill()
-    spoken = {f"{turn_id}-say-{i}" for i in range(16)}
+    spoken = {speech_job_id(turn_id, i) for i in range(16)}
     assert spoken - {f["job_id"] for f in received}, "the turn was still speaking when the app died"
 
     # 2. While no app runs, the worker finishes the turn's speech and speaks more for the session.

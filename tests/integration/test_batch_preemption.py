@@ -126,7 +126,7 @@ def wait_for(what, timeout_s: float = 60, every_s: float = 0.02):
 
 def piece_progress(event: Event) -> bool:
     """A piece's end: a progress event that carries no segments (those go out as decoded, #24)."""
-    return event.type is EventType.PROGRESS and not event.payload.get("segments")
+    return event.type is EventType.PROGRESS and not event.payload.segments
 
 
 def progress_times(stack: Stack, batch_id: str) -> list[datetime]:
@@ -199,7 +199,7 @@ def test_a_running_file_stops_within_one_piece_and_a_waiting_one_never_runs(stac
 
     times = progress_times(stack, running)
     events = replay(stack.redis, stack.settings, f"batch-{running}")
-    assert events[-1].type is EventType.FAILED and events[-1].payload["code"] == "canceled"
+    assert events[-1].type is EventType.FAILED and events[-1].payload.code == "canceled"
     assert not [e for e in events if e.type is EventType.TRANSCRIPT]
     assert len(times) < 6  # it did not go on to the end
     longest = longest_piece(began_wall, times)

@@ -126,7 +126,7 @@ def test_malformed_blobs_each_fail_as_data_and_the_worker_lives_on(settings, wor
 
     for (name, (_, _, expected)), events in zip(blobs.items(), answers, strict=True):
         assert [e.type for e in events] == [EventType.FAILED], f"{name}: {[e.type for e in events]}"
-        error = events[0].payload
+        error = events[0].payload.model_dump(mode="json")
         assert set(error) >= {"code", "message"} and error["message"].strip(), name
         if expected is None:
             assert error["code"] in INPUT_ERRORS, f"{name}: {error}"

@@ -58,14 +58,14 @@ def test_tokens_then_generated_arrive_on_reply_to(llm_queues: QueueSettings):
     payload = ask(1, "What is the capital of France?", "Answer in one short sentence.", member="ada", max_tokens=40)
     events = asyncio.run(collect(llm_queues, payload))
     *tokens, end = events
-    assert tokens and all(e.type is EventType.TOKEN and e.payload["member"] == "ada" for e in tokens)
+    assert tokens and all(e.type is EventType.TOKEN and e.payload.member == "ada" for e in tokens)
     assert end.type is EventType.GENERATED and end.terminal
     assert [e.seq for e in events] == list(range(len(events)))
-    assert "".join(e.payload["text"] for e in tokens) == end.payload["text"]
-    assert "Paris" in end.payload["text"]
-    assert end.payload["finish_reason"] in ("stop", "length") and 0 < end.payload["output_tokens"] <= 40
-    assert end.payload["input_tokens"] > 10 and end.payload["first_token_ms"] > 0
-    assert (end.payload["model"], end.payload["engine"]) == ("builtin", "transformers")
+    assert "".join(e.payload.text for e in tokens) == end.payload.text
+    assert "Paris" in end.payload.text
+    assert end.payload.finish_reason in ("stop", "length") and 0 < end.payload.output_tokens <= 40
+    assert end.payload.input_tokens > 10 and end.payload.first_token_ms > 0
+    assert (end.payload.model, end.payload.engine) == ("builtin", "transformers")
     conn = redis.Redis.from_url(llm_queues.redis_url)
     assert replay(conn, llm_queues, payload.session_id) == []  # the page's own stream carries no raw tokens
     assert [e.id for e in replay(conn, llm_queues, payload.stream)] == [e.id for e in events]
@@ -80,8 +80,8 @@ def test_a_bad_payload_enqueued_by_name_fails_invalid_payload(llm_queues: QueueS
     conn.rpush(llm_queues.wake_key, 1)
     events = wait_for_end(conn, llm_queues, session)
     (failed,) = events
-    assert failed.type is EventType.FAILED and failed.payload["code"] == "invalid_payload"
-    assert "messages" in failed.payload["message"] and "max_tokens" in failed.payload["message"]
+    assert failed.type is EventType.FAILED and failed.payload.code == "invalid_payload"
+    assert "messages" in failed.payload.message and "max_tokens" in failed.payload.message
 
 
 def test_a_stop_ends_a_running_generation_cancelled(llm_queues: QueueSettings):
@@ -92,9 +92,9 @@ def test_a_stop_ends_a_running_generation_cancelled(llm_queues: QueueSettings):
     began = wait_for_end(conn, llm_queues, payload.stream, until=lambda events: len(events) >= 2)
     assert client.stop(payload.job_id) == "stopping", [e.payload for e in began]
     *tokens, end = wait_for_end(conn, llm_queues, payload.stream)
-    assert end.type is EventType.GENERATED and end.payload["finish_reason"] == "cancelled"
-    assert len(tokens) <= end.payload["output_tokens"] < 1000
-    assert "".join(e.payload["text"] for e in tokens) == end.payload["text"]
+    assert end.type is EventType.GENERATED and end.payload.finish_reason == "cancelled"
+    assert len(tokens) <= end.payload.output_tokens < 1000
+    assert "".join(e.payload.text for e in tokens) == end.payload.text
 
 
 def wait_for_end(conn, settings, stream, until=None, timeout_s: float = 120.0) -> list:

@@ -86,7 +86,7 @@ def test_transcribes_a_spoken_sentence(settings, session_id, flite):
     sentence = "the council will meet tomorrow morning to discuss the budget"
     events = transcribe(settings, session_id, flite(sentence))
     assert [e.type for e in events][-1] is EventType.TRANSCRIPT
-    transcript = events[-1].payload
+    transcript = events[-1].payload.model_dump(mode="json")
     assert words(transcript["text"]) == words(sentence)
     assert transcript["engine"] == "whisper"
     assert transcript["duration_s"] > 2
@@ -126,22 +126,22 @@ def test_synthesizes_each_sentence_with_its_length(settings, session_id):
     text = "The council has reached a decision. We will build the bridge."
     events = speak(settings, session_id, text, "joe")
     assert [e.type for e in events] == [EventType.AUDIO, EventType.AUDIO]
-    assert [e.payload["last"] for e in events] == [False, True]
-    assert [e.payload["text"] for e in events] == ["The council has reached a decision.", "We will build the bridge."]
+    assert [e.payload.last for e in events] == [False, True]
+    assert [e.payload.text for e in events] == ["The council has reached a decision.", "We will build the bridge."]
     for event in events:
-        samples, rate = wav_samples(asyncio.run(get(settings, event.payload["audio_key"])))
-        assert rate == event.payload["sample_rate"]
-        assert len(samples) / rate == pytest.approx(event.payload["duration_s"], abs=0.01)
+        samples, rate = wav_samples(asyncio.run(get(settings, event.payload.audio_key)))
+        assert rate == event.payload.sample_rate
+        assert len(samples) / rate == pytest.approx(event.payload.duration_s, abs=0.01)
         # Speech runs at 2 to 5 words a second, plus a little silence around it.
-        n = len(event.payload["text"].split())
-        assert n / 5 < event.payload["duration_s"] < n / 2 + 0.8
+        n = len(event.payload.text.split())
+        assert n / 5 < event.payload.duration_s < n / 2 + 0.8
         assert np.sqrt(np.mean(samples**2)) > 0.01
 
 
 def test_synthesized_speech_transcribes_back(settings, session_id):
     [clip] = speak(settings, session_id, "Please open the window.", "joe")
-    audio = asyncio.run(get(settings, clip.payload["audio_key"]))
-    assert words(transcribe(settings, session_id, audio)[-1].payload["text"]) == ["please", "open", "the", "window"]
+    audio = asyncio.run(get(settings, clip.payload.audio_key))
+    assert words(transcribe(settings, session_id, audio)[-1].payload.text) == ["please", "open", "the", "window"]
 
 
 def test_two_members_voices_differ(settings, session_id):
@@ -149,7 +149,7 @@ def test_two_members_voices_differ(settings, session_id):
     pitches = {}
     for voice in ("max", "ada"):
         [clip] = speak(settings, session_id, text, voice)
-        pitches[voice] = median_pitch_hz(*wav_samples(asyncio.run(get(settings, clip.payload["audio_key"]))))
+        pitches[voice] = median_pitch_hz(*wav_samples(asyncio.run(get(settings, clip.payload.audio_key))))
     assert pitches["ada"] > 1.4 * pitches["max"], pitches
 
 
@@ -173,9 +173,9 @@ def test_bad_input_fails_as_data_and_the_worker_goes_on(settings, session_id, wo
         events = run(settings, session_id, *arg) if run is speak else run(settings, session_id, arg)
         failure = events[-1]
         assert failure.type is EventType.FAILED, (code, failure)
-        assert failure.payload["code"] == code
-        assert len(failure.payload["message"]) > 20
-        assert failure.payload["retryable"] is False
+        assert failure.payload.code == code
+        assert len(failure.payload.message) > 20
+        assert failure.payload.retryable is False
         status = job_status(settings.connect(), failure.job_id)
         assert status.state == "failed" and status.error.code == code
     assert worker.poll() is None
@@ -205,7 +205,7 @@ def test_events_missed_while_disconnected_arrive_on_reconnect_in_order(settings,
         return got
 
     got = asyncio.run(scenario())
-    assert [(e.job_id, e.payload["text"]) for e in got] == [
+    assert [(e.job_id, e.payload.text) for e in got] == [
         (j, t) for j in [f"{session_id}-{i}" for i in range(1, 6)] for t in ("One.", "Two.")
     ]
     assert [e.id for e in got] == sorted(e.id for e in got)

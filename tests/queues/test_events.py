@@ -1,15 +1,18 @@
 import asyncio
+import json
 
 import pytest
 
 from queues import EventHub, EventPublisher, JobEvents, QueueSettings, replay
 from queues._events import channel_key, parse_message, stream_key
-from shared_schemas import EventType
+from shared_schemas import EventType, payloads
+
+DONE = payloads.Transcript(text="done", language="en", duration_s=1.0, engine="e")
 
 
 def emit(settings, connection, session_id, count, job_id="job"):
     events = JobEvents(EventPublisher(settings, connection), session_id, job_id)
-    return [events.emit(EventType.PROGRESS, {"n": i}) for i in range(count)]
+    return [events.emit(payloads.Progress(done=i, total=count)) for i in range(count)]
 
 
 def test_publish_stores_in_the_stream_and_publishes_with_the_id(settings, connection, session_id):
@@ -121,8 +124,8 @@ def test_hub_recovers_what_it_missed_while_redis_dropped_its_connection(settings
 
 def test_a_held_ending_goes_out_only_with_the_transaction_that_records_the_end(settings, connection, session_id):
     events = JobEvents(EventPublisher(settings, connection), session_id, "job", hold_ending=True)
-    events.emit(EventType.PROGRESS, {"n": 0})
-    events.emit(EventType.TRANSCRIPT, {"text": "done"})
+    events.emit(payloads.Progress(done=0, total=1))
+    events.emit(DONE)
     assert [e.type for e in replay(connection, settings, session_id)] == [EventType.PROGRESS]
     with connection.pipeline() as pipe:
         pipe.set(f"{settings.key_prefix}:test:ended", "1")
@@ -133,8 +136,8 @@ def test_a_held_ending_goes_out_only_with_the_transaction_that_records_the_end(s
     assert events.ending is None
     # A job that runs again publishes its ending once: the first one's stays the only one.
     again = JobEvents(EventPublisher(settings, connection), session_id, "job", hold_ending=True)
-    again.emit(EventType.PROGRESS, {"n": 0})
-    again.emit(EventType.TRANSCRIPT, {"text": "done"})
+    again.emit(payloads.Progress(done=0, total=1))
+    again.emit(DONE)
     with connection.pipeline() as pipe:
         again.publish_ending(pipe)
         pipe.execute()
@@ -144,8 +147,80 @@ def test_a_held_ending_goes_out_only_with_the_transaction_that_records_the_end(s
 def test_an_ending_in_a_transaction_survives_a_redis_without_the_script(settings, connection, session_id):
     connection.script_flush()
     events = JobEvents(EventPublisher(settings, connection), session_id, "job", hold_ending=True)
-    events.emit(EventType.PONG, {})
+    events.emit(payloads.Pong())
     with connection.pipeline() as pipe:
         events.publish_ending(pipe)
         pipe.execute()
     assert [e.type for e in replay(connection, settings, session_id)] == [EventType.PONG]
+
+
+def test_events_stored_before_payloads_were_typed_still_replay(settings, connection, session_id):
+    """What the old envelope wrote (payloads as plain dicts) reads back typed, and the same."""
+    old = [
+        ("turn-1", "turn_started", {"input": "text", "text": "Hello council."}),
+        ("turn-1", "token", {"member": "Echo", "text": "Hello council."}),
+        (
+            "turn-1-say-0",
+            "audio",
+            {
+                "kind": "speech_clip",
+                "audio_key": f"council:blob:{session_id}:a",
+                "format": "wav",
+                "sample_rate": 22050,
+                "duration_s": 1.2,
+                "voice": "max",
+                "member": "Echo",
+                "turn_id": "turn-1",
+                "index": 0,
+                "text": "Hello.",
+                "engine": "espeak",
+            },
+        ),
+        (
+            "turn-1",
+            "turn_done",
+            {
+                "status": "failed",
+                "error": {"code": "budget_exceeded", "message": "m", "retryable": False, "budget": "daily"},
+            },
+        ),
+    ]
+    bodies = []
+    for seq, (job_id, type_, payload) in enumerate(old):
+        body = {
+            "schema_version": 1,
+            "type": type_,
+            "session_id": session_id,
+            "job_id": job_id,
+            "seq": seq,
+            "time": "2026-12-01T10:00:00.123456Z",
+            "payload": payload,
+        }
+        bodies.append(body)
+        connection.xadd(stream_key(settings, session_id), {"e": json.dumps(body)})
+    events = replay(connection, settings, session_id)
+    assert [type(e.payload) for e in events] == [
+        payloads.TurnStarted,
+        payloads.Token,
+        payloads.Audio,
+        payloads.TurnDone,
+    ]
+    assert events[2].payload.index == 0 and events[2].terminal
+    assert events[3].payload.error.code == "budget_exceeded"
+    # Read back the same; a clip stored before clips had chunks (this one) is written whole, with
+    # the values PROTOCOL.md says a clip without them means.
+    bodies[2]["payload"].update(chunk=0, sentence_done=True, last=True)
+    assert [json.loads(e.model_dump_json(exclude={"id"})) for e in events] == bodies
+
+
+def test_a_stored_event_of_a_type_this_side_does_not_know_is_skipped_not_fatal(
+    settings, connection, session_id, caplog
+):
+    """A newer worker may add an event type: an app that cannot read it replays the rest."""
+    stream = stream_key(settings, session_id)
+    base = {"schema_version": 1, "session_id": session_id, "job_id": "j", "time": "2026-12-01T10:00:00Z"}
+    connection.xadd(stream, {"e": json.dumps({**base, "type": "pong", "seq": 0, "payload": {}})})
+    connection.xadd(stream, {"e": json.dumps({**base, "type": "from_the_future", "seq": 1, "payload": {}})})
+    connection.xadd(stream, {"e": json.dumps({**base, "type": "pong", "seq": 2, "payload": {}})})
+    assert [e.seq for e in replay(connection, settings, session_id)] == [0, 2]
+    assert "cannot read" in caplog.text

@@ -13,6 +13,7 @@ from shared_schemas import (
     SynthesisJob,
     Transcript,
     TranscriptionJob,
+    payloads,
     split_sentences,
 )
 
@@ -30,6 +31,8 @@ def test_public_names_are_pinned():
             "MAX_TEXT_CHARS",
             "MIC_SAMPLE_RATE",
             "MIN_AUDIO_SECONDS",
+            "RETRYABLE",
+            "RETRY_AFTER_S",
             "SCHEMA_VERSION",
             "STT_SAMPLE_RATE",
             "VOICE_PATTERN",
@@ -53,7 +56,46 @@ def test_public_names_are_pinned():
             "Transcript",
             "TranscriptionJob",
             "Word",
+            "listener_turn_id",
+            "new_stream_ids",
+            "new_turn_id",
+            "payloads",
+            "speech_job_id",
             "split_sentences",
+            "transcript_job_id",
+            "turn_of",
+        ]
+    )
+    assert sorted(payloads.__all__) == sorted(
+        [
+            "PAYLOADS",
+            "Audio",
+            "Critique",
+            "EchoChecked",
+            "EventType",
+            "Failed",
+            "Generated",
+            "Joined",
+            "ListenDone",
+            "Listening",
+            "MemberDone",
+            "MemberDropped",
+            "MemberStarted",
+            "Message",
+            "Payload",
+            "Pong",
+            "Progress",
+            "Routed",
+            "SpeechStarted",
+            "SpeechStopped",
+            "Token",
+            "ToolUse",
+            "Transcript",
+            "TranscriptPartial",
+            "TurnCancelled",
+            "TurnConfirmed",
+            "TurnDone",
+            "TurnStarted",
         ]
     )
     assert sorted(queues.__all__) == sorted(
@@ -96,6 +138,7 @@ def test_public_names_are_pinned():
             "configure_logging",
             "find_audio",
             "functions",
+            "in_thread",
             "job_status",
             "join_wavs",
             "live_workers",
@@ -168,11 +211,13 @@ def test_errors_say_whether_to_retry():
 
 def test_event_terminal_flags():
     base = {"session_id": "s", "job_id": "j", "seq": 0}
-    assert Event(type=EventType.TRANSCRIPT, **base).terminal
-    assert Event(type=EventType.FAILED, **base).terminal
-    assert not Event(type=EventType.PROGRESS, **base).terminal
-    assert not Event(type=EventType.AUDIO, payload={"last": False}, **base).terminal
-    assert Event(type=EventType.AUDIO, payload={"last": True}, **base).terminal
+    clip = {"audio_key": "k", "sample_rate": 16_000, "duration_s": 1.0, "voice": "v", "text": "t", "engine": "e"}
+    said = {"text": "hi", "language": "en", "duration_s": 1.0, "engine": "e"}
+    assert Event(type=EventType.TRANSCRIPT, payload=said, **base).terminal
+    assert Event(type=EventType.FAILED, payload={"code": "timeout", "message": "m"}, **base).terminal
+    assert not Event(type=EventType.PROGRESS, payload={"done": 1, "total": 2}, **base).terminal
+    assert not Event(type=EventType.AUDIO, payload={**clip, "last": False}, **base).terminal
+    assert Event(type=EventType.AUDIO, payload={**clip, "last": True}, **base).terminal
 
 
 def test_results_validate_what_the_worker_returns():

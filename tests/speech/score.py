@@ -17,6 +17,8 @@ Standard library only.
 
 from dataclasses import dataclass, field
 
+from shared_schemas import turn_of
+
 from . import Recording, words_kept
 
 __all__ = ["Score", "score"]
@@ -68,8 +70,8 @@ def score(recording: Recording, events: list[dict], offset_s: float = 0.0) -> Sc
             confirmed_at[payload["turn_id"]] = float(payload["at_s"])
         elif kind == "speech_started" and payload.get("continues"):
             continued.add(payload["continues"])
-        elif kind == "transcript" and event["job_id"].endswith("-stt"):
-            texts[event["job_id"][: -len("-stt")]] = payload.get("text", "")
+        elif kind == "transcript" and turn_of(event["job_id"]) != event["job_id"]:
+            texts[turn_of(event["job_id"])] = payload.get("text", "")
     if not protocol_confirms:  # every turn was answered at its decision
         confirmed_at = {turn_id: float(p["decided_s"]) for turn_id, p in started.items()}
     confirmed_at = {t: at - offset_s for t, at in confirmed_at.items() if t not in continued}

@@ -36,7 +36,7 @@ def speak(settings, connection, text: str, voice: str) -> tuple[list[Event], Job
 def test_control_characters_are_not_spoken_and_the_rest_is(settings, connection, voice):
     events, job = speak(settings, connection, f"Hello\x00 there,{CONTROLS} council.\x1b", voice)
     assert [e.type for e in events if e.type is EventType.FAILED] == []
-    clips = [e.payload for e in events if e.type is EventType.AUDIO]
+    clips = [e.payload.model_dump(mode="json") for e in events if e.type is EventType.AUDIO]
     assert clips and clips[-1]["last"] and clips[-1]["duration_s"] > 0.3
     assert " ".join(c["text"] for c in clips if c["chunk"] == 0) == "Hello there, council."
     assert job.get_status() == "finished"
@@ -46,7 +46,7 @@ def test_control_characters_are_not_spoken_and_the_rest_is(settings, connection,
 @pytest.mark.parametrize("text", ["\x00", CONTROLS, " \x00\t\x85\n\x0b "])
 def test_a_text_of_control_characters_only_fails_as_empty_text_once(settings, connection, voice, text):
     events, job = speak(settings, connection, text, voice)
-    failed = [e.payload for e in events if e.type is EventType.FAILED]
+    failed = [e.payload.model_dump(mode="json") for e in events if e.type is EventType.FAILED]
     assert len(failed) == 1, events
     assert failed[0]["code"] == ErrorCode.EMPTY_TEXT and not failed[0]["retryable"], failed[0]
     assert "control characters" in failed[0]["message"]

@@ -289,7 +289,7 @@ def test_synthesis_job_through_the_engines(coqui, whisper, settings, connection,
     emitted = replay(connection, settings, session_id)
     assert [e.type for e in emitted] == [EventType.AUDIO, EventType.AUDIO]
     for event, clip in zip(emitted, speech.clips, strict=True):
-        assert event.payload == clip.model_dump(mode="json")
+        assert event.payload.model_dump(mode="json") == clip.model_dump(mode="json")
         assert clip.engine == "coqui" and clip.voice == "p226" and clip.sample_rate == SAMPLE_RATE
         samples, rate = sf.read(io.BytesIO(blobs.get(clip.audio_key)), dtype="float32")
         assert rate == SAMPLE_RATE and samples.ndim == 1
@@ -361,11 +361,11 @@ def test_xtts_job_sends_each_chunk_as_it_is_made(xtts, whisper, settings, connec
     running.join(timeout=max(1.0, deadline - time.monotonic()))
     assert not running.is_alive()
     assert first_seen_alone and still_speaking
-    assert seen[0].payload["index"] == 3 and seen[0].payload["chunk"] == 0 and not seen[0].payload["sentence_done"]
+    assert seen[0].payload.index == 3 and seen[0].payload.chunk == 0 and not seen[0].payload.sentence_done
 
     speech = result["speech"]
     emitted = replay(connection, settings, session_id)
-    assert [e.payload for e in emitted] == [c.model_dump(mode="json") for c in speech.clips]
+    assert [e.payload.model_dump(mode="json") for e in emitted] == [c.model_dump(mode="json") for c in speech.clips]
     assert [e.seq for e in emitted] == list(range(len(emitted)))
     by_sentence = {i: [c for c in speech.clips if c.index == i] for i in (3, 4)}
     assert [c.text for c in by_sentence[4]][:1] == ["Fine."]

@@ -35,9 +35,9 @@ def test_a_job_naming_another_function_fails_as_data_and_does_not_run(own, conne
     assert not marker.exists()
     events = {e.job_id: e for e in replay(connection, own, session)}
     refused = events[hostile.id]
-    assert refused.type is EventType.FAILED and refused.payload["code"] == ErrorCode.INVALID_PAYLOAD
-    assert "'os.system'" in refused.payload["message"] and "WORKER_EXTRA_FUNCTIONS" in refused.payload["message"]
-    assert not refused.payload["retryable"]
+    assert refused.type is EventType.FAILED and refused.payload.code == ErrorCode.INVALID_PAYLOAD
+    assert "'os.system'" in refused.payload.message and "WORKER_EXTRA_FUNCTIONS" in refused.payload.message
+    assert not refused.payload.retryable
     assert Job.fetch(hostile.id, connection=connection, serializer=JSONSerializer).get_status() == "failed"
     assert hostile.id not in capsys.readouterr().out  # print (the callback) was never called with the job
     assert events[ping.job_id].type is EventType.PONG  # and the worker went on
@@ -66,4 +66,4 @@ def test_a_job_with_repeats_is_refused_saying_so_not_silently_run_once(own, conn
                         meta={"session_id": session})  # fmt: skip
     run_burst(own, connection)
     (refused,) = [e for e in replay(connection, own, session) if e.job_id == job.id]
-    assert refused.type is EventType.FAILED and "do not repeat jobs" in refused.payload["message"]
+    assert refused.type is EventType.FAILED and "do not repeat jobs" in refused.payload.message

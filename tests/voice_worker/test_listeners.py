@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from queues import JobClient, MicKeys
-from shared_schemas import ListenJob, Transcript
+from shared_schemas import ListenJob, Transcript, listener_turn_id, new_stream_ids, transcript_job_id
 from voice_worker.audio import Audio
 from voice_worker.engines import Engines
 from voice_worker.listening.pool import Listeners
@@ -61,9 +61,9 @@ def listeners(settings, engines):
 
 
 def open_stream(settings) -> ListenJob:
-    session, stream = f"test-{uuid.uuid4().hex[:8]}", f"mic-{uuid.uuid4().hex[:8]}"
+    session, (stream, prefix) = f"test-{uuid.uuid4().hex[:8]}", new_stream_ids()
     job = ListenJob(
-        session_id=session, job_id=stream, stream_key=MicKeys.of(settings, stream).stream, turn_prefix=f"turn-{stream}"
+        session_id=session, job_id=stream, stream_key=MicKeys.of(settings, stream).stream, turn_prefix=prefix
     )
     JobClient(settings).enqueue(job)
     return job
@@ -155,8 +155,9 @@ def test_a_stopping_worker_hands_its_open_stream_to_another_that_resumes_it(sett
     listening = [e["payload"] for e in found if e["type"] == "listening"]
     assert [p["resumed"] for p in listening] == [False, True] and not [e for e in found if e["type"] == "failed"]
     texts = {e["job_id"]: e["payload"]["text"].lower() for e in found if e["type"] == "transcript"}
-    assert "morning" in texts[f"{job.turn_prefix}-1-stt"]
-    assert "parking" in texts[f"{job.turn_prefix}-2-stt"] and "station" in texts[f"{job.turn_prefix}-2-stt"]
+    first, second = (transcript_job_id(listener_turn_id(job.turn_prefix, n)) for n in (1, 2))
+    assert "morning" in texts[first]
+    assert "parking" in texts[second] and "station" in texts[second]
     assert Job.fetch(job.job_id, connection=connection, serializer=JSONSerializer).get_status() == "finished"
 
 

@@ -11,7 +11,7 @@ import pytest
 import soxr
 
 from queues import EventPublisher, JobEvents, MicKeys
-from shared_schemas import ListenJob
+from shared_schemas import ListenJob, transcript_job_id
 from voice_worker.audio import Audio
 from voice_worker.engines import Engines
 from voice_worker.listening.endpointer import EndpointSettings
@@ -104,7 +104,7 @@ def test_a_question_then_silence_is_a_turn_with_interim_words_first(settings, co
     assert abs(started["payload"]["speech_end_s"] - speech_end) < 0.35
     assert started["payload"]["decided_s"] - started["payload"]["speech_end_s"] < 0.4
     (final,) = of(events, "transcript")
-    assert final["job_id"] == "turn-x-1-stt"
+    assert final["job_id"] == transcript_job_id("turn-x-1")
     assert "library open" in final["payload"]["text"].lower()
     # Interim words came while the person spoke, before speech stopped; the last of them is the final.
     partials = of(events, "transcript_partial")

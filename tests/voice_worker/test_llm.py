@@ -180,14 +180,14 @@ def test_waiting_generations_are_decoded_together_each_ending_as_its_own_job(
         *tokens, end = events
         assert [e.type for e in tokens] == [EventType.TOKEN] * len(tokens) and end.type is EventType.GENERATED
         assert [e.seq for e in events] == list(range(len(events))) and {e.job_id for e in events} == {payload.job_id}
-        assert all(e.payload["member"] == "ada" for e in tokens)
-        assert "".join(e.payload["text"] for e in tokens) == end.payload["text"] == expected.text
-        assert end.payload["output_tokens"] == expected.output_tokens
-        assert end.payload["input_tokens"] == expected.input_tokens
-        assert end.payload["model"] == "builtin" and end.payload["engine"] == "transformers"
-        assert end.payload["finish_reason"] == expected.finish_reason and end.payload["first_token_ms"] > 0
+        assert all(e.payload.member == "ada" for e in tokens)
+        assert "".join(e.payload.text for e in tokens) == end.payload.text == expected.text
+        assert end.payload.output_tokens == expected.output_tokens
+        assert end.payload.input_tokens == expected.input_tokens
+        assert end.payload.model == "builtin" and end.payload.engine == "transformers"
+        assert end.payload.finish_reason == expected.finish_reason and end.payload.first_token_ms > 0
         job = Job.fetch(payload.job_id, connection=connection, serializer=JSONSerializer)
-        assert job.get_status() == "finished" and job.return_value() == end.payload
+        assert job.get_status() == "finished" and job.return_value() == end.payload.model_dump(mode="json")
     assert not connection.llen(f"{own.key_prefix}:inflight:{worker.name}")
     entries = {e["ref"]: e for e in Ledger(connection, own.key_prefix).entries()}
     charged = [entries[p.job_id] for p in payloads]
@@ -220,11 +220,11 @@ def test_a_generation_asked_to_stop_ends_within_a_token_cancelled_with_its_count
     stopper.join(5)
     *tokens, end = replay(connection, own, payload.stream)
     assert seen["outcome"] == "stopping"
-    assert end.type is EventType.GENERATED and end.payload["finish_reason"] == "cancelled"
+    assert end.type is EventType.GENERATED and end.payload.finish_reason == "cancelled"
     # The token being decoded when the stop came may still go out; none after it.
     assert seen["tokens"] <= len(tokens) <= seen["tokens"] + 1
-    assert len(tokens) <= end.payload["output_tokens"] <= len(tokens) + 2 < 400
-    assert "".join(e.payload["text"] for e in tokens) == end.payload["text"]
+    assert len(tokens) <= end.payload.output_tokens <= len(tokens) + 2 < 400
+    assert "".join(e.payload.text for e in tokens) == end.payload.text
     assert not connection.exists(own.cancel_key(payload.job_id))
 
 
@@ -234,8 +234,8 @@ def test_a_model_the_worker_does_not_serve_fails_the_job_as_data(llm: Transforme
     client.enqueue(payload)
     run_worker(own, connection, llm)
     (failed,) = replay(connection, own, payload.stream)
-    assert failed.type is EventType.FAILED and failed.payload["code"] == "model_not_found"
-    assert "Models: builtin" in failed.payload["message"]
+    assert failed.type is EventType.FAILED and failed.payload.code == "model_not_found"
+    assert "Models: builtin" in failed.payload.message
 
 
 def test_a_conversation_longer_than_the_model_reads_fails_text_too_long(
@@ -249,5 +249,5 @@ def test_a_conversation_longer_than_the_model_reads_fails_text_too_long(
     JobClient(own, connection).enqueue(payload)
     run_worker(own, connection, llm)
     (failed,) = replay(connection, own, payload.stream)
-    assert failed.type is EventType.FAILED and failed.payload["code"] == "text_too_long"
-    assert f"reads at most {llm.capabilities.context_tokens}" in failed.payload["message"]
+    assert failed.type is EventType.FAILED and failed.payload.code == "text_too_long"
+    assert f"reads at most {llm.capabilities.context_tokens}" in failed.payload.message

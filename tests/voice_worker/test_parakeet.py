@@ -365,7 +365,7 @@ def test_transcription_job_through_the_engine(
     check_times(transcript, 0.0, transcript.duration_s)
     emitted = [e for e in replay(connection, settings, session_id) if e.type is not EventType.PROGRESS]
     assert [e.type for e in emitted] == [EventType.TRANSCRIPT]
-    assert emitted[0].payload == result and emitted[0].job_id == job.job_id
+    assert emitted[0].payload.model_dump(mode="json") == result and emitted[0].job_id == job.job_id
 
 
 def test_an_unknown_language_fails_the_job_as_data(
@@ -433,9 +433,9 @@ def test_the_worker_recognizes_waiting_batch_files_in_one_forward_pass(
     for payload, clip in zip(payloads, clips, strict=True):
         (event,) = replay(connection, queues, payload.session_id)
         assert event.type is EventType.TRANSCRIPT and event.job_id == payload.job_id
-        assert event.payload["duration_s"] == pytest.approx(decode(clip).duration_s, abs=1e-3)
+        assert event.payload.duration_s == pytest.approx(decode(clip).duration_s, abs=1e-3)
         assert Job.fetch(payload.job_id, connection=connection, serializer=JSONSerializer).get_status() == "finished"
-    assert replay(connection, queues, payloads[0].session_id)[0].payload["text"] == alone
+    assert replay(connection, queues, payloads[0].session_id)[0].payload.text == alone
     assert not connection.llen(f"{queues.key_prefix}:inflight:{worker.name}")
     # Each file is charged its share of the one pass, by its length: the half clip about half.
     entries = {e["ref"]: e for e in Ledger(connection, queues.key_prefix).entries()}

@@ -98,9 +98,9 @@ def test_a_file_paused_between_pieces_goes_on_where_it_stopped(own, connection, 
     progress = [e for e in replay(connection, own, session) if e.type is EventType.PROGRESS]
     # Each event once, in order, over both runs: a segment's as it was decoded, then its piece's.
     assert [e.seq for e in progress] == list(range(len(progress)))
-    pieces = [e for e in progress if not e.payload["segments"]]
-    assert [round(e.payload["done"], 1) for e in pieces] == [round(end, 1) for _, end in spans]
-    streamed = [segment["text"] for e in progress for segment in e.payload["segments"]]
+    pieces = [e for e in progress if not e.payload.segments]
+    assert [round(e.payload.done, 1) for e in pieces] == [round(end, 1) for _, end in spans]
+    streamed = [segment.text for e in progress for segment in e.payload.segments]
     assert streamed == [segment.text for segment in whole.segments]
 
 
@@ -116,8 +116,8 @@ def test_a_worker_runs_a_long_file_in_several_runs_of_the_same_job(own, connecti
     types = [e.type for e in events]
     assert types[-1] is EventType.TRANSCRIPT and set(types[:-1]) == {EventType.PROGRESS}
     assert [e.seq for e in events] == list(range(len(events)))  # each once over the runs
-    assert len([e for e in events[:-1] if not e.payload["segments"]]) == 3  # a piece's progress each
-    streamed = [segment["text"] for e in events[:-1] for segment in e.payload["segments"]]
+    assert len([e for e in events[:-1] if not e.payload.segments]) == 3  # a piece's progress each
+    streamed = [segment.text for e in events[:-1] for segment in e.payload.segments]
     assert " ".join(streamed) == text  # every segment went out as it was decoded, once
     # Each run is metered, the file's audio once; the pauses are noted.
     runs = Ledger(connection, own.key_prefix).entries(user="alice")
@@ -140,7 +140,7 @@ def test_a_cancelled_file_stops_and_says_so(own, connection, meeting, engines):
     assert rq_job.get_status() == "canceled"
     assert job.job_id in CanceledJobRegistry(own.batch_queue, connection=connection)
     (ending,) = replay(connection, own, job.session_id)
-    assert ending.type is EventType.FAILED and ending.payload["code"] == "canceled"
+    assert ending.type is EventType.FAILED and ending.payload.code == "canceled"
     assert not connection.exists(own.cancel_key(job.job_id))
     assert not list(connection.scan_iter(f"{own.key_prefix}:pieces:*"))
 
@@ -157,5 +157,5 @@ def test_a_file_past_its_time_limit_is_not_tried_again(own, connection, meeting,
     assert "1 s" in error["message"]
     # The segments decoded before the limit went out as progress (#24); the job's one ending is the failure.
     (ending,) = [e for e in replay(connection, own, job.session_id) if e.type is not EventType.PROGRESS]
-    assert ending.type is EventType.FAILED and ending.payload == error
+    assert ending.type is EventType.FAILED and ending.payload.model_dump(mode="json") == error
     assert len(Ledger(connection, own.key_prefix).entries(user="alice")) == 1  # one run, no retry

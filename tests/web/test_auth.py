@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from queues import BlobStore, EventPublisher, JobEvents, SettingsError
-from shared_schemas import EventType
+from shared_schemas import payloads
 from web.app import create_app
 from web.auth import TokenAuth, user_of
 from web.sessions import Sessions
@@ -147,7 +147,7 @@ def test_a_session_is_resumed_only_by_its_owner_with_its_secret(app, client, set
     assert record[b"user"] == b"alice" and secret.encode() not in record[b"resume"]
     assert 0 < connection.ttl(Sessions(settings, None).key(session)) <= settings.stream_ttl_s
     # Something for a thief to read: an event stored in alice's session.
-    JobEvents(EventPublisher(settings, connection), session, "job").emit(EventType.PONG, {})
+    JobEvents(EventPublisher(settings, connection), session, "job").emit(payloads.Pong())
 
     attempts = {
         "bob, with alice's id and secret": f"token={USERS['bob']}&session_id={session}&resume={secret}",

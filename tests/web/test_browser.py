@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from queues import BlobStore, EventPublisher, JobEvents
-from shared_schemas import EventType, SpeechClip
+from shared_schemas import SpeechClip, payloads
 from web.app import create_app
 from web.settings import AppSettings
 
@@ -156,7 +156,7 @@ def test_a_sentence_spoken_in_chunks_plays_gaplessly_in_order_and_replays_whole(
             member="Ada", turn_id="turn-xtts", index=index, chunk=chunk, sentence_done=done,
             last=index == 1, text=["It is raining today.", "Take a coat."][index], engine="coqui",
         )  # fmt: skip
-        job.emit(EventType.AUDIO, clip.model_dump(mode="json"))
+        job.emit(payloads.Audio(**clip.model_dump()))
     page.wait_for_function("document.querySelectorAll('.msg.member .clip').length === 2", timeout=15000)
     page.wait_for_function(
         "window.councilPlayer.turn && window.councilPlayer.turn.timeline.length === 4", timeout=15000

@@ -188,7 +188,7 @@ def test_stop_during_generation_stops_it_on_the_worker(settings, connection, llm
             break
         time.sleep(0.1)
     (end,) = ends
-    assert end.payload["finish_reason"] == "cancelled"
+    assert end.payload.finish_reason == "cancelled"
     (events,) = streams.values()
     tokens = [e for e in events if e.type is EventType.TOKEN]
     last = max(e.time.timestamp() for e in tokens)
@@ -197,7 +197,7 @@ def test_stop_during_generation_stops_it_on_the_worker(settings, connection, llm
         f"{1000 * (end.time.timestamp() - stopped):.0f} ms; {len(tokens)} of at most "
         f"{COUNCIL.chair.max_output_tokens} tokens written"
     )
-    assert end.payload["output_tokens"] < COUNCIL.chair.max_output_tokens
+    assert end.payload.output_tokens < COUNCIL.chair.max_output_tokens
     assert last - stopped < 2.0  # within a token or two, even on a busy machine
 
 

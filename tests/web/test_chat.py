@@ -260,6 +260,7 @@ def test_resuming_from_before_what_the_stream_kept_says_so(settings, chat_path):
     from queues import EventPublisher
     from shared_schemas import Event, EventType
 
+    TOKEN = {"member": "Echo", "text": "x"}
     small = settings.model_copy(update={"stream_maxlen": 100})
     with TestClient(create_app(AppSettings(queues=small, responder="echo"))) as c:
         with c.websocket_connect(chat_path()) as ws:
@@ -267,7 +268,7 @@ def test_resuming_from_before_what_the_stream_kept_says_so(settings, chat_path):
         publisher = EventPublisher(small, small.connect())
         ids = [
             publisher.publish(
-                Event(type=EventType.TOKEN, session_id=hello["session_id"], job_id="turn-x", seq=i, payload={})
+                Event(type=EventType.TOKEN, session_id=hello["session_id"], job_id="turn-x", seq=i, payload=TOKEN)
             ).id
             for i in range(400)
         ]

@@ -11,6 +11,7 @@ import wave
 import pytest
 from starlette.testclient import TestClient
 
+from shared_schemas import transcript_job_id
 from web.app import create_app
 from web.settings import AppSettings
 
@@ -76,7 +77,7 @@ def test_a_hands_free_turn_ends_without_a_click_and_its_answer_streams_as_pcm(cl
     started = next(f for f in frames if f["type"] == "turn_started")
     assert started["payload"]["input"] == "voice" and started["payload"]["stream_id"] == opened["stream_id"]
     transcript = next(f for f in frames if f["type"] == "transcript")
-    assert transcript["job_id"] == f"{started['job_id']}-stt"
+    assert transcript["job_id"] == transcript_job_id(started["job_id"])
     assert "library open" in transcript["payload"]["text"].lower()
     message = next(f for f in frames if f["type"] == "message")
     assert message["job_id"] == started["job_id"] and message["payload"]["text"] == transcript["payload"]["text"]
@@ -91,6 +92,23 @@ def test_a_hands_free_turn_ends_without_a_click_and_its_answer_streams_as_pcm(cl
         rate = binary["header"]["sample_rate"]
         assert binary["samples"] / rate == pytest.approx(event["payload"]["duration_s"], abs=0.01)
     assert frames[-1]["payload"] == {"status": "done"}
+
+
+def test_a_listeners_turn_goes_on_numbered_after_its_turn_started(client, chat_path, piper_speech):
+    """The listener (the worker, Python 3.11) publishes a turn's `turn_started`; the app (3.13)
+    publishes the rest of the turn: each event of the turn has its own seq, in order from 0."""
+    with client.websocket_connect(chat_path()) as ws:
+        assert receive(ws)["type"] == "session"
+        ws.send_json({"type": "listen", "mode": "hands_free", "sample_rate": 16000, "voice": "max"})
+        opened = receive(ws)
+        stream(ws, silence(0.4) + pcm(piper_speech(QUESTION)) + silence(2.0))
+        frames = until(ws, "turn_done")
+        ws.send_json({"type": "listen_end"})
+    started = next(f for f in frames if f["type"] == "turn_started")
+    assert started["payload"]["stream_id"] == opened["stream_id"] and started["seq"] == 0
+    turn = [(f["type"], f["seq"]) for f in frames if f.get("job_id") == started["job_id"]]
+    assert [seq for _, seq in turn] == list(range(len(turn))), turn
+    assert [kind for kind, _ in turn][-1] == "turn_done" and "message" in dict(turn)
 
 
 def test_without_asking_for_pcm_a_client_gets_only_the_events(client, chat_path, piper_speech):

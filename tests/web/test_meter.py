@@ -82,5 +82,5 @@ def test_a_job_reserved_before_its_user_was_frozen_does_not_run(settings, connec
     while not (ended := [e for e in replay(connection, settings, session) if e.terminal]):
         assert time.monotonic() < deadline, "the job never ended"
         time.sleep(0.1)
-    assert ended[0].type.value == "failed" and ended[0].payload["code"] == "budget_exceeded"
-    assert not ended[0].payload["retryable"]
+    assert ended[0].type.value == "failed" and ended[0].payload.code == "budget_exceeded"
+    assert not ended[0].payload.retryable

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from shared_schemas import turn_of
 from tests.speech import BECKETT, TWO_CITIES, words, words_kept
 from web.app import create_app
 from web.echo import Verdict, judge
@@ -197,8 +198,8 @@ def questions(frames: list[dict]) -> dict[str, dict]:
         job, p = f.get("job_id") or "", f.get("payload") or {}
         if f["type"] == "turn_started" and p.get("input") == "voice":
             turns[job] = {"at": f["at"], "text": "", "status": "", "reached": False}
-        elif f["type"] == "transcript" and job.removesuffix("-stt") in turns:
-            turns[job.removesuffix("-stt")]["text"] = p.get("text", "")
+        elif f["type"] == "transcript" and turn_of(job) in turns:
+            turns[turn_of(job)]["text"] = p.get("text", "")
         elif job in turns and f["type"] == "joined":
             turns[job]["text"] = p["text"]
         elif job in turns and f["type"] in ("token", "routed"):

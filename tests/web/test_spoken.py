@@ -11,13 +11,12 @@ contract of #20: `turn_started` with `confirm_ms`, `turn_confirmed`, `speech_sta
 import json
 import struct
 import time
-import uuid
 
 import pytest
 from starlette.testclient import TestClient
 
 from queues import EventPublisher
-from shared_schemas import Event, EventType
+from shared_schemas import Event, listener_turn_id, new_stream_ids, payloads, transcript_job_id
 from web.app import create_app
 from web.settings import AppSettings
 
@@ -35,28 +34,32 @@ class Listener:
 
     def __init__(self, publisher: EventPublisher, session_id: str, stream_id: str) -> None:
         self.publisher, self.session_id, self.stream_id = publisher, session_id, stream_id
-        self.prefix = f"turn-{uuid.uuid4().hex[:12]}"
+        _, self.prefix = new_stream_ids()
         self.seq = 100  # the stream's own events (listening, ...) come first
 
-    def _publish(self, type_: EventType, job_id: str, payload: dict, seq: int = 0) -> None:
-        self.publisher.publish(Event(type=type_, session_id=self.session_id, job_id=job_id, seq=seq, payload=payload))
-
-    def stream_event(self, type_: EventType, payload: dict) -> None:
-        self.seq += 1
-        self._publish(type_, self.stream_id, {"stream_id": self.stream_id, **payload}, self.seq)
+    def _publish(self, job_id: str, payload: payloads.Payload, seq: int = 0) -> None:
+        self.publisher.publish(Event.of(payload, session_id=self.session_id, job_id=job_id, seq=seq))
 
     def turn(self, n: int, words: str, confirm_ms: int) -> str:
-        turn_id = f"{self.prefix}-{n}"
-        decided = {"input": "voice", "text": None, "stream_id": self.stream_id, "reason": "turn_model"}
-        self._publish(EventType.TURN_STARTED, turn_id, {**decided, "confirm_ms": confirm_ms, "turn": n})
-        self._publish(EventType.TRANSCRIPT, f"{turn_id}-stt", {"text": words, "segments": [], "duration_s": 1.0})
+        turn_id = listener_turn_id(self.prefix, n)
+        decided = payloads.TurnStarted(
+            input="voice", text=None, stream_id=self.stream_id, reason="turn_model", confirm_ms=confirm_ms, turn=n
+        )
+        self._publish(turn_id, decided)
+        said = payloads.Transcript(text=words, language="en", duration_s=1.0, engine="listener")
+        self._publish(transcript_job_id(turn_id), said)
         return turn_id
 
     def confirm(self, n: int) -> None:
-        self.stream_event(EventType.TURN_CONFIRMED, {"turn": n, "turn_id": f"{self.prefix}-{n}", "at_s": 3.0})
+        self.seq += 1
+        turn_id = listener_turn_id(self.prefix, n)
+        confirmed = payloads.TurnConfirmed(stream_id=self.stream_id, turn=n, turn_id=turn_id, at_s=3.0)
+        self._publish(self.stream_id, confirmed, self.seq)
 
     def speech(self, n: int, continues: str | None = None) -> None:
-        self.stream_event(EventType.SPEECH_STARTED, {"turn": n, "at_s": 2.0, "resumed": False, "continues": continues})
+        self.seq += 1
+        started = payloads.SpeechStarted(stream_id=self.stream_id, turn=n, at_s=2.0, continues=continues)
+        self._publish(self.stream_id, started, self.seq)
 
 
 def receive(ws) -> dict:

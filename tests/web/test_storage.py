@@ -74,7 +74,10 @@ def test_a_v1_transcription_upload_counts_against_its_users_share(settings, conn
     )
     with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
         response = client.post("/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"file": ("m.wav", data)})
-        assert_error(response, 429, "audio_quota")
+        # In OpenAI's shape, as every refusal of a /v1 route (web/v1/errors.py).
+        assert response.status_code == 429, response.text
+        error = response.json()["error"]
+        assert error["code"] == "audio_quota" and error["type"] == "rate_limit_error" and error["message"]
     assert _stored(connection, settings, user) == 0
 
 

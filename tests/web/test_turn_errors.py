@@ -43,7 +43,7 @@ def _done(events: list) -> dict:
     ends = [e for e in events if e.job_id == "turn-1" and e.type in (EventType.TURN_DONE, EventType.TURN_CANCELLED)]
     assert len(ends) == 1, [e.type for e in events]
     assert ends[0].type is EventType.TURN_DONE
-    return ends[0].payload
+    return ends[0].payload.model_dump(mode="json")
 
 
 def test_the_user_queue_limit_tripping_mid_answer_ends_the_turn(own, session_id):
@@ -69,7 +69,7 @@ ERRORS = {
         True,
     ),
     "queue_unavailable": (redis.exceptions.ConnectionError("Connection refused."), True),
-    "audio_too_large": (BlobTooLarge("70000000 bytes is over the 67108864 byte limit"), False),
+    "audio_too_large": (BlobTooLarge(70_000_000, 67_108_864), False),
     "internal": (RuntimeError("a bug"), True),
 }
 

@@ -33,7 +33,15 @@ import redis
 
 from billing import Charge, Ledger
 from queues import EventPublisher, JobEvents, MicReader, mic
-from shared_schemas import STT_SAMPLE_RATE, Event, EventType, ListenJob, Transcript
+from shared_schemas import (
+    STT_SAMPLE_RATE,
+    Event,
+    ListenJob,
+    Transcript,
+    listener_turn_id,
+    payloads,
+    transcript_job_id,
+)
 
 from ..audio import Audio
 from ..engines import Engines
@@ -190,13 +198,13 @@ class Listener:
                 self.reader.release()
         outcome = {"reason": reason, "turns": self.turns}
         load = {"max_lag_ms": round(self.max_lag_ms), "shed": self.shed}
-        self.events.emit(EventType.LISTEN_DONE, {"stream_id": self.job.job_id, **outcome, **load})
+        self.events.emit(payloads.ListenDone(stream_id=self.job.job_id, reason=reason, turns=self.turns, **load))
         return {"kind": "listened", **outcome}
 
     def _listen(self) -> str:
         self.reader.hold(self.settings.lease_ms)
         resumed = self._resume()
-        self._say(EventType.LISTENING, {"mode": self.job.mode, "worker": self.worker, "resumed": resumed})
+        self._say(payloads.Listening, mode=self.job.mode, worker=self.worker, resumed=resumed)
         last_frame = last_read = time.monotonic()
         while not self.stopping.is_set():
             if self.endpointer.state is State.QUIET and self.endpointer.decides and not self.shedding:
@@ -306,11 +314,11 @@ class Listener:
                         started["continues"] = self.held[1]  # that turn is never confirmed
                     if not action.resumed:
                         self.held = None
-                    self._say(EventType.SPEECH_STARTED, started)
+                    self._say(payloads.SpeechStarted, **started)
                 case Recognize():
                     self._recognize(action)
                 case SpeechStopped():
-                    self._say(EventType.SPEECH_STOPPED, {"at_s": _s(action.at_ms)})
+                    self._say(payloads.SpeechStopped, at_s=_s(action.at_ms))
                 case AskTurn():
                     probability = self._ask(action.upto_ms)
                     self._do(self.endpointer.turn_model(probability, self._words_so_far()))
@@ -329,7 +337,7 @@ class Listener:
         text = _join(turn.committed_text, words)
         if text and text != turn.partial:
             turn.partial = text
-            self._say(EventType.TRANSCRIPT_PARTIAL, {"text": text})
+            self._say(payloads.TranscriptPartial, text=text)
 
     def _ask(self, upto_ms: float) -> float:
         turn = self.turn
@@ -365,7 +373,7 @@ class Listener:
         """Publish the decided turn (`turn_started`, then its `transcript`), tentative for
         `confirm_ms` more silence (confirm.py); with 0, `turn_confirmed` follows at once."""
         turn, self.turn = self.turn, Turn(number=self.turn.number + 1)
-        turn_id = f"{self.job.turn_prefix}-{turn.number}"
+        turn_id = listener_turn_id(self.job.turn_prefix, turn.number)
         self.turns += 1
         if turn.candidate is not None and turn.candidate[0] >= ended.speech_end_ms:
             words = turn.candidate[1]  # recognized during the pause: ready now
@@ -382,25 +390,25 @@ class Listener:
             self.endpointer.pauses,
             ended.at_ms - ended.speech_end_ms,
         )
-        decided: dict[str, object] = {
-            "input": "voice",
-            "text": None,
-            "stream_id": self.job.job_id,
-            "reason": ended.reason,
-            "speech_end_s": _s(ended.speech_end_ms),
-            "decided_s": _s(ended.at_ms),
-            "turn_probability": None if ended.probability is None else round(ended.probability, 3),
-            "turn": turn.number,
-            "confirm_ms": hold,
-        }
-        self._publish(turn_id, EventType.TURN_STARTED, decided)
-        transcript = Transcript(
+        decided = payloads.TurnStarted(
+            input="voice",
+            text=None,
+            stream_id=self.job.job_id,
+            reason=ended.reason,
+            speech_end_s=_s(ended.speech_end_ms),
+            decided_s=_s(ended.at_ms),
+            turn_probability=None if ended.probability is None else round(ended.probability, 3),
+            turn=turn.number,
+            confirm_ms=hold,
+        )
+        self._publish(turn_id, decided)  # the turn's first event: the app numbers its own after it
+        transcript = payloads.Transcript(
             text=text,
             language=self.job.language,
             duration_s=_s(max(0.0, ended.speech_end_ms - turn.committed_ms)) if ended.spoke else 0.0,
             engine=self.stt.name,
         )
-        self._publish(f"{turn_id}-stt", EventType.TRANSCRIPT, transcript.model_dump(mode="json"))
+        self._publish(transcript_job_id(turn_id), transcript)
         self._charge(turn_id, turn, transcript)
         self.held = (turn.number, turn_id)
         self._do(self.endpointer.hold(hold))
@@ -409,7 +417,7 @@ class Listener:
         if self.held is None:
             return
         (number, turn_id), self.held = self.held, None
-        self._say(EventType.TURN_CONFIRMED, {"turn": number, "turn_id": turn_id, "at_s": _s(at_ms)})
+        self._say(payloads.TurnConfirmed, turn=number, turn_id=turn_id, at_s=_s(at_ms))
 
     def _charge(self, turn_id: str, turn: Turn, transcript: Transcript) -> None:
         """Record the turn's recognition in the ledger against its user. Its compute is the wall
@@ -422,7 +430,7 @@ class Listener:
             user=self.job.user or "anonymous",
             session_id=self.job.session_id,
             turn_id=turn_id,
-            ref=f"{turn_id}-stt",
+            ref=transcript_job_id(turn_id),
             note="streamed",
             compute_ms=compute_ms,
             cpu_ms=0 if gpu else compute_ms,
@@ -431,18 +439,20 @@ class Listener:
             calls=1,
         )
         try:
-            self.ledger.settle(f"{turn_id}-stt", charge)
+            self.ledger.settle(transcript_job_id(turn_id), charge)
         except redis.exceptions.RedisError:
             log.exception("could not record turn %s in the ledger", turn_id)
 
     # -- events -------------------------------------------------------------------------------
 
-    def _say(self, type_: EventType, payload: dict[str, object]) -> None:
-        lag = {"lag_ms": round(self.lag_ms)}
-        self.events.emit(type_, {"stream_id": self.job.job_id, "turn": self.turn.number, **lag, **payload})
+    def _say(self, kind: type[payloads.Payload], **fields: object) -> None:
+        """An event of the stream (its job id), saying which stream and turn, and how far behind."""
+        heard = {"stream_id": self.job.job_id, "turn": self.turn.number, "lag_ms": round(self.lag_ms)}
+        self.events.emit(kind.model_validate({**heard, **fields}))
 
-    def _publish(self, job_id: str, type_: EventType, payload: dict[str, object]) -> None:
-        self.publisher.publish(Event(type=type_, session_id=self.job.session_id, job_id=job_id, seq=0, payload=payload))
+    def _publish(self, job_id: str, payload: payloads.Payload) -> None:
+        """The first event of another job: a turn (`turn_started`) or its transcription."""
+        self.publisher.publish(Event.of(payload, session_id=self.job.session_id, job_id=job_id, seq=0))
 
 
 class WorkerStopping(Exception):

@@ -29,11 +29,11 @@ from rq.serializers import JSONSerializer
 from rq.utils import now, utcformat
 
 from queues import EventPublisher, JobEvents, MicReader, functions
-from shared_schemas import ErrorCode, EventType, JobError, ListenJob
+from shared_schemas import ErrorCode, JobError, ListenJob, payloads
 
 from ..errors import VoiceError, job_error
 from ..inflight import Inflight
-from ..outage import REDIS_DOWN
+from ..outage import REDIS_DOWN_OR_FULL
 from .listener import Listener, ListenSettings, WorkerStopping
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class Listeners:
                         if listener not in stuck and not listener.ended:  # (one that just ended let its go)
                             pipe.set(listener.reader.lease, self.worker, px=settings.lease_ms)
                     pipe.execute()
-            except REDIS_DOWN:
+            except REDIS_DOWN_OR_FULL:
                 log.warning("could not renew the listeners' leases: redis unavailable")
 
     def _claim(self) -> None:
@@ -104,7 +104,7 @@ class Listeners:
                 continue
             try:
                 found = self.inflight.claim([self.queue_key], 1.0)
-            except REDIS_DOWN:
+            except REDIS_DOWN_OR_FULL:
                 found = None
                 time.sleep(1.0)
             if found is None or self.stopping.is_set():
@@ -147,7 +147,7 @@ class Listeners:
             self._finished(job, result, events)
         except WorkerStopping:
             self._hand_over(job)
-        except REDIS_DOWN:
+        except REDIS_DOWN_OR_FULL:
             log.warning("redis went away while listening to %s; its app opens a new stream", job_id)
         except Exception as exc:  # noqa: BLE001 - any failure of a stream ends it as data, for its person
             log.exception("listening to %s failed", job_id)
@@ -188,7 +188,7 @@ class Listeners:
                 self.inflight.drop(job.id, pipe)
                 pipe.execute()
             log.info("worker stopping: stream %s handed over to the next listener", job.id)
-        except REDIS_DOWN:
+        except REDIS_DOWN_OR_FULL:
             log.warning("could not hand over listen job %s: redis unavailable", job.id)
 
     def _failed(self, job: Job, error: JobError, events: JobEvents | None) -> None:
@@ -203,9 +203,9 @@ class Listeners:
                     events = JobEvents(self.publisher, session_id, job.id, hold_ending=True)
                 if events is not None:
                     events.ending = None
-                    events.emit(EventType.FAILED, error.model_dump(mode="json"))
+                    events.emit(payloads.Failed(**error.model_dump()))
                     events.publish_ending(pipe)
                 self.inflight.drop(job.id, pipe)
                 pipe.execute()
-        except REDIS_DOWN:
+        except REDIS_DOWN_OR_FULL:
             log.warning("could not record the failure of listen job %s: redis unavailable", job.id)

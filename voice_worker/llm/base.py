@@ -104,3 +104,8 @@ class LLM(ABC):
         piece = (lambda _i, text: on_piece(text)) if on_piece is not None else _no_piece
         stop = (lambda active: active if stopped() else ()) if stopped is not None else _never
         return self.generate_many([request], piece, stop)[0]
+
+    def close(self) -> None:
+        """Let go of what the engine holds (a model's memory, its threads). The worker calls it once
+        at shutdown, after its jobs stopped; nothing is called after it. By default nothing."""
+        return None  # nothing to let go of

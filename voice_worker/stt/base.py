@@ -53,3 +53,9 @@ class STT(ABC):
         """One transcript per clip; engines that batch (`capabilities.batches`) do it in one pass."""
         offsets = offsets or [0.0] * len(audios)
         return [self.transcribe(audio, language, offset) for audio, offset in zip(audios, offsets, strict=True)]
+
+    def close(self) -> None:
+        """Let go of what the engine holds (a model's memory, its threads). The worker calls it once
+        at shutdown, after its jobs and listeners stopped; nothing is called after it. By default
+        nothing."""
+        return None  # nothing to let go of

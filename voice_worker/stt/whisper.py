@@ -102,6 +102,9 @@ class WhisperSTT(STT):
         self.capabilities = STTCapabilities(word_timestamps=True, languages=tuple(self._model.supported_languages))
         self._tokenizers: dict[str, Tokenizer] = {}
 
+    def close(self) -> None:
+        self._model.model.unload_model()  # CTranslate2's weights; recognition after this fails
+
     def _check_language(self, language: str) -> None:
         if language not in self.capabilities.languages:
             known = ", ".join(self.capabilities.languages[:10])

@@ -42,3 +42,9 @@ class TTS(ABC):
         sentence at once.
         """
         yield self.synthesize(text, voice)
+
+    def close(self) -> None:
+        """Let go of what the engine holds (a model's memory, its threads). The worker calls it once
+        at shutdown, after its jobs and listeners stopped; nothing is called after it. By default
+        nothing."""
+        return None  # nothing to let go of

@@ -18,3 +18,9 @@ class TurnModel(ABC):
     def probability(self, samples: np.ndarray) -> float:
         """How likely the speaker has finished their turn, given the turn so far (16 kHz mono
         float32, ending with the silence they are in now)."""
+
+    def close(self) -> None:
+        """Let go of what the engine holds (a model's memory, its threads). The worker calls it once
+        at shutdown, after its jobs and listeners stopped; nothing is called after it. By default
+        nothing."""
+        return None  # nothing to let go of

@@ -33,3 +33,9 @@ class VAD(ABC):
     @abstractmethod
     def stream(self) -> VADStream:
         """A detector for one live stream (many may run at once, from several threads)."""
+
+    def close(self) -> None:
+        """Let go of what the engine holds (a model's memory, its threads). The worker calls it once
+        at shutdown, after its jobs and listeners stopped; nothing is called after it. By default
+        nothing."""
+        return None  # nothing to let go of

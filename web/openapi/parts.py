@@ -2,10 +2,9 @@
 
 from typing import Any, Final
 
-from shared_schemas import MAX_TEXT_CHARS
+from shared_schemas import MAX_TEXT_CHARS, RETRY_AFTER_S, ErrorCode
 
 from ..batch import BATCH_ID, MAX_FILES
-from ..errors import RETRY_AFTER_S
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -141,9 +140,10 @@ _UNAUTHORIZED = {
     ),
     "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="council"'}},
 }
+_WAIT_S = RETRY_AFTER_S[ErrorCode.QUEUE_UNAVAILABLE]
 _UNAVAILABLE = {
     **_error("`queue_unavailable`: Redis (the job queue) cannot be reached, so nothing was queued or read"),
-    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": f"Seconds to wait: {RETRY_AFTER_S}"}},
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": f"Seconds to wait: {_WAIT_S}"}},
 }
 _INTERNAL = _error("`internal`: a bug on our side; the server's log has the details")
 

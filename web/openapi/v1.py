@@ -15,7 +15,8 @@ _V1_PAGE = " See web/v1 and the README's OpenAI-compatible API."
 _V1_BUDGET = _error("`budget_exceeded` (type insufficient_quota): the user is frozen or their budget is spent")
 _V1_JOBS_REFUSED = _error(
     "`budget_exceeded` (type insufficient_quota): the user is frozen or their budget is spent; `rate_limited` "
-    "(type rate_limit_error, with Retry-After): as many of the user's jobs wait as may"
+    "(type rate_limit_error, with Retry-After): as many of the user's jobs wait as may; `audio_quota` (type "
+    "rate_limit_error): the user's stored audio is at its share"
 )
 _V1_TIMEOUT = _error("`timeout`: no worker finished in time (a job not started is cancelled)")
 _V1_MODEL = _error("`model_not_found`: GET /v1/models lists the models")

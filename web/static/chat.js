@@ -148,33 +148,8 @@
     renderText(bubble);
   }
 
-  function renderText(bubble) {
-    const el = bubble.querySelector(".text");
-    const full = bubble.full || "";
-    const c = bubble.caption;
-    if (!c) { el.textContent = full; return; }
-    const part = (cls, words) => {
-      const span = document.createElement("span");
-      span.className = cls;
-      span.textContent = words;
-      return span;
-    };
-    el.replaceChildren(part("said", full.slice(0, c.start)), part(c.playing ? "now" : "said", full.slice(c.start, c.end)),
-      part("ahead", full.slice(c.end)));
-  }
-
-  // Where sentence `index` (its words `words`) lies in the bubble's text: after the sentences before it.
-  function locate(bubble, index, words) {
-    bubble.sentences ||= new Map();
-    if (bubble.sentences.has(index)) return bubble.sentences.get(index);
-    const full = bubble.full || "";
-    const from = Math.max(0, ...[...bubble.sentences].filter(([i]) => i < index).map(([, r]) => r.end));
-    const wanted = (words || "").trim();
-    const at = wanted ? full.indexOf(wanted, from) : -1;
-    const range = { start: from, end: at >= 0 ? at + wanted.length : Math.min(full.length, from + wanted.length + 1) };
-    bubble.sentences.set(index, range);
-    return range;
-  }
+  const renderText = (bubble) => Council.captions.render(bubble);
+  const locate = (bubble, index, words) => Council.captions.locate(bubble, index, words);
 
   function caption(turnId, index) {
     const t = turns.get(turnId);
@@ -293,49 +268,23 @@
   }
 
   // ---- messages for people ---------------------------------------------------------------------
-  // The server's messages about what a person can act on (a budget, a limit, a lost worker) are
-  // written for them. A frame this page got wrong is the page's business: those codes are said in
-  // words a person can use, and the protocol's own text goes to the console only.
-  const FOR_PEOPLE = {
-    bad_frame: "Something went wrong between this page and the server. Reload the page; if it happens again, tell whoever runs this Council.",
-    frame_too_large: "That message is too long to send in one go. Shorten it, or send it in parts.",
-    bad_state: "The microphone was just opening or closing. Try again.",
-    empty_audio: "Nothing was recorded. Click the microphone, speak, then click it again.",
-    audio_too_large: "That recording is too long to send. Keep one spoken message short, or use hands-free.",
-    bad_event_id: "This page's place in the conversation could not be read. Reload the page.",
-    internal: "Something went wrong on the server. Try again; if it happens again, tell whoever runs this Council.",
-  };
-  const PROTOCOL_WORDS = /\b(frames?|audio_start|audio_end|listen_end|payload|PROTOCOL\.md|session_id|last_event_id|stream_id)\b/i;
-
-  // The words to show for an error {code, message}, or null when there is nothing a person can do.
+  // What a person reads for an error is Council.words' (words.js); the protocol's own text goes to
+  // the console only.
   function forPeople(error) {
     console.info("council:", error.code, error.message);
     // Microphone frames still on their way as a stream ended are refused once: nothing was lost.
     if (error.code === "bad_state" && (mic || Date.now() - streamEndedAt < 3000)) return null;
-    if (FOR_PEOPLE[error.code]) return FOR_PEOPLE[error.code];
-    if (!error.message || PROTOCOL_WORDS.test(error.message)) return FOR_PEOPLE.bad_frame;
-    return error.message;
+    return Council.words.forError(error);
   }
 
   // How to allow the microphone in this browser: said once, the first time it is refused.
   let blockedTold = false;
-  function howToAllow() {
-    const ua = navigator.userAgent;
-    const how = /iPhone|iPad|iPod/.test(ua)
-      ? "Safari on iPhone: tap “aA” in the address bar, then Website Settings › Microphone › Allow, and reload the page (or Settings › Apps › Safari › Microphone)."
-      : /Firefox\//.test(ua)
-        ? "Firefox: click the crossed-out microphone in the address bar, remove the blocked permission, then click the microphone here again."
-        : /Edg\//.test(ua)
-          ? "Edge: click the lock left of the address, then Permissions for this site › Microphone › Allow, and reload the page."
-          : "Chrome: click the site settings icon left of the address, set Microphone to Allow, and reload the page.";
-    return `The microphone is blocked for this site, so the council cannot hear you (typing still works). To allow it in ${how}`;
-  }
 
   function micRefused(err, auto) {
     console.info("council: the microphone did not open:", err.name, err.message);
     if (err.name === "NotAllowedError" || err.name === "SecurityError") {
       view.blocked = true;
-      if (!blockedTold) { blockedTold = true; note(howToAllow(), "error"); }
+      if (!blockedTold) { blockedTold = true; note(Council.words.howToAllow(navigator.userAgent), "error"); }
     } else if (auto || err.name === "NeedsClickError") {
       view.needsClick = true;  // the "Resume listening" button does it with the click the browser wants
     } else if (err.name === "NotFoundError") {

@@ -44,16 +44,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from council import CouncilError, LLMUnavailable, Reply, Step
+from council import LLMUnavailable, Reply, Step
+from queues import REDIS_DOWN
+from shared_schemas import Refusal
 
 from ..auth import user_of
 from ..chat import DEFAULT_VOICE
-from ..errors import REDIS_UNAVAILABLE, translate
+from ..errors import translate
 from ..services import Services, services
 from . import sse
 from .bodies import json_body
 from .deliberation import Deliberation
-from .errors import answered, from_api_error, from_council, invalid
+from .errors import answered, invalid, openai_error
 from .models import CHAT, unknown_model
 
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -207,13 +209,10 @@ async def streamed(
             if text:
                 yield sse.event(out.chunk({"content": text}, **usage_field))
             item = await anext(items, None)
-    except CouncilError as exc:
-        yield sse.event(from_council(exc).body())
-        return
-    except REDIS_UNAVAILABLE as exc:
-        translated = translate(exc)
-        assert translated is not None
-        yield sse.event(from_api_error(translated).body())
+    except (Refusal, *REDIS_DOWN) as exc:  # a budget, the council, Redis away: said as an error event
+        refusal = translate(exc)
+        assert refusal is not None
+        yield sse.event(openai_error(refusal).body())
         return
     finally:
         await _close(items)

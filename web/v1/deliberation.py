@@ -15,6 +15,7 @@ Steps are `{"type": ..., "payload": {...}}`, as the chat WebSocket's events (web
 from typing import Any
 
 from council import Reply, Step
+from shared_schemas import payloads
 
 
 class Deliberation:
@@ -41,9 +42,9 @@ class Deliberation:
             self._members.setdefault(item.member, []).append(item.text)
             return "", []
         steps = []
-        if item.type == "member_done":
-            steps += self._said(str(item.payload.get("member", "")))
-        steps.append({"type": item.type, "payload": dict(item.payload)})
+        if isinstance(item.payload, payloads.MemberDone):
+            steps += self._said(item.payload.member)
+        steps.append({"type": item.type.value, "payload": item.payload.model_dump(mode="json")})
         self.steps += steps
         return "", steps
 

@@ -2,12 +2,13 @@
 
 The rest of the app answers `{"error": {"code", "message"}}` (web/errors.py); OpenAI's clients
 read `message` from either, but branch on `type` and `param`, so what the /v1 handlers raise is
-said in OpenAI's shape here, with our own `code` (budget_exceeded, unknown_voice, ...) kept.
+said in OpenAI's shape here (`openai_error`: any `shared_schemas.Refusal`), with our own `code`
+(budget_exceeded, unknown_voice, ...) kept.
 
 Three answers keep the app's shape, because they are given before or around these handlers, and
 web/openapi.py documents them so: 401 (web.auth's TokenAuth answers before any route), 400
 `bad_host` and 403 `forbidden_origin` (web.sitecheck), and 503 `queue_unavailable` or
-`storage_full` (Redis away or full: web.errors' handlers, with Retry-After).
+`storage_full` raised by Redis itself (away or full: web.errors' handlers, with Retry-After).
 """
 
 import functools
@@ -18,11 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from council import BudgetExceeded, CouncilError, LLMUnavailable
-from queues import RateLimited
-from shared_schemas import ErrorCode
-
-from ..errors import ApiError
+from shared_schemas import ErrorCode, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +43,11 @@ _INPUT_CODES: dict[str, str | None] = {
 }
 _STATUS_OF_CODE: dict[str, int] = {ErrorCode.TIMEOUT: 504, ErrorCode.WORKER_LOST: 503, ErrorCode.BLOB_MISSING: 502}
 _TYPE_OF_STATUS = {401: "authentication_error", 403: "permission_error", 404: INVALID, 429: RATE}
-LLM_RETRY_AFTER_S = 10
 
 
-class OpenAIError(Exception):
-    """An answer of a /v1 route that is not a success, in OpenAI's shape."""
+class OpenAIError(Refusal):
+    """An answer of a /v1 route that is not a success, in OpenAI's shape (a `Refusal` like any
+    other: outside the /v1 routes it would answer in the app's shape)."""
 
     def __init__(
         self,
@@ -64,8 +61,7 @@ class OpenAIError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
-        self.code = code
+        self.code = ErrorCode(code)
         self.type = type or _TYPE_OF_STATUS.get(status, SERVER if status >= 500 else INVALID)
         self.param = param
         self.headers = dict(headers or {})
@@ -87,25 +83,17 @@ def invalid(message: str, param: str | None = None, code: str = "invalid_request
     return OpenAIError(400, message, code=code, param=param)
 
 
-def from_api_error(exc: ApiError, param: str | None = None) -> OpenAIError:
-    """What the app's shared helpers raise (web.batch's form reader, ...), in OpenAI's shape."""
+def openai_error(exc: Refusal, param: str | None = None) -> OpenAIError:
+    """Any refusal of the app in OpenAI's shape: its status (422 is OpenAI's 400), its code, and
+    the `type` OpenAI's clients branch on (a budget is `insufficient_quota`, which they do not
+    retry; too many jobs waiting `rate_limit_error`, which they do), with Retry-After where the
+    code has one. The /v1 edge's one translation: `answered` and the streamed answers use it."""
+    if isinstance(exc, OpenAIError):
+        return exc
+    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else {}
     status = 400 if exc.status == 422 else exc.status
-    return OpenAIError(status, exc.message, code=exc.code, param=param)
-
-
-def from_council(exc: CouncilError) -> OpenAIError:
-    """The council's taxonomy: a budget refused (429), no LLM answers (503), the turn failed."""
-    if isinstance(exc, BudgetExceeded):
-        return OpenAIError(429, exc.message, code=exc.code, type=QUOTA)
-    if isinstance(exc, LLMUnavailable):
-        return OpenAIError(503, exc.message, code=exc.code, headers={"Retry-After": str(LLM_RETRY_AFTER_S)})
-    return OpenAIError(502 if exc.retryable else 500, exc.message, code=exc.code)
-
-
-def from_rate_limit(exc: RateLimited) -> OpenAIError:
-    """Too many jobs of this user (or session) wait in the queues already: try again shortly."""
-    headers = {"Retry-After": str(exc.retry_after_s)}
-    return OpenAIError(429, exc.message, code=exc.code, type=RATE, headers=headers)
+    kind = QUOTA if exc.code == ErrorCode.BUDGET_EXCEEDED else None
+    return OpenAIError(status, exc.message, code=exc.code, type=kind, param=param, headers=headers)
 
 
 def from_job(error: Mapping[str, Any]) -> OpenAIError:
@@ -130,15 +118,9 @@ def answered(endpoint: Endpoint) -> Endpoint:
     async def wrapped(request: Request) -> Response:
         try:
             return await endpoint(request)
-        except OpenAIError as exc:
-            return exc.response()
-        except ApiError as exc:
-            return from_api_error(exc).response()
-        except CouncilError as exc:
-            log.info("%s refused: %s", request.url.path, exc.message)
-            return from_council(exc).response()
-        except RateLimited as exc:
-            log.info("%s refused: %s (%s)", request.url.path, exc.message, exc.code)
-            return from_rate_limit(exc).response()
+        except Refusal as exc:
+            if not isinstance(exc, OpenAIError):  # a route's own answer is not news
+                log.info("%s refused: %s (%s)", request.url.path, exc.message, exc.code)
+            return openai_error(exc).response()
 
     return wrapped

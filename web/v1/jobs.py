@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 import redis.exceptions
 
-from shared_schemas import ErrorCode, Event, EventType, SynthesisJob, TranscriptionJob
+from shared_schemas import ErrorCode, Event, SynthesisJob, TranscriptionJob, payloads
 
 from ..services import Services
 from .errors import OpenAIError, from_job
@@ -55,8 +55,8 @@ async def run(
                     continue
                 if event.terminal:
                     running.discard(event.job_id)
-                if event.type is EventType.FAILED:
-                    raise from_job(event.payload)
+                if isinstance(event.payload, payloads.Failed):
+                    raise from_job(event.payload.model_dump())
                 yield places[event.job_id], event
     finally:
         if running:

@@ -43,9 +43,9 @@ from shared_schemas import (
     MAX_TEXT_CHARS,
     VOICE_PATTERN,
     ErrorCode,
-    EventType,
     SpeechClip,
     SynthesisJob,
+    payloads,
     split_sentences,
 )
 
@@ -163,8 +163,8 @@ async def spoken(s: Services, jobs_: list[SynthesisJob]) -> AsyncGenerator[Sampl
     run = jobs.run(s, jobs_, timeout=float(s.settings.queues.synthesize_timeout_s))
     async with contextlib.aclosing(run):
         async for n, event in run:
-            if event.type is EventType.AUDIO:
-                for clip in order.add(n, SpeechClip.model_validate(event.payload)):
+            if isinstance(event.payload, payloads.Audio):
+                for clip in order.add(n, event.payload):
                     yield await _samples_of(s, clip, jobs_[0].user or "anonymous")
 
 
