@@ -118,6 +118,17 @@ class ChatSession:
     # -- out: the session's events ---------------------------------------------------------------
 
     async def forward(self, sub: Subscription) -> None:
+        """The session's events to the page. Should that fail, the connection is closed (1011): the
+        page reconnects and replays from the last event it saw, where a socket left open would look
+        alive and say nothing more."""
+        try:
+            await self._forward(sub)
+        except Exception:
+            log.exception("the session's events stopped: closing its connection for the page to reconnect")
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):  # (closed already)
+                await self.ws.close(code=1011)
+
+    async def _forward(self, sub: Subscription) -> None:
         async for event in sub:
             live, p = sub.live(event), event.payload
             if live and getattr(p, "stream_id", None) in self.streams:  # (a listener's events say which)

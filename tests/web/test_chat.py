@@ -309,3 +309,32 @@ def test_recordings_held_by_the_app_are_capped_all_sockets_together(settings, ch
         second.send_json({"type": "audio_end"})
         frames = until(second, "turn_done")
         assert "second" in next(f for f in frames if f["type"] == "transcript")["payload"]["text"].lower()
+
+
+def test_a_session_whose_events_stop_closes_so_the_page_reconnects(client, chat_path, monkeypatch):
+    """When forwarding a session's events fails, the page must not sit on a socket that looks alive
+    and says nothing: the server closes it (1011, as the page reconnects on any close) and the
+    reconnect replays what the broken one missed."""
+    import web.chat
+    from shared_schemas import EventType
+
+    real = web.chat.event_frame
+
+    def broken(event, url):
+        if event.type is EventType.TOKEN:
+            raise RuntimeError("injected: the forwarding of events fails")
+        return real(event, url)
+
+    monkeypatch.setattr(web.chat, "event_frame", broken)
+    with client.websocket_connect(chat_path()) as ws:
+        hello = ws.receive_json()
+        ws.send_json({"type": "text", "text": "The plan is sound."})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            until(ws, "turn_done")
+        assert closed.value.code == 1011
+    monkeypatch.setattr(web.chat, "event_frame", real)
+    with client.websocket_connect(chat_path(hello)) as ws:
+        assert ws.receive_json()["type"] == "session"
+        frames = until(ws, "turn_done")
+    message = next(f for f in frames if f["type"] == "message")  # the answer, as history replays it
+    assert message["payload"]["text"] == "The plan is sound." and frames[-1]["payload"] == {"status": "done"}
