@@ -98,8 +98,13 @@ async def refused(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
     """Any refusal, Redis away or full included, said in the one shape; on a WebSocket, as an
     error frame and close code 1013 (try again later). Expected: logged without a trace."""
     refusal = translate(exc)
-    if refusal is None:
-        return await server_error(conn, exc)  # type: ignore[arg-type]
+    if refusal is None:  # a bug (a WRONGTYPE, say): a 500, or on a WebSocket its close code, 1011
+        if isinstance(conn, WebSocket):
+            log.exception("unhandled error on the WebSocket %s", conn.url.path, exc_info=exc)
+            if conn.application_state is not WebSocketState.DISCONNECTED:
+                await conn.close(code=1011)
+            return None
+        return await server_error(conn, exc)
     if isinstance(exc, redis.exceptions.RedisError):
         log.warning("%s: %s", conn.url.path, exc)
     elif not isinstance(exc, ApiError):  # a route's answer is not news
@@ -112,8 +117,8 @@ async def refused(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
     return response_of(refusal)
 
 
-async def server_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+async def server_error(request: HTTPConnection, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.scope.get("method", "WEBSOCKET"), request.url.path, exc_info=exc)
     return JSONResponse(error_body(ErrorCode.INTERNAL, INTERNAL_MESSAGE), status_code=500)
 
 

@@ -110,3 +110,25 @@ def test_every_refusal_maps_to_a_code_a_status_and_each_edge_s_shape(cls):
     assert v1.status == (400 if exc.status == 422 else exc.status)
     assert v1.body() == {"error": {"message": exc.message, "type": v1.type, "param": v1.param, "code": exc.code}}
     assert v1.type in OPENAI_TYPES
+
+
+def test_a_redis_error_that_is_a_bug_closes_a_websocket_as_an_internal_error():
+    """A Redis error that is no refusal (a WRONGTYPE: our bug) on a WebSocket route is logged and
+    the socket closed 1011, not a crash inside the handler (which read an HTTP request's method)."""
+    import redis.exceptions
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from web.errors import handlers
+
+    async def broken(ws):
+        await ws.accept()
+        raise redis.exceptions.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+    app = Starlette(routes=[WebSocketRoute("/ws", broken)], exception_handlers=handlers)
+    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 1011
