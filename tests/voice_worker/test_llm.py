@@ -21,6 +21,7 @@ from voice_worker.errors import EngineLoadError
 from voice_worker.llm import Request
 from voice_worker.llm.hf import TransformersLLM
 from voice_worker.llm.models import builtin, find
+from voice_worker.llm.prefixes import Prefixes
 from voice_worker.settings import WorkerSettings
 from voice_worker.worker import VoiceWorker
 
@@ -125,6 +126,23 @@ def test_a_joined_request_stops_on_its_own_and_the_batch_goes_on(llm: Transforme
     assert alone[1].text.startswith(together[1].text) and together[1].text
     assert together[0].text == alone[0].text
     assert sum(1 in active for active in asked) == 3
+
+
+def test_a_prompt_that_begins_like_one_read_before_is_read_from_where_they_part(llm: TransformersLLM):
+    persona = ChatMessage(role="system", content="You are Max, the chair of a small council. Answer briefly.")
+    first = Request([persona, ChatMessage(role="user", content=QUESTIONS[0])], max_tokens=12)
+    said = ChatMessage(role="assistant", content="The capital of France is Paris.")
+    follow = Request([*first.messages, said, ChatMessage(role="user", content=QUESTIONS[1])], max_tokens=12)
+    kept, llm.prefixes = llm.prefixes, Prefixes(0)
+    try:
+        cold = llm.generate(follow)  # read whole
+    finally:
+        llm.prefixes = kept
+    llm.generate(first)
+    shared, _ = llm.prefixes.find(llm.prompt(follow)) or (0, None)
+    assert shared == len(llm.prompt(first)) < len(llm.prompt(follow))  # the whole first prompt
+    warm = llm.generate(follow)
+    assert (warm.text, warm.output_tokens, warm.input_tokens) == (cold.text, cold.output_tokens, cold.input_tokens)
 
 
 def test_a_stop_string_ends_the_answer_before_it(llm: TransformersLLM, alone: list):

@@ -15,6 +15,8 @@ Requests may join a batch under way, between two tokens (continuous batching: `j
 prompts are read in a forward pass of their own, each gets its first token at once, and their
 rows are added to the batch's cache and mask, the shorter side padded on the left with masked
 zeros, so that every row keeps its own positions and stop, and decodes what it would alone.
+A prompt that begins like one read recently (the same persona, the same conversation one turn on)
+is read only from where they part, on the kept states of the other (prefixes.py).
 """
 
 import logging
@@ -30,6 +32,7 @@ from transformers.cache_utils import DynamicLayer
 from ..errors import EngineLoadError
 from .base import LLM, FinishReason, Generated, LLMCapabilities, Request, _never, _no_piece, _nobody
 from .models import ModelFiles
+from .prefixes import Prefixes
 from .stream import TextStream
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,10 @@ class TransformersLLM(LLM):
         device: str = "auto",
         threads: int | None = None,
         max_batch: int = 8,
+        prefix_tokens: int = 4096,
     ) -> None:
-        """`files`: a Hugging Face model folder, or a GGUF file in a folder."""
+        """`files`: a Hugging Face model folder, or a GGUF file in a folder. `prefix_tokens`: how
+        many tokens of prompts already read are kept to begin the next ones (prefixes.py; 0: none)."""
         path, gguf_file = files.folder, files.gguf_file
         if threads is not None:
             torch.set_num_threads(threads)
@@ -97,6 +102,8 @@ class TransformersLLM(LLM):
         self.capabilities = LLMCapabilities(
             batches=True, max_batch=max_batch, device=resolved, context_tokens=context, joins=joins
         )
+        # A prompt read from a kept beginning joins the others as a joining request does.
+        self.prefixes = Prefixes(prefix_tokens if joins else 0)
         log.info(
             "language model %s loaded from %s in %.1f s: %s, %.1f M parameters, %s on %s",
             model,
@@ -192,22 +199,47 @@ class TransformersLLM(LLM):
         on_piece: Callable[[int, str], None],
         stopped: Callable[[Sequence[int]], Collection[int]],
     ) -> "_Batch | None":
-        """Read the fresh sequences' prompts (one forward pass, left-padded), give each its first
-        token, and add those still running to the batch decoding (its rows of the cache and mask
-        left-padded to one length)."""
+        """Read the fresh sequences' prompts, give each its first token, and add those still running
+        to the batch decoding (its rows of the cache and mask left-padded to one length). Prompts
+        that begin like one read before are read from where they part, each in a pass of its own;
+        the others together, left-padded."""
         self._stop_asked(fresh, stopped, on_piece)  # cancelled before their first forward pass
         fresh = [s for s in fresh if s.finish is None]
-        if not fresh:
-            return batch
-        width = max(len(s.prompt) for s in fresh)
-        ids = torch.full((len(fresh), width), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(fresh), width), dtype=torch.long)
-        for row, s in enumerate(fresh):
-            ids[row, width - len(s.prompt) :] = torch.tensor(s.prompt)
+        misses = [s for s in fresh if self.prefixes.find(s.prompt) is None]
+        groups = [misses] if misses else []
+        groups += [[s] for s in fresh if s not in misses]
+        reads = []
+        for group in groups:  # each group's first tokens go out as soon as they are chosen
+            read = self._read(group)
+            read.chosen = self._choose(read.chosen, group)
+            self._emit(group, read.chosen, on_piece)
+            reads.append(read)
+        self._stop_asked(fresh, stopped, on_piece)
+        for read in reads:
+            joined = read.keep(self.device)
+            if joined is not None:
+                if batch is None:
+                    batch = joined
+                else:
+                    batch.merge(joined)
+        return batch
+
+    def _read(self, group: list[_Sequence]) -> "_Batch":
+        """One forward pass over the group's prompts (one alone from where its kept beginning ends);
+        the batch it makes holds the last logits in `chosen`, for the caller to choose from. Each
+        prompt's states are kept for the prompts that will begin like it."""
+        found = self.prefixes.find(group[0].prompt) if len(group) == 1 else None
+        shared = found[0] if found is not None else 0
+        width = max(len(s.prompt) for s in group)
+        ids = torch.full((len(group), width - shared), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        for row, s in enumerate(group):
+            ids[row, width - len(s.prompt) :] = torch.tensor(s.prompt[shared:])
             mask[row, width - len(s.prompt) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, shared:]
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
-        cache = DynamicCache(config=self.llm.config)
+        states = found[1] if found is not None else None
+        cache = DynamicCache(ddp_cache_data=states, config=self.llm.config)
         out = self.llm(
             input_ids=ids,
             attention_mask=mask,
@@ -216,14 +248,13 @@ class TransformersLLM(LLM):
             use_cache=True,
             logits_to_keep=1,
         )
-        chosen = self._choose(out.logits[:, -1, :], fresh)
-        self._emit(fresh, chosen, on_piece)
-        self._stop_asked(fresh, stopped, on_piece)
-        joined = _Batch(fresh, cache, mask, positions[:, -1], chosen).keep(self.device)
-        if batch is None or joined is None:
-            return batch or joined
-        batch.merge(joined)
-        return batch
+        for row, s in enumerate(group):
+            start = width - len(s.prompt)
+            rows = [
+                (layer.keys[row : row + 1, :, start:], layer.values[row : row + 1, :, start:]) for layer in cache.layers
+            ]
+            self.prefixes.keep(s.prompt, rows)
+        return _Batch(list(group), cache, mask, positions[:, -1], out.logits[:, -1, :])
 
     def _choose(self, logits: torch.Tensor, active: list[_Sequence]) -> torch.Tensor:
         logits = logits.float()
