@@ -2,6 +2,9 @@
 Instruct, transformers, CPU) and a Redis of its own: time to first token and tokens per second for
 the same three prompts one at a time and in one batch of 3 (enqueued together, so the worker takes
 them together), and what a generation job adds per token on Redis (its stop check, its token event).
+Then the three enqueued `--gap-ms` apart, as a council's members are (the worker has begun the
+first when the others arrive), on that worker (they join its batch between two tokens) and on one
+started with `WORKER_LLM_JOIN_TOKENS=0` (they wait for it): `llm_staggered_3`.
 
     .venv-app/bin/python -m bench.generation [--threads N] [--max-tokens N]
 
@@ -63,11 +66,23 @@ def ended(conn, settings: QueueSettings, jobs: list[GenerationJob], enqueued: da
     }
 
 
+def staggered(conn, settings: QueueSettings, client: JobClient, max_tokens: int, gap_ms: float) -> dict:
+    """The three prompts enqueued one by one, `gap_ms` apart; each one's first token and the total."""
+    jobs = [job(n, prompt, max_tokens) for n, prompt in enumerate(PROMPTS)]
+    at = datetime.now().astimezone()
+    for one in jobs:
+        client.enqueue(one)
+        time.sleep(gap_ms / 1000)
+    got = ended(conn, settings, jobs, at)
+    return {k: v for k, v in got.items() if k != "texts"} | {"_texts": got["texts"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--checks", type=int, default=2000)
+    parser.add_argument("--gap-ms", type=float, default=5.0)
     parser.add_argument("--worker-python", default=str(ROOT / ".venv-worker/bin/python"))
     args = parser.parse_args()
     with private_redis() as url, tempfile.TemporaryDirectory(prefix="council-bench-llm-") as tmp:
@@ -112,6 +127,13 @@ def main() -> None:
                 t = time.perf_counter()
                 probe.emit(payloads.Token(text=" word", member=None))
                 publish.append((time.perf_counter() - t) * 1e6)
+            joined = staggered(conn, settings, client, args.max_tokens, args.gap_ms)
+        alone_env = env | {"WORKER_LLM_JOIN_TOKENS": "0"}
+        with process(worker, alone_env, ready="worker ready", log=Path(tmp) / "worker-0.log", wait_s=600):
+            warm = job(0, PROMPTS[0], 8)
+            client.enqueue(warm)
+            ended(conn, settings, [warm], datetime.now().astimezone())
+            waited = staggered(conn, settings, client, args.max_tokens, args.gap_ms)
     one_at_a_time = {
         "first_token_ms": [a["first_token_ms"][0] for a in alone],
         "worker_first_token_ms": [a["worker_first_token_ms"][0] for a in alone],
@@ -133,6 +155,12 @@ def main() -> None:
                 "llm_stop_check_us": checks,
                 "llm_token_event_us": {"p50": round(percentile(publish, 50)), "p99": round(percentile(publish, 99))},
                 "llm_stop_check_share_of_a_batch_3_step": round(checks["batch_3"]["p50_us"] / 1000 / step_ms, 4),
+                "llm_staggered_3": {
+                    "gap_ms": args.gap_ms,
+                    "joined": {k: v for k, v in joined.items() if k != "_texts"},
+                    "not_joined": {k: v for k, v in waited.items() if k != "_texts"},
+                    "same_text": joined["_texts"] == waited["_texts"] == [a["texts"][0] for a in alone],
+                },
             },
             indent=1,
         )

@@ -23,11 +23,12 @@ import uvicorn
 import websockets
 
 from queues import QueueSettings
-from shared_schemas import transcript_job_id
+from shared_schemas import SentenceBuffer, transcript_job_id
 from tests.speech import TWO_CITIES
 from tests.speech.score import score
 from web.app import create_app
 from web.settings import AppSettings
+from web.turns import FIRST_CLAUSE_WORDS
 
 from .procs import percentile
 from .turns import responder_factory
@@ -65,19 +66,28 @@ class Turn:
     speech_end: float  # perf_counter() when the frame holding the last voiced sample was sent
     decided: float | None = None
     transcript: float | None = None
+    routed: float | None = None  # the council's `routed` step: the router decided
+    first_token: float | None = None  # the answer's first `token` frame
+    first_piece: float | None = None  # its first piece to speak written (cut as the app cuts it)
+    first_sentence: float | None = None  # its first whole sentence written
+    confirmed: float | None = None  # `turn_confirmed`: a tentative turn's sound may go out
     first_audio: float | None = None
+    confirm_ms: int = 0  # the hold `turn_started` announced (0: the turn stood at once)
     text: str = ""
     done: asyncio.Event = field(default_factory=asyncio.Event)
     turn_id: str | None = None
     audio_s: float = 0.0  # the answer's length, from its `audio` events
     last_clip: tuple[int, int] = (0, 0)  # (index, chunk) of its last clip
+    sentences: dict[str, SentenceBuffer] = field(default_factory=dict)  # each member's answer so far
+    pieces: dict[str, SentenceBuffer] = field(default_factory=dict)  # the same, cut as the app cuts it
 
 
 class Speaker:
     """One person, hands-free: streams questions and silence in real time, notes what comes back."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, turn_limit_s: float = 60) -> None:
         self.url = url
+        self.turn_limit_s = turn_limit_s  # from the end of speech to the answer played to its end
         self.turns: list[Turn] = []
         self.stream_id: str | None = None
         self._listening = asyncio.Event()
@@ -103,8 +113,8 @@ class Speaker:
                 # server then knows its own voice no longer sounds), then a pause.
                 while not turn.done.is_set() or time.perf_counter() < (turn.first_audio or 0) + turn.audio_s:
                     await self._send(ws, bytes(FRAME_BYTES * 5))
-                    if time.perf_counter() - turn.speech_end > 60:
-                        raise RuntimeError("a turn took over 60 s")
+                    if time.perf_counter() - turn.speech_end > self.turn_limit_s:
+                        raise RuntimeError(f"a turn took over {self.turn_limit_s:g} s")
                 if turn.turn_id is not None:
                     index, chunk = turn.last_clip
                     played = {"type": "played", "turn_id": turn.turn_id, "index": index, "chunk": chunk, "done": True}
@@ -147,6 +157,22 @@ class Speaker:
             elif kind == "turn_started" and payload.get("stream_id") == self.stream_id and self.turns:
                 current, turn_id = self.turns[-1], frame["job_id"]
                 current.decided, current.turn_id, current.audio_s = now, turn_id, 0.0
+                current.confirm_ms = int(payload.get("confirm_ms") or 0)
+                current.first_token = current.first_sentence = current.first_piece = None
+                current.confirmed = current.routed = None
+                current.sentences, current.pieces = {}, {}
+            elif kind == "routed" and current is not None and frame.get("job_id") == turn_id:
+                current.routed = current.routed or now
+            elif kind == "turn_confirmed" and current is not None and payload.get("turn_id") == turn_id:
+                current.confirmed = current.confirmed or now
+            elif kind == "token" and current is not None and frame.get("job_id") == turn_id:
+                current.first_token = current.first_token or now
+                member, text = str(payload.get("member")), str(payload.get("text", ""))
+                if current.sentences.setdefault(member, SentenceBuffer()).feed(text):
+                    current.first_sentence = current.first_sentence or now
+                cut = current.pieces.setdefault(member, SentenceBuffer(first_clause=FIRST_CLAUSE_WORDS))
+                if cut.feed(text):
+                    current.first_piece = current.first_piece or now
             elif kind == "audio" and current is not None and payload.get("turn_id") == turn_id:
                 current.audio_s += float(payload.get("duration_s", 0.0))
                 current.last_clip = max(current.last_clip, (int(payload.get("index", 0)), int(payload.get("chunk", 0))))
@@ -216,16 +242,19 @@ async def bench_reading(url: str) -> dict:
     return {**result.figures(), "transcripts": result.transcripts}
 
 
-def serve(settings: QueueSettings) -> tuple[str, uvicorn.Server, threading.Thread]:
+def serve(
+    settings: QueueSettings, app_settings: AppSettings | None = None, scripted: bool = True
+) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """The app in a thread of this process; by default with a scripted council that answers at once
+    (`scripted=False`: the council the settings name, e.g. the default members on the built-in model)."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # Its speakers are one anonymous user standing in for several: no per-user cap on microphones.
-    app = create_app(
-        AppSettings(queues=settings, max_streams_per_user=0), make_responder=responder_factory(("espeak", "piper"))
-    )
+    app_settings = app_settings or AppSettings(queues=settings, max_streams_per_user=0)
+    app = create_app(app_settings, make_responder=responder_factory(("espeak", "piper")) if scripted else None)
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", ws_max_size=2**20))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

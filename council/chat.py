@@ -3,7 +3,7 @@
 `on_chunk` sees every chunk as it comes (the ledger's meter adds them up: token usage and tool
 calls arrive in chunks too, usually the last)."""
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessageChunk, BaseMessage
@@ -13,7 +13,9 @@ ChatModel = Runnable[LanguageModelInput, BaseMessage]  # a chat model, or one wi
 OnChunk = Callable[[AIMessageChunk], None] | None
 
 
-async def pieces(model: ChatModel, messages: Sequence[BaseMessage], on_chunk: OnChunk = None) -> AsyncIterator[str]:
+async def pieces(
+    model: ChatModel, messages: Sequence[BaseMessage], on_chunk: OnChunk = None
+) -> AsyncGenerator[str, None]:
     """The text of the model's answer, piece by piece as it is written (reasoning left out)."""
     async for chunk in model.astream(list(messages)):
         if on_chunk is not None and isinstance(chunk, AIMessageChunk):

@@ -1,7 +1,9 @@
 """The router: a simple request gets one fast answer, a question worth deliberating gets the
 council. Cheap rules decide first and say which one fired; the chair's model decides only when
-no rule does, with a one-word answer. (The graph may then send a council turn down the fast path
-when the budget left cannot cover the council: a decision `by` "budget".)
+no rule does, with a one-word answer, and only its first word is read: the call stops there (a
+small model that answers the question instead would otherwise write a whole answer, up to its
+`max_output_tokens`, before the turn could begin). (The graph may then send a council turn down
+the fast path when the budget left cannot cover the council: a decision `by` "budget".)
 """
 
 import asyncio
@@ -9,6 +11,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+from langchain_core.messages import BaseMessage
 
 from shared_schemas import payloads
 
@@ -43,7 +47,11 @@ COMMAND = _words(
     r"^(please )?(repeat|say (that|it) again|again|stop|pause|continue|go on|louder|slower|shorter|"
     r"(can|could) you (repeat|say that again)|what did you say)\b"
 )
-FACT = _words(r"^(what('s| is| are| was| were)|who|when|where|how (much|many|old|far|long|big|tall)|define)\b")
+FIRST_WORD = re.compile(r"\s*\W*\w+\W")  # a word, and what follows it has begun
+FACT = _words(
+    r"^(what('s| is| are| was| were| time| day| date| year)|which|who|when|where|"
+    r"how (much|many|old|far|long|big|tall)|define)\b"
+)
 
 # (name, test, route): the first that matches decides; the name is the reason shown to the person.
 Rule = tuple[str, Callable[[str, int, Sequence[str]], bool], Route]
@@ -58,6 +66,21 @@ RULES: tuple[Rule, ...] = (
     ("short remark", lambda t, n, s: n <= 3 and "?" not in t, "fast"),
     ("follows up on a recurring topic", lambda t, n, s: any(_mentions(t, topic) for topic in s), "council"),
 )
+
+
+async def first_word(model: chat.ChatModel, messages: Sequence[BaseMessage], on_chunk: chat.OnChunk = None) -> str:
+    """The model's answer up to the end of its first word; the rest is not written (leaving the
+    stream stops the call)."""
+    text = ""
+    pieces = chat.pieces(model, messages, on_chunk)
+    try:
+        async for piece in pieces:
+            text += piece
+            if FIRST_WORD.match(text):
+                break
+    finally:
+        await pieces.aclose()  # now, not when the generator is collected: the call stops here
+    return text.strip()
 
 
 def _mentions(text: str, topic: str) -> bool:
@@ -90,7 +113,7 @@ async def decide(
         return Decision("council", "no rule matched and no router model", "rules")
     try:
         async with asyncio.timeout(timeout_s):
-            word = await chat.complete(model, prompts.router(text), on_chunk)
+            word = await first_word(model, prompts.router(text), on_chunk)
     except TimeoutError:
         return Decision("council", f"no rule matched and the router model took over {timeout_s:g} s", "rules")
     found = re.findall(r"\b(FAST|COUNCIL)\b", word.upper())

@@ -17,6 +17,7 @@ _ABBREVIATIONS = frozenset(
 _END = re.compile(r"""([.!?…]+)(["'”’)\]]*)(\s+|$)""")
 # Where a sentence over the limit is best cut, in order: after a clause, between words.
 _CLAUSE = re.compile(r"[,;]")
+_CLAUSE_END = re.compile(r"[,;:](?=\s)")
 _SPACE = re.compile(r"\s")
 
 
@@ -82,17 +83,23 @@ class SentenceBuffer:
     A sentence is given out once the text after it has begun, so "Dr." or "3." at the end of a
     piece is never taken for an ending; `flush()` gives out what is left when the stream ends.
     A sentence that passes `limit` goes out in pieces as it grows, cut as `cut` cuts.
+
+    `first_clause=n` (n > 0): until a piece has gone out, a clause of at least n words that ends in
+    a comma, semicolon or colon followed by a space goes out at once, so that the first words of an
+    answer are heard without waiting for the end of a long first sentence.
     """
 
-    def __init__(self, limit: int = MAX_TEXT_CHARS) -> None:
+    def __init__(self, limit: int = MAX_TEXT_CHARS, first_clause: int = 0) -> None:
         self._text = ""
         self._limit = limit
+        self._first_clause = first_clause
 
     def feed(self, piece: str) -> list[str]:
         self._text += piece
         sentences = split_sentences(self._text, self._limit)
         if len(sentences) < 2:
-            return []
+            return self._clause()
+        self._first_clause = 0
         last = sentences[-1]
         self._text = self._text[self._text.rindex(last) :]
         return sentences[:-1]
@@ -100,3 +107,14 @@ class SentenceBuffer:
     def flush(self) -> list[str]:
         sentences, self._text = split_sentences(self._text, self._limit), ""
         return sentences
+
+    def _clause(self) -> list[str]:
+        """The first clause long enough, while no piece has gone out."""
+        if self._first_clause <= 0:
+            return []
+        for match in _CLAUSE_END.finditer(self._text):
+            clause = self._text[: match.end()].strip()
+            if len(clause.split()) >= self._first_clause:
+                self._text, self._first_clause = self._text[match.end() :], 0
+                return [clause]
+        return []

@@ -1,5 +1,6 @@
 """What a worker hands its jobs: engines, blob store and event publisher, built once at start."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,9 @@ class WorkerContext:
     # one batch (worker.py, jobs.generate); then each one's part of the batch, by its own id.
     companions: dict[str, list[GenerationJob]] = field(default_factory=dict)
     generations: dict[str, Any] = field(default_factory=dict)  # generation.Outcome
+    # Takes up to n more generation jobs waiting on `llm` to join a batch under way; each still
+    # runs as its own RQ job after the one decoding (the worker sets it; see worker.py).
+    claim_generations: Callable[[int], list[GenerationJob]] | None = None
 
     def events_for(self, session_id: str, job_id: str) -> JobEvents:
         if self.current_events is None or self.current_events.job_id != job_id:

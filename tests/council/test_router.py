@@ -17,6 +17,8 @@ from council.router import Decision, by_rules, decide
         ("Can you say that again?", "command about the conversation"),
         ("What is the capital of Portugal?", "short factual question"),
         ("How many legs does a spider have?", "short factual question"),
+        ("What time does the library open on Sundays?", "short factual question"),
+        ("Which planet is the largest?", "short factual question"),
         ("Sounds good", "short remark"),
     ],
 )
@@ -64,6 +66,18 @@ def test_the_chair_model_decides_when_no_rule_does(scripted, answer, route, by):
     assert "router model answered" in decision.reason
     system, human = model.calls[0]
     assert "one word" in system.content and human.content == UNDECIDED
+
+
+def test_only_the_router_models_first_word_is_read(scripted):
+    # A small model that answers the question instead of routing it: the turn need not wait for
+    # its whole answer, and a one-word answer with more after it still counts.
+    seen: list = []
+    chatty = scripted(script=["The capital of France is Paris, a city of two million people."])
+    decision = asyncio.run(decide(UNDECIDED, chatty, on_chunk=seen.append))
+    assert decision == Decision("council", "the router model answered 'The', not FAST or COUNCIL", "llm")
+    assert "".join(c.text for c in seen).strip() == "The"
+    decision = asyncio.run(decide(UNDECIDED, scripted(script=["FAST, a simple question."])))
+    assert (decision.route, decision.by) == ("fast", "llm")
 
 
 def test_no_model_call_when_a_rule_decides(scripted):

@@ -75,6 +75,32 @@ def test_a_streamed_text_comes_out_whole_in_pieces_that_fit(text, limit, sizes):
     assert_cut_well(pieces, text, limit)
 
 
+@PROPERTY
+@given(TEXT, LIMITS, st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
+def test_with_the_first_clause_first_a_streamed_text_still_comes_out_whole(text, limit, sizes):
+    buffer, pieces, at = SentenceBuffer(limit, first_clause=3), [], 0
+    while at < len(text):
+        size = sizes[len(pieces) % len(sizes)]
+        pieces += buffer.feed(text[at : at + size])
+        at += size
+    pieces += buffer.flush()
+    assert_cut_well(pieces, text, limit)
+
+
+def test_the_first_clause_of_a_long_first_sentence_goes_out_at_its_comma():
+    tokens = ["The", " novel", " Pride", " and", " Prejudice", " is", " by", " Jane", " Austen", ",", " a", " British"]
+    tokens += [" author", ".", " She", " wrote", " six", " novels", ",", " all", " loved", "."]
+    buffer, out = SentenceBuffer(first_clause=4), []
+    for token in tokens:
+        out.append(buffer.feed(token))
+    # The clause once the word after its comma began; later clauses wait for their sentence's end.
+    assert out[10] == ["The novel Pride and Prejudice is by Jane Austen,"] and not any(out[:10])
+    assert out[14] == ["a British author."] and not any(out[15:])
+    assert buffer.flush() == ["She wrote six novels, all loved."]
+    short = SentenceBuffer(first_clause=4)
+    assert [short.feed(t) for t in ("Yes", ",", " it", " is", ".", " Go")] == [[], [], [], [], [], ["Yes, it is."]]
+
+
 def test_a_long_streamed_sentence_goes_out_while_it_grows():
     buffer, out = SentenceBuffer(), []
     for i in range(700):

@@ -21,6 +21,7 @@ from voice_worker.errors import EngineLoadError
 from voice_worker.llm import Request
 from voice_worker.llm.hf import TransformersLLM
 from voice_worker.llm.models import builtin, find
+from voice_worker.llm.prefixes import Prefixes
 from voice_worker.settings import WorkerSettings
 from voice_worker.worker import VoiceWorker
 
@@ -82,6 +83,66 @@ def test_a_stop_ends_its_sequence_at_the_next_token_and_the_others_go_on(llm: Tr
     assert alone[1].text.startswith(together[1].text) and together[1].text
     assert [together[0].text, together[2].text] == [alone[0].text, alone[2].text]
     assert all(1 not in active for active in asked[5:])
+
+
+def test_requests_that_join_a_batch_under_way_decode_what_each_decodes_alone(llm: TransformersLLM, alone: list):
+    assert llm.capabilities.joins
+    pieces: dict[int, list[str]] = {0: [], 1: [], 2: []}
+    rooms: list[int] = []
+
+    def join(room: int) -> list[Request]:
+        rooms.append(room)
+        # Asked before each forward pass: the second joins after the first's 3rd token, the third
+        # after its 6th, while the others decode.
+        return {4: [ask(QUESTIONS[1])], 7: [ask(QUESTIONS[2])]}.get(len(rooms), [])
+
+    started = time.perf_counter()
+    together = llm.generate_many([ask(QUESTIONS[0])], lambda i, text: pieces[i].append(text), join=join)
+    took_ms = (time.perf_counter() - started) * 1000
+    assert [r.text for r in together] == [r.text for r in alone]
+    assert [r.output_tokens for r in together] == [r.output_tokens for r in alone]
+    assert ["".join(pieces[i]) for i in range(3)] == [r.text for r in alone]
+    assert rooms[:7] == [3, 3, 3, 3, 2, 2, 2]  # the room left in the engine's 4
+    # Each counts its first token from when it joined.
+    assert together[2].first_token_ms < took_ms - together[0].first_token_ms
+
+
+def test_a_joined_request_stops_on_its_own_and_the_batch_goes_on(llm: TransformersLLM, alone: list):
+    asked: list[list[int]] = []
+
+    def stopped(active):
+        asked.append(list(active))
+        return [1] if 1 in active and sum(1 in a for a in asked) == 3 else []
+
+    joins: list[int] = []
+
+    def join(room: int) -> list[Request]:
+        joins.append(room)
+        return [ask(QUESTIONS[1])] if len(joins) == 3 else []  # after the first's 2nd token
+
+    together = llm.generate_many([ask(QUESTIONS[0])], stopped=stopped, join=join)
+    # Asked before its forward pass, after its first token, after its second: it ends there.
+    assert together[1].finish_reason == "cancelled" and together[1].output_tokens == 2
+    assert alone[1].text.startswith(together[1].text) and together[1].text
+    assert together[0].text == alone[0].text
+    assert sum(1 in active for active in asked) == 3
+
+
+def test_a_prompt_that_begins_like_one_read_before_is_read_from_where_they_part(llm: TransformersLLM):
+    persona = ChatMessage(role="system", content="You are Max, the chair of a small council. Answer briefly.")
+    first = Request([persona, ChatMessage(role="user", content=QUESTIONS[0])], max_tokens=12)
+    said = ChatMessage(role="assistant", content="The capital of France is Paris.")
+    follow = Request([*first.messages, said, ChatMessage(role="user", content=QUESTIONS[1])], max_tokens=12)
+    kept, llm.prefixes = llm.prefixes, Prefixes(0)
+    try:
+        cold = llm.generate(follow)  # read whole
+    finally:
+        llm.prefixes = kept
+    llm.generate(first)
+    shared, _ = llm.prefixes.find(llm.prompt(follow)) or (0, None)
+    assert shared == len(llm.prompt(first)) < len(llm.prompt(follow))  # the whole first prompt
+    warm = llm.generate(follow)
+    assert (warm.text, warm.output_tokens, warm.input_tokens) == (cold.text, cold.output_tokens, cold.input_tokens)
 
 
 def test_a_stop_string_ends_the_answer_before_it(llm: TransformersLLM, alone: list):
@@ -194,6 +255,37 @@ def test_waiting_generations_are_decoded_together_each_ending_as_its_own_job(
     assert all(e["kind"] == "llm" and e["item"] == "builtin" for e in charged)
     assert all(e["note"] == "batched with 2 other generations" and e["cpu_ms"] > 0 for e in charged), charged
     assert not any(e.get("input_tokens") or e.get("output_tokens") for e in charged)  # the app counts tokens
+
+
+def test_generations_enqueued_while_a_batch_decodes_join_it_and_decode_what_they_would_alone(
+    llm: TransformersLLM, alone: list, own: QueueSettings, connection
+):
+    client = JobClient(own, connection)
+    first, *later = [generation(own, q, 20 + n) for n, q in enumerate((QUESTIONS[2], QUESTIONS[0], QUESTIONS[1]))]
+    client.enqueue(first)
+
+    def enqueue_after_two_tokens() -> None:
+        deadline = time.monotonic() + 60
+        while len(replay(connection, own, first.stream)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        for payload in later:
+            client.enqueue(payload)
+
+    late = threading.Thread(target=enqueue_after_two_tokens)
+    late.start()
+    run_worker(own, connection, llm, llm_batch=4, llm_join_tokens=1000)
+    late.join(5)
+    streams = {p.job_id: replay(connection, own, p.stream) for p in (first, *later)}
+    for payload, expected in zip((first, *later), (alone[2], alone[0], alone[1]), strict=True):
+        *tokens, end = streams[payload.job_id]
+        assert end.type is EventType.GENERATED and end.payload["text"] == expected.text
+        assert "".join(e.payload["text"] for e in tokens) == expected.text
+        assert end.payload["output_tokens"] == expected.output_tokens
+    # They joined the first while it decoded: their tokens came out before its last one.
+    last_of_first = streams[first.job_id][-2].time
+    assert all(streams[p.job_id][0].time < last_of_first for p in later)
+    entries = {e["ref"]: e for e in Ledger(connection, own.key_prefix).entries()}
+    assert [entries[p.job_id]["note"] for p in (first, *later)] == ["batched with 2 other generations"] * 3
 
 
 def test_a_generation_asked_to_stop_ends_within_a_token_cancelled_with_its_counts(

@@ -29,6 +29,8 @@ class LLMCapabilities:
     device: str
     # The most tokens a prompt and its answer make together: an answer stops there (`length`).
     context_tokens: int
+    # Takes new requests into a batch already decoding, between two tokens (`generate_many`'s `join`).
+    joins: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ def _never(active: Sequence[int]) -> Collection[int]:
     return ()
 
 
+def _nobody(room: int) -> Sequence[Request]:
+    return ()
+
+
 class LLM(ABC):
     name: str  # the engine, e.g. "transformers"
     model: str  # the model it serves, as jobs name it ("builtin", or a name under MODEL_DIR/llm)
@@ -82,6 +88,7 @@ class LLM(ABC):
         requests: Sequence[Request],
         on_piece: Callable[[int, str], None] = _no_piece,
         stopped: Callable[[Sequence[int]], Collection[int]] = _never,
+        join: Callable[[int], Sequence[Request]] = _nobody,
     ) -> list[Generated]:
         """Continue each conversation, decoding them together; one `Generated` per request, in order.
 
@@ -92,6 +99,13 @@ class LLM(ABC):
         message, stop string, `max_tokens`, cancel); the others go on. At most
         `capabilities.max_batch` requests (ValueError beyond, and for a prompt that leaves no room
         in `capabilities.context_tokens`: check with `prompt_tokens` first).
+
+        With `capabilities.joins`, between two tokens, while fewer than `max_batch` requests run,
+        the engine asks `join(room)` for up to `room` more (it may give none): each is read (its
+        prompt's forward pass), gets its first token at once and decodes alongside the others from
+        the next step, with its own cache rows, positions and stop; the requests it gives are
+        numbered on from the last (for `on_piece`, `stopped` and the results, which hold them too).
+        A joined request's `first_token_ms` counts from when it joined.
         """
 
     def generate(
