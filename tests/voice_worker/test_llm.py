@@ -278,9 +278,9 @@ def test_generations_enqueued_while_a_batch_decodes_join_it_and_decode_what_they
     streams = {p.job_id: replay(connection, own, p.stream) for p in (first, *later)}
     for payload, expected in zip((first, *later), (alone[2], alone[0], alone[1]), strict=True):
         *tokens, end = streams[payload.job_id]
-        assert end.type is EventType.GENERATED and end.payload["text"] == expected.text
-        assert "".join(e.payload["text"] for e in tokens) == expected.text
-        assert end.payload["output_tokens"] == expected.output_tokens
+        assert end.type is EventType.GENERATED and end.payload.text == expected.text
+        assert "".join(e.payload.text for e in tokens) == expected.text
+        assert end.payload.output_tokens == expected.output_tokens
     # They joined the first while it decoded: their tokens came out before its last one.
     last_of_first = streams[first.job_id][-2].time
     assert all(streams[p.job_id][0].time < last_of_first for p in later)
