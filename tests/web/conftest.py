@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -68,3 +70,13 @@ def chat_path() -> Callable[..., str]:
     """`chat_path()`: /ws/chat for a new session; `chat_path(hello, last_event_id)`: back to the
     session whose `session` frame (the first a new session gets) is `hello`."""
     return _chat_path
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """`chromium(mic_wav, *flags, fake_ui=True)`: a browser whose microphone plays that WAV once
+    (tests/web/mic_browser.py)."""
+    from tests.web.mic_browser import launcher
+
+    with launcher(tmp_path) as launch:
+        yield launch

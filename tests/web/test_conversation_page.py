@@ -5,22 +5,18 @@ after a reload (or says why it cannot, with one button), a voice chosen with the
 speaks the next answer, and what a person reads is written for them. The fake microphone plays real
 recordings (Piper). Screenshots go to artifacts/screenshots/."""
 
-import io
 import json
-import shutil
 import time
 import uuid
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.web.mic_browser import quiet, samples, trimmed, wait_playing, wav
 from web.app import create_app
 from web.settings import AppSettings
 
 pytestmark = [pytest.mark.usefixtures("worker"), pytest.mark.slow, pytest.mark.timeout(240)]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 SIZES = {"phone": (390, 844), "desktop": (1280, 800)}
 QUESTION = "What time does the library open on Sundays?"
@@ -29,63 +25,10 @@ SIX = " ".join(
 )
 
 
-def samples(wav_bytes: bytes) -> np.ndarray:
-    with wave.open(io.BytesIO(wav_bytes)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-
-
-def trimmed(x: np.ndarray) -> np.ndarray:
-    voiced = np.nonzero(np.abs(x) > 300)[0]
-    return x[voiced[0] : voiced[-1] + 1]
-
-
-def quiet(seconds: float) -> np.ndarray:
-    return np.zeros(int(16000 * seconds), dtype="<i2")
-
-
-def wav(*parts: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes(np.concatenate(parts).astype("<i2").tobytes())
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def server(settings, serve):
     with serve(create_app(AppSettings(queues=settings, responder="echo"))) as url:
         yield url
-
-
-@pytest.fixture
-def chromium(tmp_path):
-    """`chromium(mic_wav, *flags, fake_ui=True)`: a browser whose microphone plays that WAV once;
-    `fake_ui=False` leaves the permission question to the browser (with --deny-permission-prompts,
-    refused)."""
-    if CHROMIUM is None:
-        pytest.fail("Chromium is not installed (Debian package chromium); make test installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browsers = []
-
-        def launch(mic: bytes, *flags: str, fake_ui: bool = True):
-            path = tmp_path / f"mic-{len(browsers)}.wav"
-            path.write_bytes(mic)
-            args = [
-                *(["--use-fake-ui-for-media-stream"] if fake_ui else []),
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={path}%noloop",
-                *(flags or ["--autoplay-policy=no-user-gesture-required"]),
-            ]
-            ignore = ["--autoplay-policy=no-user-gesture-required"] if flags else None
-            browsers.append(p.chromium.launch(executable_path=CHROMIUM, args=args, ignore_default_args=ignore))
-            return browsers[-1]
-
-        yield launch
-        for b in browsers:
-            b.close()
-    time.sleep(0.5)  # the server sees the browsers' connections close before it stops
 
 
 def context(browser, size: str, microphone: bool = True):
@@ -136,22 +79,6 @@ def settle(page) -> None:
     if page.is_enabled("#stop"):
         page.click("#stop")
         page.wait_for_selector("#stop:disabled", timeout=20000)
-
-
-def playing_index(page) -> int | None:
-    return page.evaluate(
-        "(() => { const p = window.councilPlayer.position();"
-        " return p && window.councilPlayer.busy ? p.index : null; })()"
-    )
-
-
-def wait_playing(page, index: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if playing_index(page) == index:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"sentence {index + 1} never played (now: {playing_index(page)})")
 
 
 @pytest.mark.parametrize("size", SIZES)

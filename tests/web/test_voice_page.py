@@ -3,81 +3,24 @@ microphone fed from a WAV made for each test (a question, then silence). The pag
 worker hears where the turn ends, the answer plays through Web Audio. Figures the tests measure in
 the page are printed (not asserted on time, except Stop's 50 ms, which the issue sets)."""
 
-import io
-import shutil
 import time
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.web.mic_browser import quiet, samples, trimmed, wait_playing, wav
 from web.app import create_app
 from web.settings import AppSettings
 
 pytestmark = [pytest.mark.usefixtures("worker"), pytest.mark.slow, pytest.mark.timeout(240)]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 QUESTION = "What time does the library open on Sundays?"
-
-
-def samples(wav_bytes: bytes) -> np.ndarray:
-    with wave.open(io.BytesIO(wav_bytes)) as w:
-        assert w.getframerate() == 16000
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-
-
-def trimmed(x: np.ndarray) -> np.ndarray:
-    voiced = np.nonzero(np.abs(x) > 300)[0]
-    return x[voiced[0] : voiced[-1] + 1]
-
-
-def wav(parts: list[np.ndarray]) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes(np.concatenate(parts).astype("<i2").tobytes())
-    return out.getvalue()
-
-
-def quiet(seconds: float) -> np.ndarray:
-    return np.zeros(int(16000 * seconds), dtype="<i2")
 
 
 @pytest.fixture(scope="module")
 def server(settings, serve):
     with serve(create_app(AppSettings(queues=settings, responder="echo"))) as url:
         yield url
-
-
-@pytest.fixture
-def chromium(tmp_path):
-    """`chromium(mic_wav_bytes, *flags)`: a browser whose microphone plays that WAV once."""
-    if CHROMIUM is None:
-        pytest.fail("Chromium is not installed (Debian package chromium); make test installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browsers = []
-
-        def launch(mic: bytes, *flags: str):
-            path = tmp_path / f"mic-{len(browsers)}.wav"
-            path.write_bytes(mic)
-            args = [
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={path}%noloop",
-                *(flags or ["--autoplay-policy=no-user-gesture-required"]),
-            ]
-            # Playwright passes --autoplay-policy=no-user-gesture-required of its own: a test that
-            # sets a policy gets only its own.
-            ignore = ["--autoplay-policy=no-user-gesture-required"] if flags else None
-            browsers.append(p.chromium.launch(executable_path=CHROMIUM, args=args, ignore_default_args=ignore))
-            return browsers[-1]
-
-        yield launch
-        for b in browsers:
-            b.close()
 
 
 def open_page(browser, server: str, mode: str = "hands_free", headphones: bool = False, voice: str | None = "max"):
@@ -100,7 +43,7 @@ def open_page(browser, server: str, mode: str = "hands_free", headphones: bool =
 def test_a_hands_free_turn_needs_no_click_to_end_and_shows_words_as_they_come(server, chromium, piper_speech):
     question = trimmed(samples(piper_speech(QUESTION)))
     lead = 1.0
-    browser = chromium(wav([quiet(lead), question, quiet(8.0)]))
+    browser = chromium(wav(quiet(lead), question, quiet(8.0)))
     page, errors = open_page(browser, server)
     page.evaluate("""() => { window.seen = []; const log = document.getElementById('log');
         new MutationObserver(() => { const t = document.querySelector('.msg.user .text');
@@ -149,29 +92,13 @@ def council(settings, serve):
         yield url, models, members
 
 
-def playing_index(page) -> int | None:
-    return page.evaluate(
-        "(() => { const p = window.councilPlayer.position();"
-        " return p && window.councilPlayer.busy ? p.index : null; })()"
-    )
-
-
-def wait_playing(page, index: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if playing_index(page) == index:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"sentence {index + 1} never played (now: {playing_index(page)})")
-
-
 def test_stop_silences_within_50_ms_and_the_next_turn_hears_only_what_was_said(council, chromium):
     url, models, members = council
-    browser = chromium(wav([quiet(1.0)]))
+    browser = chromium(wav(quiet(1.0)))
     page, errors = open_page(browser, url, voice=None)
     page.fill("#text", "What is the capital of France?")
     page.press("#text", "Enter")
-    wait_playing(page, 4)  # the 5th of 8 sentences
+    wait_playing(page, 5)  # the 5th of 8 sentences (the 1st is two clips: its first clause is spoken at its comma)
     time.sleep(0.6)
     assert not page.is_disabled("#stop")
     page.click("#stop")
@@ -211,7 +138,7 @@ def test_speaking_over_the_answer_with_headphones_stops_it_and_starts_the_next_t
     lead = 0.8
     # The answer (the question, spoken back) starts about half a second after the question ends and
     # lasts several seconds; the second utterance comes 2.5 s into it.
-    browser = chromium(wav([quiet(lead), long_question, quiet(3.0), second, quiet(8.0)]))
+    browser = chromium(wav(quiet(lead), long_question, quiet(3.0), second, quiet(8.0)))
     page, errors = open_page(browser, server, headphones=True)
     page.click("#mic")
     page.wait_for_function("window.councilPlayer.busy", timeout=30000)
@@ -255,7 +182,7 @@ def test_the_answer_heard_by_the_microphone_never_starts_a_turn(
         capture_output=True,
     )
     echo = trimmed(samples(echo_path.read_bytes()))[: int(16000 * 1.4)]
-    browser = chromium(wav([quiet(1.0), question, quiet(1.0), echo, quiet(6.0)]))
+    browser = chromium(wav(quiet(1.0), question, quiet(1.0), echo, quiet(6.0)))
     page, errors = open_page(browser, server, headphones=False)
     page.click("#mic")
     page.wait_for_function("window.councilPlayer.busy", timeout=30000)
@@ -269,7 +196,7 @@ def test_a_reload_mid_answer_resumes_at_the_sentence_that_was_playing(server, ch
     six = " ".join(
         f"Here comes sentence {n}, and it takes a while to say." for n in ("one", "two", "three", "four", "five", "six")
     )
-    browser = chromium(wav([quiet(1.0)]))
+    browser = chromium(wav(quiet(1.0)))
     page, errors = open_page(browser, server)
     page.fill("#text", six)
     page.press("#text", "Enter")
@@ -296,7 +223,7 @@ def test_when_the_browser_blocks_sound_a_play_control_resumes_the_answer(server,
     six = " ".join(
         f"Here comes sentence {n}, and it takes a while to say." for n in ("one", "two", "three", "four", "five", "six")
     )
-    browser = chromium(wav([quiet(1.0)]), "--autoplay-policy=document-user-activation-required")
+    browser = chromium(wav(quiet(1.0)), "--autoplay-policy=document-user-activation-required")
     context = browser.new_context()
     page, errors = open_page(context, server)
     page.fill("#text", six)
@@ -338,7 +265,7 @@ def test_without_audio_worklet_a_recording_is_uploaded_whole_its_last_chunk_befo
 ):
     """The fallback for browsers without AudioWorklet: MediaRecorder. Every chunk goes out before
     `audio_end`, and `audio_start` names the container the recorder really made."""
-    browser = chromium(wav([quiet(0.3), samples(piper_speech(QUESTION)), quiet(3.0)]))
+    browser = chromium(wav(quiet(0.3), samples(piper_speech(QUESTION)), quiet(3.0)))
     page, errors = open_page(browser, server)
     page.add_init_script("delete window.AudioWorkletNode")
     page.add_init_script("""(() => { const send = WebSocket.prototype.send; window.sent = [];
