@@ -55,14 +55,16 @@ def ended(conn, settings: QueueSettings, jobs: list[GenerationJob], enqueued: da
     first = [(next(e for e in s if e.type is EventType.TOKEN).time - enqueued).total_seconds() for s in streams]
     last = max((s[-1].time - enqueued).total_seconds() for s in streams)
     ends = [s[-1].payload for s in streams]
+    assert all(isinstance(e, payloads.Generated) for e in ends), ends
+    done = [e for e in ends if isinstance(e, payloads.Generated)]
     return {
         "first_token_ms": [round(t * 1000) for t in first],
-        "worker_first_token_ms": [e["first_token_ms"] for e in ends],
-        "worker_tokens_per_s_each": [e["tokens_per_s"] for e in ends],
-        "output_tokens": [e["output_tokens"] for e in ends],
-        "texts": [e["text"] for e in ends],
+        "worker_first_token_ms": [e.first_token_ms for e in done],
+        "worker_tokens_per_s_each": [e.tokens_per_s for e in done],
+        "output_tokens": [e.output_tokens for e in done],
+        "texts": [e.text for e in done],
         "wall_s": round(last, 2),
-        "tokens_per_s_all": round(sum(e["output_tokens"] for e in ends) / last, 2),
+        "tokens_per_s_all": round(sum(e.output_tokens for e in done) / last, 2),
     }
 
 
