@@ -68,15 +68,12 @@ for _ in $(seq 600); do
   if health=$(curl -fsS "http://$LOCAL:$PORT/health" 2>/dev/null); then
     [[ -z $up ]] && up=$SECONDS
     if ! printf '%s' "$health" | grep -q '"status":"degraded"' || (( SECONDS - up > 60 )); then
-      # No language model answers: say so here too, with what to do (the page and /health say it);
-      # the small built-in model answers: say that too, and how to get real answers (a notice).
-      # Worked out before "Council is running" is said: a Ctrl-C that lands while a foreground
-      # command runs is that command's (bash runs no INT trap when it handles it and exits), and
-      # the script would then end 0 when the app stops, not 130.
-      said=$(printf '%s' "$health" | .venv-app/bin/python -c \
-        'import json, sys; h = json.load(sys.stdin); print(("WARNING: " + h.get("reason", "")) if h.get("status") == "degraded" else ("NOTE: " + h["notice"]) if h.get("notice") else "")')
       echo
       echo "Council is running: open http://$LOCAL:$PORT  (Ctrl-C to stop)"
+      # No language model answers: say so here too, with what to do (the page and /health say it);
+      # the small built-in model answers: say that too, and how to get real answers (a notice).
+      said=$(printf '%s' "$health" | .venv-app/bin/python -c \
+        'import json, sys; h = json.load(sys.stdin); print(("WARNING: " + h.get("reason", "")) if h.get("status") == "degraded" else ("NOTE: " + h["notice"]) if h.get("notice") else "")')
       [[ -n $said ]] && echo "$said" >&2
       echo "From a terminal:    .venv-app/bin/python -m queues transcribe FILE.wav"
       break
