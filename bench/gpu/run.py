@@ -24,18 +24,15 @@ worker's Python (3.11 here, the GPU machine's 3.12). Prints one JSON line, and w
 import argparse
 import asyncio
 import gc
-import io
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-import wave
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,13 +53,11 @@ from shared_schemas import (
 
 from ..procs import percentile, private_redis, process
 from . import models
+from .clips import CARRIED, clip_of, speech, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
-CARRIED = ROOT / ".whl"  # what bench/gpu/wheels.sh made: wheels, redis-server, speech.wav, the turn model
-RATE = 16_000
 FRAME = 320  # samples in a 20 ms frame, as the page sends
 VOICE = "Claribel_Dervla"  # the built-in speaker "Claribel Dervla", made fit for a voice name by the engine
-SPEECH_TEXT = "please summarize the main risks of this plan for me"  # about 3 s in flite's slt voice
 ANSWER = "Paris is the capital of France, and it has been for a very long time."
 SENTENCES = [
     "The council has considered your question carefully and will answer now.",
@@ -94,45 +89,6 @@ def find_redis_server(given: str | None) -> str:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     raise SystemExit("no redis-server: give --redis-server PATH (bench/gpu/wheels.sh unpacks one into .whl/)")
-
-
-def speech(given: str | None, folder: Path) -> tuple[np.ndarray | None, str]:
-    """16 kHz int16 speech, trimmed to its voiced part: a WAV given or carried, or one made with flite."""
-    path = Path(given) if given else CARRIED / "speech.wav"
-    if not path.is_file() and shutil.which("flite"):
-        path = folder / "speech.wav"
-        subprocess.run(["flite", "-voice", "slt", "-t", SPEECH_TEXT, "-o", str(path)], check=True)
-    if not path.is_file():
-        return None, "no speech clip (give --speech WAV, or carry .whl/speech.wav, or install flite)"
-    with wave.open(str(path)) as w:
-        if w.getframerate() != RATE or w.getsampwidth() != 2 or w.getnchannels() != 1:
-            raise SystemExit(f"{path}: want 16 kHz mono PCM16")
-        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    voiced = np.nonzero(np.abs(samples) > 300)[0]
-    return samples[voiced[0] : voiced[-1] + 1].copy(), str(path)
-
-
-def wav_bytes(samples: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(samples.astype("<i2").tobytes())
-    return buffer.getvalue()
-
-
-def clip_of(voice: np.ndarray | None, seconds: float, seed: int) -> np.ndarray:
-    """`seconds` of the speech clip repeated with short pauses (or quiet noise, without speech)."""
-    n = int(seconds * RATE)
-    if voice is None:
-        return (np.random.default_rng(seed).standard_normal(n) * 300).astype(np.int16)
-    gap = np.zeros(int(0.25 * RATE), dtype=np.int16)
-    start = seed * 1234 % len(voice)
-    loop = np.concatenate([voice[start:], gap, voice, gap])
-    while len(loop) < n:
-        loop = np.concatenate([loop, voice, gap])
-    return loop[:n]
 
 
 async def next_event(sub: Any, job_id: str, timeout: float) -> Any:
