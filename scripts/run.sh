@@ -68,12 +68,14 @@ for _ in $(seq 600); do
   if health=$(curl -fsS "http://$LOCAL:$PORT/health" 2>/dev/null); then
     [[ -z $up ]] && up=$SECONDS
     if ! printf '%s' "$health" | grep -q '"status":"degraded"' || (( SECONDS - up > 60 )); then
-      echo
-      echo "Council is running: open http://$LOCAL:$PORT  (Ctrl-C to stop)"
       # No language model answers: say so here too, with what to do (the page and /health say it);
       # the small built-in model answers: say that too, and how to get real answers (a notice).
+      # Worked out before anything is said: once the banner is out, a Ctrl-C lands on `wait`
+      # below and its INT trap, never on a foreground command that would handle it itself.
       said=$(printf '%s' "$health" | .venv-app/bin/python -c \
         'import json, sys; h = json.load(sys.stdin); print(("WARNING: " + h.get("reason", "")) if h.get("status") == "degraded" else ("NOTE: " + h["notice"]) if h.get("notice") else "")')
+      echo
+      echo "Council is running: open http://$LOCAL:$PORT  (Ctrl-C to stop)"
       [[ -n $said ]] && echo "$said" >&2
       echo "From a terminal:    .venv-app/bin/python -m queues transcribe FILE.wav"
       break

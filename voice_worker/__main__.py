@@ -8,14 +8,25 @@ worker in this process instead.
 import argparse
 import os
 import sys
+from typing import NoReturn
 
-from queues import SettingsError, configure_logging
 
-from .engines import load_engines
-from .errors import EngineLoadError
-from .settings import WorkerSettings
-from .supervisor import CANNOT_START, Supervisor, die_with_parent
-from .worker import VoiceWorker
+def stopped_while_starting() -> NoReturn:
+    """Ctrl-C before the worker serves (`make run` stopped while it loads): a stop, not a crash."""
+    print("voice_worker: stopped while starting", file=sys.stderr)
+    sys.exit(130)
+
+
+try:  # seconds of imports on a busy machine (rq, pydantic, the engines' modules)
+    from queues import SettingsError, configure_logging
+
+    from .engines import load_engines
+    from .errors import EngineLoadError
+    from .settings import WorkerSettings
+    from .supervisor import CANNOT_START, Supervisor, die_with_parent
+    from .worker import VoiceWorker
+except KeyboardInterrupt:
+    stopped_while_starting()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, EngineLoadError) as exc:
         print(f"voice_worker: cannot start: {exc}", file=sys.stderr)
         return CANNOT_START
-    except KeyboardInterrupt:  # Ctrl-C while the models load (make run): a stop, not a crash
-        print("voice_worker: stopped while starting", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # while the models load
+        stopped_while_starting()
     # Handed down by the supervisor (see supervisor.py).
     report_fd = int(os.environ["WORKER_REPORT_FD"]) if args.child and os.environ.get("WORKER_REPORT_FD") else None
     adopt = os.environ.get("WORKER_ADOPT") or None if args.child else None

@@ -50,7 +50,7 @@ class Supervisor:
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGINT, self._on_int)
+        signal.signal(signal.SIGINT, self._on_term)
         previous: str | None = None
         backoff_s = 1.0
         for incarnation in range(1, 1_000_000):
@@ -72,7 +72,10 @@ class Supervisor:
         read_fd, write_fd = os.pipe()
         env = {**os.environ, "WORKER_NAME": name, "WORKER_REPORT_FD": str(write_fd), "WORKER_ADOPT": adopt or ""}
         command = [sys.executable, "-m", "voice_worker", "--child", *self.child_args]
-        self.child = subprocess.Popen(command, env=env, pass_fds=(write_fd,))
+        # In its own process group: a Ctrl-C (to the terminal's group) reaches the supervisor
+        # only, which asks the child to stop (SIGTERM), whatever the child is doing then (its
+        # imports, its models loading: SIGTERM ends those silently; once serving, RQ's warm shutdown).
+        self.child = subprocess.Popen(command, env=env, pass_fds=(write_fd,), process_group=0)
         os.close(write_fd)
         state = ChildState()
         buffer = b""
@@ -129,14 +132,10 @@ class Supervisor:
         except REDIS_DOWN_OR_FULL + (redis.exceptions.RedisError,):
             log.exception("could not mark job %s as stuck", state.job_id)
 
-    def _on_term(self, signum: int, frame: object) -> None:
+    def _on_term(self, signum: int, frame: object) -> None:  # (and Ctrl-C)
         self._stopping = True
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signal.SIGTERM)  # a warm shutdown: the child ends its job first
-
-    def _on_int(self, signum: int, frame: object) -> None:
-        # Ctrl-C reaches the whole process group, the child included: it stops by itself.
-        self._stopping = True
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep `seconds`, less if asked to stop meanwhile; whether asked to stop."""

@@ -1,9 +1,14 @@
-"""A worker that cannot load its engines refuses to start, naming what is missing."""
+"""A worker that cannot load its engines refuses to start, naming what is missing; one stopped
+(Ctrl-C) while it starts stops, saying so, with no traceback."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,3 +74,23 @@ def test_a_worker_not_serving_llm_never_imports_transformers():
     done = subprocess.run([sys.executable, "-c", LOADS], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["whisper", "[]", "False"]
+
+
+@pytest.mark.parametrize("after_s", [0.3, 1.0, 2.0, 4.0, 8.0])
+def test_ctrl_c_while_it_starts_is_a_stop_not_a_traceback(own_env, after_s):
+    """`make run` stopped at once: the Ctrl-C reaches the worker's process group while Python loads
+    its modules (seconds on a busy machine), or its models, or once it serves."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voice_worker"],
+        cwd=ROOT,
+        env={**os.environ, **own_env, "WORKER_QUEUES": own_env["COUNCIL_REALTIME_QUEUE"], "TTS_ENGINE": "espeak"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(after_s)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    out, _ = proc.communicate(timeout=60)
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert proc.returncode in (0, 130), out
