@@ -93,10 +93,9 @@ class TurnRunner:
         turn answers both (the person had only paused).
         `confirm_ms`: the listener decided the turn tentatively; its sound is held until it is
         confirmed (see hold.py). 0: it stands already."""
-        self.began.add(turn_id)
         with log_context(session_id=self.session_id, job_id=turn_id):
-            await self.services.open_turns.opened(turn_id, self.session_id)
             try:
+                await self.services.open_turns.opened(turn_id, self.session_id)
                 await self._run(turn_id, voice, text, audio, audio_format, hear_members, started, joined, confirm_ms)
             finally:
                 self.holds.forget(turn_id)
@@ -118,6 +117,9 @@ class TurnRunner:
         if started is not None:
             self.adopt(started)
             after = started.id
+        # From here a cancellation is said by this run (`turn_cancelled`); before, by whoever
+        # cancelled it (chat.py: a listener's turn cancelled before it began still ends).
+        self.began.add(turn_id)
         try:
             async with self.services.hub.subscribe(self.session_id, after=after) as sub:
                 if started is None:

@@ -185,3 +185,36 @@ def test_words_heard_over_an_answer_are_its_echo_the_person_or_kept_when_unsure(
     assert not of(frames, echo, "token") and not of(frames, unsure, "token") and of(frames, person, "token")
     at = next(i for i, f in enumerate(frames) if f["type"] == "echo_checked" and f["job_id"] == person)
     assert not [f for f in frames[at + 1 :] if f["type"] == "binary" and f["header"]["turn_id"] == answer]
+
+
+def test_a_turn_continued_while_its_run_records_it_as_open_still_ends(
+    client, chat_path, connection, settings, monkeypatch
+):
+    """The person goes on while the turn's run is still recording it as open (a slow Redis round
+    trip on a busy machine; seen in CI as a spoken turn that never ended): it is cancelled all the
+    same, and says so."""
+    import asyncio
+
+    from web.open_turns import OpenTurns
+
+    recorded = OpenTurns.opened
+
+    async def slow(self, turn_id: str, session_id: str) -> None:
+        await asyncio.sleep(1.0)
+        await recorded(self, turn_id, session_id)
+
+    monkeypatch.setattr(OpenTurns, "opened", slow)
+    with client.websocket_connect(chat_path() + "?audio=pcm16") as ws:
+        listener = opened(ws, connection, settings)
+        first = listener.turn(1, "What is the weather like", confirm_ms=800)
+        frames = until(ws, lambda f: f["type"] == "turn_started" and f["job_id"] == first)
+        time.sleep(0.3)  # its run has begun, and waits on the record
+        listener.speech(2, continues=first)
+        frames += until(ws, ended(first))
+        second = listener.turn(2, "in Paris tomorrow?", confirm_ms=0)
+        listener.confirm(2)
+        frames += until(ws, ended(second))
+    cancelled = [f for f in frames if ended(first)(f)]
+    assert cancelled and cancelled[0]["type"] == "turn_cancelled", cancelled
+    assert cancelled[0]["payload"]["reason"] == "continued"
+    assert of(frames, second, "joined")[0]["payload"]["text"] == "What is the weather like in Paris tomorrow?"
