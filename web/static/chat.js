@@ -319,6 +319,9 @@
     el.append(ask);
   }
   const myStreams = new Set();  // microphone streams this page opened
+  // A listener may say "listening" before the server's `mic` frame says the stream is ours (the
+  // two travel apart): kept, while one is being opened, until that frame comes.
+  let heardBeforeMic = null;
   let utterance = null;         // the user bubble of what is being said into the microphone
 
   function ours(p) {
@@ -354,9 +357,12 @@
         streamId = frame.stream_id;
         myStreams.add(streamId);
         if (!mic) send({ type: "listen_end" });  // closed before the server said it was open
+        else if (heardBeforeMic === streamId) { setMicState("listening"); view.listening = true; }
+        heardBeforeMic = null;
         break;
       case "listening":
         if (ours(p) && mic) { setMicState("listening"); view.listening = true; }
+        else if (mic && !streamId) heardBeforeMic = p.stream_id;
         break;
       case "speech_started":
         if (!ours(p)) break;
