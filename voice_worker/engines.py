@@ -134,7 +134,8 @@ def _load_llm(name: str, files: ModelFiles, settings: WorkerSettings) -> LLM:
     from .llm.hf import TransformersLLM
 
     device, threads, batch = settings.device, settings.threads, settings.llm_batch
-    return TransformersLLM(files, model=name, device=device, threads=threads, max_batch=batch)
+    quantize = settings.llm_quantize == "int8"
+    return TransformersLLM(files, model=name, device=device, threads=threads, max_batch=batch, quantize=quantize)
 
 
 def _under_model_dir(settings: WorkerSettings, name: str) -> Path:

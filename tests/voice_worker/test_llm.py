@@ -194,6 +194,30 @@ def test_a_missing_model_is_named_at_start(make, says, tmp_path: Path):
         find("big", root if root.exists() else None)
 
 
+def test_on_the_cpu_a_worker_decodes_in_int8_unless_told_not_to(llm: TransformersLLM, settings: QueueSettings):
+    """The default (WORKER_LLM_QUANTIZE=int8): every linear layer int8, answering as fp32 does in
+    substance (a 135M model's int8 and fp32 words may part after the first few); `none`: fp32."""
+    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
+    built = load_engines(WorkerSettings(queues=settings, queues_served=("llm",))).llms["builtin"]
+    assert isinstance(built, TransformersLLM) and built.quantized
+    layers = [m for m in built.llm.modules() if isinstance(m, torch.nn.Linear | Int8Linear)]
+    assert layers and all(isinstance(m, Int8Linear) for m in layers), {type(m).__name__ for m in layers}
+    pieces: list[str] = []
+    result = built.generate(ask(QUESTIONS[0]), on_piece=pieces.append)
+    assert "Paris" in result.text and "".join(pieces) == result.text and result.finish_reason == "stop"
+    assert result.input_tokens == len(llm.prompt(ask(QUESTIONS[0])))
+    # A batch, a stop string, and a prompt read from a kept beginning all run on the int8 layers.
+    together = built.generate_many([ask(q) for q in QUESTIONS])
+    assert [r.finish_reason in ("stop", "length") and r.output_tokens > 0 for r in together] == [True] * 3
+    assert "Paris" in together[0].text
+    again = built.generate(ask(QUESTIONS[0]))
+    assert "Paris" in again.text  # the same prompt, read from its kept states
+    assert not llm.quantized and not any(isinstance(m, Int8Linear) for m in llm.llm.modules())
+    fp32 = WorkerSettings.from_env({"WORKER_LLM_QUANTIZE": "none"})
+    assert fp32.llm_quantize == "none"
+
+
 def test_a_worker_on_llm_alone_loads_no_voice_engine(llm: TransformersLLM, settings: QueueSettings, monkeypatch):
     monkeypatch.setattr("voice_worker.engines._load_llm", lambda name, files, s: llm)
     engines = load_engines(WorkerSettings(queues=settings, queues_served=("llm",)))
