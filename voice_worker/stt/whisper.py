@@ -12,7 +12,10 @@ windows under 10 s misheard loud, automatically gained browser audio), and decod
 timestamps. A short window can make Whisper loop ("Yes. Yes. Yes.") or run past the speech:
 segments are kept only while they close before the audio ends, decoding is capped at a length
 speech of that duration cannot exceed, and a decode that still looks wrong (the cap reached, a
-clause repeated, text that compresses too well) is done again the usual way. Over 60 clips of four
+clause repeated, text that compresses too well) is done again the usual way. Whisper may also end
+its decode early, at a pause, with seconds of speech left (a real reading: "...insisted on its being
+received, for good," and 4 s dropped, in 3 of 26 cuts of the same sentence 50 ms apart): speech
+after the last timestamp is recognized on its own and appended (`_unheard`). Over 60 clips of four
 voices (Piper, two flite, espeak), word error 0.085 against 0.091 with the 30 s window, p50 91 ms
 against 291 ms; the same clips made loud and clipped as a browser's gain control does: 0.087
 against 0.102.
@@ -46,6 +49,11 @@ COMPRESSION_RATIO_MAX = 2.4
 NO_SPEECH_PROB = 0.6
 FRAMES_PER_S = 100
 LATE_SPAN_S = 0.25
+# Speech left after a decode's last timestamp: a gap this long that holds this much voiced sound
+# (20 ms frames within this many dB of the clip's loudest).
+UNHEARD_GAP_S = 1.0
+UNHEARD_VOICED_S = 0.2
+UNHEARD_DB = 20.0
 SENTENCE_END = (".", "?", "!")
 
 # What CTranslate2 and faster-whisper read from a model directory. Without tokenizer.json
@@ -156,6 +164,13 @@ class WhisperSTT(STT):
             # the fitted window cannot tell them apart, the usual 30 s window can.
             return self.transcribe(audio, language)
         segments = [Segment(text=t, start=round(a, 3), end=round(b, 3)) for a, b, t in spans]
+        if spans and (cut := _unheard(samples, spans[-1][1])) is not None:
+            rest = self.recognize(Audio(samples[cut:], STT_SAMPLE_RATE), language)  # (shorter each time)
+            offset_s = cut / STT_SAMPLE_RATE
+            text = f"{text} {rest.text}".strip()
+            segments += [
+                Segment(text=g.text, start=_at(g.start, offset_s), end=_at(g.end, offset_s)) for g in rest.segments
+            ]
         return Transcript(
             text=text, language=language, duration_s=round(duration_s, 3), segments=segments, engine=self.name
         )
@@ -212,6 +227,21 @@ class WhisperSTT(STT):
                 tokens=list(piece.tokens),
                 seek=piece.seek + round(offset_s * 100),
             )
+
+
+def _unheard(samples: np.ndarray, heard_s: float) -> int | None:
+    """Where speech a decode left out begins (the sample after its last timestamp, `heard_s`), or
+    None: the clip goes on for UNHEARD_GAP_S or more after it with UNHEARD_VOICED_S of frames near
+    the clip's loudest (a quiet tail, or room noise, is not re-read: Whisper makes words of silence)."""
+    cut = int(heard_s * STT_SAMPLE_RATE)
+    if (len(samples) - cut) / STT_SAMPLE_RATE < UNHEARD_GAP_S:
+        return None
+    frame = STT_SAMPLE_RATE // 50
+    usable = len(samples) // frame * frame
+    rms = np.sqrt(np.mean(samples[:usable].reshape(-1, frame) ** 2, axis=1) + 1e-12)
+    loud = rms.max() * 10 ** (-UNHEARD_DB / 20)
+    voiced = int(np.count_nonzero(rms[cut // frame :] >= loud))
+    return cut if voiced * frame / STT_SAMPLE_RATE >= UNHEARD_VOICED_S else None
 
 
 def _at(seconds: float, offset_s: float) -> float:
