@@ -74,6 +74,7 @@ class CouncilSettings(EnvSettings):
     @classmethod
     def _nobody(cls, operators: tuple[str, ...]) -> tuple[str, ...]:
         return () if tuple(o.lower() for o in operators) == ("none",) else operators
+
     # Tools members may call (see tools.py): rounds of tool calls per answer, time per call, and
     # the HTTP tool, off unless turned on, to hosts on its allow-list only.
     tool_rounds: int = 3

@@ -5,7 +5,6 @@ job into its in-flight list without running it), on queues of each test's own; j
 the app enqueues them (`JobClient`), others pushed as RQ itself does.
 """
 
-
 import pytest
 from rq import Queue
 from rq.job import Job

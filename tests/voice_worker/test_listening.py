@@ -190,7 +190,7 @@ def test_a_turn_that_never_stops_ends_at_the_longest_turn(settings, connection, 
 
 def test_a_client_that_vanishes_mid_speech_leaves_no_turn_and_nothing_running(settings, connection, engines, say):
     stream = Stream(settings, connection)
-    stream.send(np.concatenate([silence(0.3), say(QUESTION)[: RATE]]))
+    stream.send(np.concatenate([silence(0.3), say(QUESTION)[:RATE]]))
     stream.close("gone")
     result = stream.listener(engines).run()
     assert result["reason"] == "gone" and result["turns"] == 0

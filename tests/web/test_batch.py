@@ -221,9 +221,7 @@ def test_a_users_batches_are_listed_newest_first_a_page_at_a_time(settings, asse
     )
     alice, bob = {"Authorization": "Bearer alice-token"}, {"Authorization": "Bearer bob-token"}
     with TestClient(app) as client:
-        made = [
-            post_as(client, alice, (f"memo-{i}.wav", b"RIFF....WAVE")).json()["batch_id"] for i in range(3)
-        ]
+        made = [post_as(client, alice, (f"memo-{i}.wav", b"RIFF....WAVE")).json()["batch_id"] for i in range(3)]
         theirs = post_as(client, bob, ("bob.wav", b"RIFF....WAVE")).json()["batch_id"]
 
         first = client.get("/api/transcriptions", params={"limit": 2}, headers=alice).json()
@@ -253,7 +251,9 @@ def test_a_batch_downloads_as_one_zip_and_a_silent_file_says_no_speech(client, f
     import zipfile
 
     created = post(
-        client, ("memo.wav", flite("the meeting starts at noon")), ("memo.wav", flite("good morning")),
+        client,
+        ("memo.wav", flite("the meeting starts at noon")),
+        ("memo.wav", flite("good morning")),
         ("quiet.wav", silent_wav()),
     ).json()
     status = wait_done(client, created["batch_id"])

@@ -28,9 +28,7 @@ def alice(settings, connection):
 
 
 def queued(connection, settings) -> int:
-    return sum(
-        Queue(name, connection=connection, serializer=JSONSerializer).count for name in settings.all_queue_names
-    )
+    return sum(Queue(name, connection=connection, serializer=JSONSerializer).count for name in settings.all_queue_names)
 
 
 def test_a_frozen_user_cannot_speak_over_rest(alice, settings, connection, assert_error):

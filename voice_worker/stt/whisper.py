@@ -154,12 +154,7 @@ class WhisperSTT(STT):
         text = " ".join(t for _, _, t in spans)
         if result.no_speech_prob > NO_SPEECH_PROB and result.scores[0] / max(1, len(tokens)) < -1.0:
             spans, text = [], ""  # Whisper's own test for "nobody spoke"
-        elif (
-            unsure
-            or len(tokens) >= budget
-            or _repeats(text)
-            or _compression_ratio(text) > COMPRESSION_RATIO_MAX
-        ):
+        elif unsure or len(tokens) >= budget or _repeats(text) or _compression_ratio(text) > COMPRESSION_RATIO_MAX:
             # A loop, or a person saying a thing twice ("Do you hear me? Yes. Do you hear me?"):
             # the fitted window cannot tell them apart, the usual 30 s window can.
             return self.transcribe(audio, language)
