@@ -96,7 +96,10 @@ def test_one_line_says_the_conversations_state_with_the_microphones_real_level(s
         new MutationObserver(() => window.states.push(bar.dataset.state + ':' + level.dataset.db))
           .observe(level, {attributes: true, attributeFilter: ['data-db']});
         new MutationObserver(() => window.told.push(document.getElementById('announce').textContent))
-          .observe(document.getElementById('announce'), {childList: true, characterData: true, subtree: true}); }""")
+          .observe(document.getElementById('announce'), {childList: true, characterData: true, subtree: true});
+        window.busy = [];
+        new MutationObserver(() => window.busy.push(document.getElementById('log').getAttribute('aria-busy')))
+          .observe(document.getElementById('log'), {attributes: true, attributeFilter: ['aria-busy']}); }""")
     page.click("#mic")
     wait_state(page, "listening", 30)
     assert page.is_visible("#level")
@@ -108,6 +111,10 @@ def test_one_line_says_the_conversations_state_with_the_microphones_real_level(s
     wait_state(page, "listening", 30)
     time.sleep(1.0)
     seen = page.evaluate("window.states")
+    # The log (a polite live region) is busy while the answer's tokens come, so that a screen
+    # reader reads it once it is written.
+    busy = page.evaluate("window.busy")
+    assert "true" in busy and busy[-1] == "false", busy
     changes = [s for s in seen if ":" not in s]
     order = [s for n, s in enumerate(changes) if n == 0 or changes[n - 1] != s]
     wanted = ["listening", "hearing", "thinking", "speaking", "listening"]

@@ -331,6 +331,9 @@
   function onEvent(frame) {
     handle(frame);
     showState();
+    // While a turn is answered its words arrive token by token: a screen reader hears the log
+    // once the answer is written, not every token as it comes.
+    $("log").setAttribute("aria-busy", activeTurn ? "true" : "false");
   }
 
   function handle(frame) {
