@@ -142,8 +142,8 @@ class JobClient:
         )
         if not isinstance(payload, ListenJob):  # listeners block on their queue itself
             self.fair.lane(pipe, target.name, job.id, *owner_of(payload))
-            pipe.rpush(self.settings.wake_key, 1)
-            pipe.ltrim(self.settings.wake_key, -WAKE_TOKENS, -1)
+            pipe.rpush(self.settings.wake_key(target.name), 1)
+            pipe.ltrim(self.settings.wake_key(target.name), -WAKE_TOKENS, -1)
         return job
 
     def _plan(self, payload: JobPayload) -> tuple[str, int, Retry | None]:

@@ -216,10 +216,12 @@ class QueueSettings(EnvSettings):
         """Every queue: the job queues, then the listeners' queue."""
         return (*self.queue_names, self.listen_queue)
 
-    @property
-    def wake_key(self) -> str:
-        """One token per job enqueued: what idle workers block on (see voice_worker/inflight.py)."""
-        return f"{self.key_prefix}:wake"
+    def wake_key(self, queue: str) -> str:
+        """One token per job enqueued on `queue`: what idle workers that serve it block on (see
+        voice_worker/inflight.py). One list per queue: a worker never takes the token of a job it
+        does not serve (with one list, an LLM-only worker took a transcription's token half the
+        time, and the voice worker found its job only when its wait ran out, up to 1 s later)."""
+        return f"{self.key_prefix}:wake:{queue}"
 
     def cancel_key(self, job_id: str) -> str:
         """Set while someone asks a running job to stop: a job worked in pieces stops at the end of

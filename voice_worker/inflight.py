@@ -95,7 +95,7 @@ class Inflight:
         # The job queues this worker takes jobs from (WORKER_QUEUES), in priority order.
         self.served = served if served is not None else settings.queue_names
         self.connection = connection
-        self.wake_key = settings.wake_key
+        self.wake_key = settings.wake_key  # (of a queue name)
         self.publisher = EventPublisher(settings, connection)
         self.worker = worker
         self.key = self.keys.inflight(worker)
@@ -115,7 +115,7 @@ class Inflight:
         """The next job (queue key, job id) of the first non-empty queue, moved into my list.
 
         With nothing waiting it blocks up to `block_s`: on the queue itself when there is one, else
-        on the wake list, which gets a token per job enqueued (`queues.JobClient`), then looks again.
+        on their wake lists, which get a token per job enqueued (`queues.JobClient`), then looks again.
         """
         if len(queue_keys) == 1 and block_s > 0:
             # BLMOVE's timeout is a double (Redis >= 6); redis-py types it an int.
@@ -124,7 +124,8 @@ class Inflight:
         found = self._take(queue_keys)
         if found is not None or block_s <= 0:
             return found
-        if self.connection.blpop([self.wake_key], block_s) is None:
+        wake = [self.wake_key(key.removeprefix("rq:queue:")) for key in queue_keys]
+        if self.connection.blpop(wake, block_s) is None:
             return None
         return self._take(queue_keys)
 
@@ -139,7 +140,7 @@ class Inflight:
         found = self._take_fair(self.served)
         if found is not None or block_s <= 0:
             return found
-        if self.connection.blpop([self.wake_key], block_s) is None:
+        if self.connection.blpop([self.wake_key(queue) for queue in self.served], block_s) is None:
             return None
         return self._take_fair(self.served)
 
@@ -228,7 +229,7 @@ class Inflight:
                 job.set_status(JobStatus.QUEUED, pipeline=pipe)
                 pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
                 pipe.lpush(f"rq:queue:{job.origin}", job_id)
-                pipe.rpush(self.wake_key, 1)
+                pipe.rpush(self.wake_key(job.origin), 1)
             else:
                 job.meta["error"] = error.model_dump(mode="json")
                 job.set_status(JobStatus.FAILED, pipeline=pipe)

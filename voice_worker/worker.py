@@ -223,7 +223,7 @@ class VoiceWorker(LeanSimpleWorker):
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             pipe.lpush(queue.key, job.id)
             self.fair.lane(pipe, queue.name, job.id, user, session, front=True)
-            pipe.rpush(self.context.settings.queues.wake_key, 1)
+            pipe.rpush(self.context.settings.queues.wake_key(queue.name), 1)
             pipe.execute()
 
     def _cancelled(self, job: Job, execution: Any) -> None:

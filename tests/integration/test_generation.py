@@ -77,7 +77,7 @@ def test_a_bad_payload_enqueued_by_name_fails_invalid_payload(llm_queues: QueueS
     bad = {"kind": "generation", "session_id": session, "job_id": f"{session}-1", "messages": [], "max_tokens": 0}
     queue = Queue(llm_queues.llm_queue, connection=conn, serializer=JSONSerializer)
     queue.enqueue(functions.GENERATE, bad, job_id=bad["job_id"], meta={"session_id": session})
-    conn.rpush(llm_queues.wake_key, 1)
+    conn.rpush(llm_queues.wake_key(llm_queues.llm_queue), 1)
     events = wait_for_end(conn, llm_queues, session)
     (failed,) = events
     assert failed.type is EventType.FAILED and failed.payload.code == "invalid_payload"

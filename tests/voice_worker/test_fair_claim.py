@@ -21,11 +21,12 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture
 def claimers(own, connection):
-    """`claimers(settings=own)`: a worker (no engines, not started) whose claim the test drives."""
+    """`claimers(settings=own, served=None)`: a worker (no engines, not started) whose claim the test
+    drives; `served`: its WORKER_QUEUES."""
     made = []
 
-    def make(settings: QueueSettings = own) -> VoiceWorker:
-        made.append(VoiceWorker(WorkerSettings(queues=settings), None, connection=connection))
+    def make(settings: QueueSettings = own, served: tuple[str, ...] | None = None) -> VoiceWorker:
+        made.append(VoiceWorker(WorkerSettings(queues=settings, queues_served=served), None, connection=connection))
         return made[-1]
 
     yield make
@@ -155,3 +156,31 @@ def test_a_session_at_its_running_cap_waits(own, connection, claimers):
     assert take(first) == "ivy-say-0"
     assert take(second) == "ivy-ping"  # session one is at its cap; session two is not
     assert take(second) is None
+
+
+def test_an_idle_worker_never_takes_the_wake_of_a_job_it_does_not_serve(own, connection, claimers):
+    """Idle workers block on a token per job enqueued. An LLM-only worker that blocked first took a
+    transcription's token, and the voice worker found the job only when its own wait ran out (up to
+    1 s: seen as push-to-talk transcripts 1.1 s late in every other turn with `make run`'s workers)."""
+    import threading
+    import time
+
+    llm_only, voice = claimers(served=(own.llm_queue,)), claimers()
+    took: dict[str, tuple[tuple[str, str] | None, float]] = {}
+
+    def idle(name: str, worker: VoiceWorker) -> None:
+        found = worker.inflight.claim_job(3.0)
+        took[name] = (found, time.monotonic())
+
+    waiting = [threading.Thread(target=idle, args=args) for args in (("llm", llm_only), ("voice", voice))]
+    for thread in waiting:  # the LLM worker blocks first: the first to be woken, with one wake list
+        thread.start()
+        time.sleep(0.3)
+    enqueued = time.monotonic()
+    JobClient(own, connection).enqueue(hear("eve", 0))
+    for thread in waiting:
+        thread.join(5)
+    found, at = took["voice"]
+    assert found is not None and found[1] == "eve-hear-0", found
+    assert at - enqueued < 0.5, f"the voice worker took its job {at - enqueued:.2f} s after it was enqueued"
+    assert took["llm"][0] is None
