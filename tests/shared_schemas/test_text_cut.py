@@ -66,25 +66,24 @@ def test_split_sentences_keeps_every_character_in_pieces_that_fit(text, limit):
 @PROPERTY
 @given(TEXT, LIMITS, st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
 def test_a_streamed_text_comes_out_whole_in_pieces_that_fit(text, limit, sizes):
-    buffer, pieces, at = SentenceBuffer(limit), [], 0
-    while at < len(text):
-        size = sizes[len(pieces) % len(sizes)]
-        pieces += buffer.feed(text[at : at + size])
-        at += size
-    pieces += buffer.flush()
-    assert_cut_well(pieces, text, limit)
+    assert_cut_well(streamed(SentenceBuffer(limit), text, sizes), text, limit)
 
 
 @PROPERTY
 @given(TEXT, LIMITS, st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
 def test_with_the_first_clause_first_a_streamed_text_still_comes_out_whole(text, limit, sizes):
-    buffer, pieces, at = SentenceBuffer(limit, first_clause=3), [], 0
+    assert_cut_well(streamed(SentenceBuffer(limit, first_clause=3), text, sizes), text, limit)
+
+
+def streamed(buffer: SentenceBuffer, text: str, sizes: list[int]) -> list[str]:
+    """The pieces `buffer` cuts from `text` fed in chunks of `sizes` (in turn), then flushed."""
+    pieces: list[str] = []
+    at = 0
     while at < len(text):
         size = sizes[len(pieces) % len(sizes)]
         pieces += buffer.feed(text[at : at + size])
         at += size
-    pieces += buffer.flush()
-    assert_cut_well(pieces, text, limit)
+    return pieces + buffer.flush()
 
 
 def test_the_first_clause_of_a_long_first_sentence_goes_out_at_its_comma():

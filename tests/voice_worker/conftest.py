@@ -139,3 +139,23 @@ def _at_once(calls: Mapping[str, Callable[[], Any]], rounds: int = 4) -> Togethe
 @pytest.fixture(scope="session")
 def at_once() -> Callable[..., Together]:
     return _at_once
+
+
+def _beside_the_job_loop(stt: Any, clips: list[Any], long: Any) -> tuple[list[Any], Any]:
+    """Listeners' `recognize` of `clips` (one thread each) and the job loop's `transcribe` of `long`
+    on one engine at once, three rounds: every call gives what it gives alone, which is returned."""
+    alone, alone_long = [stt.recognize(clip) for clip in clips], stt.transcribe(long)
+    calls = {f"listener-{i}": (lambda clip=clip: stt.recognize(clip)) for i, clip in enumerate(clips)}
+    together = _at_once({**calls, "job-loop": lambda: stt.transcribe(long)}, rounds=3)
+    assert together.errors == []
+    assert together.most_at_once >= 2, "the calls never overlapped: the test proved nothing"
+    for i, expected in enumerate(alone):
+        assert together.results[f"listener-{i}"] == [expected] * 3
+    assert together.results["job-loop"] == [alone_long] * 3
+    return alone, alone_long
+
+
+@pytest.fixture(scope="session")
+def beside_the_job_loop() -> Callable[..., tuple[list[Any], Any]]:
+    """`beside_the_job_loop(stt, clips, long)`: see `_beside_the_job_loop`."""
+    return _beside_the_job_loop

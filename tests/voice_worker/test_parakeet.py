@@ -446,16 +446,7 @@ def test_the_worker_recognizes_waiting_batch_files_in_one_forward_pass(
     assert 0.3 * full <= half_clip <= 0.7 * full
 
 
-def test_listeners_recognize_while_the_job_loop_transcribes(parakeet: ParakeetSTT, fox: Audio, at_once):
+def test_listeners_recognize_while_the_job_loop_transcribes(parakeet: ParakeetSTT, fox: Audio, beside_the_job_loop):
     """NeMo's transcribe() is not safe in two threads at once (without the engine's lock, the
     second call fails: "Cannot unfreeze partially without first freezing the module")."""
-    clips = [noise(1.0 + 0.5 * i, seed=i) for i in range(3)]
-    alone = [parakeet.recognize(clip) for clip in clips]
-    alone_fox = parakeet.transcribe(fox)
-    calls = {f"listener-{i}": (lambda clip=clip: parakeet.recognize(clip)) for i, clip in enumerate(clips)}
-    together = at_once({**calls, "job-loop": lambda: parakeet.transcribe(fox)}, rounds=3)
-    assert together.errors == []
-    assert together.most_at_once >= 2, "the calls never overlapped: the test proved nothing"
-    for i, expected in enumerate(alone):
-        assert together.results[f"listener-{i}"] == [expected] * 3
-    assert together.results["job-loop"] == [alone_fox] * 3
+    beside_the_job_loop(parakeet, [noise(1.0 + 0.5 * i, seed=i) for i in range(3)], fox)

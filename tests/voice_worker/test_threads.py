@@ -16,21 +16,14 @@ def clips(speak_flite) -> list[Audio]:
     return [resample(decode(speak_flite(text)), 16_000) for text in HEARD]
 
 
-def test_listeners_recognize_while_the_job_loop_transcribes_on_one_whisper(whisper, clips, fox_wav, fox_text, at_once):
+def test_listeners_recognize_while_the_job_loop_transcribes_on_one_whisper(
+    whisper, clips, fox_wav, fox_text, beside_the_job_loop
+):
     """Three listeners' `recognize` and the job loop's `transcribe` on one Whisper at once (no lock:
     faster-whisper keeps no state between calls, and CTranslate2 takes calls from several threads)."""
-    fox = decode(fox_wav)
-    alone = [whisper.recognize(clip) for clip in clips]
-    alone_fox = whisper.transcribe(fox)
+    alone, alone_fox = beside_the_job_loop(whisper, clips, decode(fox_wav))
     assert [t.text.lower().strip(" .") for t in alone] == HEARD
     assert alone_fox.text.lower().strip(" .") == fox_text
-    calls = {f"listener-{i}": (lambda clip=clip: whisper.recognize(clip)) for i, clip in enumerate(clips)}
-    together = at_once({**calls, "job-loop": lambda: whisper.transcribe(fox)}, rounds=3)
-    assert together.errors == []
-    assert together.most_at_once >= 2, "the calls never overlapped: the test proved nothing"
-    for i, expected in enumerate(alone):
-        assert together.results[f"listener-{i}"] == [expected] * 3
-    assert together.results["job-loop"] == [alone_fox] * 3
 
 
 def test_listeners_ask_one_turn_model_at_once(clips, at_once):
