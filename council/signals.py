@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import redis.asyncio
 
+from queues import as_text
+
 from .settings import CouncilSettings
 
 STOPWORDS = frozenset(
@@ -99,9 +101,5 @@ class Signals:
             ranked, last = await pipe.execute()
         elapsed = max((now or time.time()) - float(last), 0.0) if last else 0.0
         fade = 0.5 ** (elapsed / self.settings.signals_half_life_s)
-        found = [Signal(_text(term), round(score * fade, 3)) for term, score in ranked]
+        found = [Signal(as_text(term), round(score * fade, 3)) for term, score in ranked]
         return [s for s in found if s.score >= self.settings.signals_floor]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

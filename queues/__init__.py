@@ -14,6 +14,7 @@ from ._events import AsyncEventPublisher, EventPublisher, JobEvents, areplay, at
 from ._fair import FairShare, RateLimited
 from ._hub import REDIS_DOWN, EventHub, Subscription
 from ._logs import configure_logging, log_context
+from ._replies import as_text
 from ._rq import in_thread
 from ._status import JobStatus, ajob_status, job_status, live_workers
 from ._storage import AsyncStorage
@@ -23,33 +24,33 @@ from .mic import MicKeys, MicReader, MicWriter
 from .settings import BATCH, LISTEN, LLM, REALTIME, SPEECH, QueueSettings
 
 __all__ = [
-    "FALSE_WORDS",
-    "SPLIT",
-    "TRUE_WORDS",
-    "EnvSettings",
-    "Flag",
-    "Names",
     "BATCH",
+    "FALSE_WORDS",
     "LISTEN",
     "LLM",
-    "REDIS_DOWN",
     "REALTIME",
+    "REDIS_DOWN",
     "SPEECH",
+    "SPLIT",
+    "TRUE_WORDS",
     "AsyncBlobStore",
     "AsyncEventPublisher",
     "AsyncStorage",
     "BlobMissing",
     "BlobStore",
     "BlobTooLarge",
+    "EnvSettings",
     "EventHub",
     "EventPublisher",
     "FairShare",
+    "Flag",
     "JobClient",
     "JobEvents",
     "JobStatus",
     "MicKeys",
     "MicReader",
     "MicWriter",
+    "Names",
     "QueueSettings",
     "RateLimited",
     "SettingsError",
@@ -57,6 +58,7 @@ __all__ = [
     "ajob_status",
     "announce_voices",
     "areplay",
+    "as_text",
     "atrimmed",
     "configure_logging",
     "find_audio",

@@ -19,6 +19,7 @@ from redis.typing import StreamEntry
 
 from shared_schemas import Event, payloads
 
+from ._replies import as_text
 from .settings import QueueSettings
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,14 @@ def stream_key(settings: QueueSettings, session_id: str) -> str:
 
 def stream_id(value: str | bytes) -> tuple[int, int]:
     """A stream id as a sortable pair; raises ValueError for anything else."""
-    text = value.decode() if isinstance(value, bytes) else value
+    text = as_text(value)
     millis, _, seq = text.partition("-")
     return int(millis), int(seq or 0)
 
 
 def parse_message(data: bytes | str) -> Event:
     """A channel message (`<stream id> <event json>`) as an Event carrying its id."""
-    text = data.decode() if isinstance(data, bytes) else data
+    text = as_text(data)
     event_id, _, body = text.partition(" ")
     return Event.model_validate_json(body).model_copy(update={"id": event_id})
 
@@ -69,7 +70,7 @@ def parse_entries(entries: Iterable[StreamEntry] | None) -> Iterator[Event]:
     rest of the session still replays."""
     for event_id, fields in entries or ():
         body = (fields or {}).get(b"e", (fields or {}).get("e", ""))
-        ident = event_id.decode() if isinstance(event_id, bytes) else event_id
+        ident = as_text(event_id)
         try:
             event = Event.model_validate_json(body)
         except ValueError as exc:
@@ -188,5 +189,5 @@ async def atrimmed(connection: redis.asyncio.Redis, settings: QueueSettings, ses
     first = info.get("recorded-first-entry-id") or (info.get("first-entry") or (None,))[0]
     if first is None:
         return None
-    first = first.decode() if isinstance(first, bytes) else str(first)
+    first = as_text(first) if isinstance(first, bytes | str) else str(first)
     return first if after == "0" or stream_id(after) < stream_id(first) else None

@@ -19,6 +19,7 @@ import redis.exceptions
 from shared_schemas import Event
 
 from ._events import areplay, channel_key, parse_message, stream_id, stream_key
+from ._replies import as_text
 from .settings import QueueSettings
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class EventHub:
             # published from here on is lost, even across a dropped connection (see _recover).
             newest = await self._connection.xrevrange(stream_key(self.settings, session_id), count=1)
             newest_id = newest[0][0] if newest else None
-            after = _text(newest_id) if newest_id is not None else "0"
+            after = as_text(newest_id) if newest_id is not None else "0"
         if not self._connected.is_set():
             raise redis.exceptions.ConnectionError("Redis is unavailable: the event hub is reconnecting")
         sub = Subscription(session_id, after)
@@ -220,7 +221,7 @@ class EventHub:
                     raise redis.exceptions.TimeoutError("Redis did not confirm the event hub's subscriptions")
                 continue
             if message["type"] == "subscribe":
-                waiting.discard(_text(message["channel"]))
+                waiting.discard(as_text(message["channel"]))
             self._dispatch(message)
 
     async def _resync(self) -> None:
@@ -231,7 +232,7 @@ class EventHub:
                 sub._replayed(await areplay(self._connection, self.settings, sub.session_id, sub.last_id))
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        channel = _text(message["channel"])
+        channel = as_text(message["channel"])
         kind = message["type"]
         if kind == "subscribe":
             if (confirmed := self._confirmed.get(channel)) is not None:
@@ -246,7 +247,3 @@ class EventHub:
                     return
                 for sub in subs:
                     sub._live(event)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

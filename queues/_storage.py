@@ -14,6 +14,7 @@ import time
 import redis
 import redis.asyncio
 
+from ._replies import as_text
 from .settings import QueueSettings
 
 TOTAL = "*"  # the counters' name for everyone together (a user name never holds "*")
@@ -119,14 +120,10 @@ class AsyncStorage:
         """Free a turn's clips that were heard: those of sentences before `before` (None: all of
         them, the answer was played to its end or stopped); the bytes freed."""
         key = clips_key(self.settings, session_id, turn_id)
-        clips = {_text(k): _text(v) for k, v in (await self.connection.hgetall(key)).items()}
+        clips = {as_text(k): as_text(v) for k, v in (await self.connection.hgetall(key)).items()}
         done = [field for field in clips if before is None or int(field.split(":")[0]) < before]
         if not done:
             return 0
         freed = await self.forget(user, [clips[field] for field in done])
         await self.connection.hdel(key, *done)
         return freed
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

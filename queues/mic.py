@@ -21,6 +21,7 @@ from typing import Any, cast
 import redis
 import redis.asyncio
 
+from ._replies import as_text
 from .settings import QueueSettings
 
 AUDIO = b"a"
@@ -72,7 +73,8 @@ class MicWriter:
             pipe.expire(self.keys.stream, self.ttl_s)
             pipe.get(self.keys.lease)
             done = await pipe.execute()
-        return _text(done[2])
+        holder: bytes | str | None = done[2]
+        return as_text(holder)
 
     async def close(self, how: str) -> None:
         async with self._connection.pipeline(transaction=False) as pipe:
@@ -90,7 +92,7 @@ class MicWriter:
             await pipe.execute()
 
     async def listener(self) -> str | None:
-        return _text(await self._connection.get(self.keys.lease))
+        return as_text(await self._connection.get(self.keys.lease))
 
 
 class MicReader:
@@ -117,9 +119,9 @@ class MicReader:
         entries: list[tuple[str, bytes | None, str | None]] = []
         for _, items in found or []:
             for entry_id, fields in items:
-                self.last_id = _text(entry_id) or self.last_id
+                self.last_id = as_text(entry_id) or self.last_id
                 control = fields.get(CONTROL)
-                entries.append((self.last_id, fields.get(AUDIO), _text(control) if control is not None else None))
+                entries.append((self.last_id, fields.get(AUDIO), as_text(control)))
         return entries
 
     def count_run(self) -> int:
@@ -166,7 +168,3 @@ class MicReader:
     def release(self) -> None:
         """The stream is over: its key, lease, checkpoint and count of runs go."""
         self._connection.delete(self.stream, self.lease, self.checkpoint_key, self.runs_key)
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value

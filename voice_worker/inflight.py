@@ -21,7 +21,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from queues import EventPublisher, FairShare, QueueSettings, functions
+from queues import EventPublisher, FairShare, QueueSettings, as_text, functions
 from shared_schemas import ErrorCode, Event, JobError, payloads
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class Inflight:
         if len(queue_keys) == 1 and block_s > 0:
             # BLMOVE's timeout is a double (Redis >= 6); redis-py types it an int.
             job_id = self.connection.blmove(queue_keys[0], self.key, block_s, "LEFT", "RIGHT")  # type: ignore[arg-type]
-            return (queue_keys[0], _text(job_id)) if job_id is not None else None
+            return (queue_keys[0], as_text(job_id)) if job_id is not None else None
         found = self._take(queue_keys)
         if found is not None or block_s <= 0:
             return found
@@ -177,7 +177,7 @@ class Inflight:
         return [job_id.decode() for job_id in ids]
 
     def others(self) -> list[str]:
-        names = (_text(name) for name in self.connection.smembers(self.keys.workers))
+        names = (as_text(name) for name in self.connection.smembers(self.keys.workers))
         return sorted(name for name in names if name != self.worker)
 
     def alive(self, other: str) -> bool:
@@ -207,7 +207,7 @@ class Inflight:
             # Its tokens went out as they were decoded: a second run would say them again.
             error = JobError(code=ErrorCode.WORKER_LOST, message=GENERATOR_LOST, retryable=True)
         elif hung is not None:
-            error = JobError(code=ErrorCode.TIMEOUT, message=_text(hung), retryable=False)
+            error = JobError(code=ErrorCode.TIMEOUT, message=as_text(hung), retryable=False)
         elif crashes > self.max_crashes:
             error = JobError(
                 code=ErrorCode.WORKER_LOST,
@@ -246,10 +246,6 @@ class Inflight:
         return error
 
 
-def _text(reply: bytes | str) -> str:
-    return reply.decode() if isinstance(reply, bytes) else reply
-
-
 def _forget_rq_worker(connection: redis.Redis, name: str) -> None:
     """Drop a dead worker's RQ registration, so health checks and rq-dashboard stop counting it."""
     key = f"rq:worker:{name}"
@@ -257,7 +253,7 @@ def _forget_rq_worker(connection: redis.Redis, name: str) -> None:
     with connection.pipeline() as pipe:
         pipe.delete(key)
         pipe.srem("rq:workers", key)
-        for queue in _text(queues).split(",") if queues else []:
+        for queue in as_text(queues).split(",") if queues else []:
             pipe.srem(f"rq:workers:{queue}", key)
         pipe.execute()
 

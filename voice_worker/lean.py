@@ -37,6 +37,8 @@ from rq.queue import Queue
 from rq.utils import now
 from rq.worker import WorkerStatus
 
+from queues import as_text
+
 from .inflight import Inflight
 from .outage import REDIS_DOWN_OR_FULL, Outage
 
@@ -102,7 +104,7 @@ class LeanSimpleWorker(SimpleWorker):
     def settle_own(self) -> None:
         """Requeue (or fail) what this worker's own list holds while it runs no job."""
         for job_id in self.connection.lrange(self.inflight.key, 0, -1):
-            self.inflight.settle(job_id.decode() if isinstance(job_id, bytes) else job_id, crashed=False)
+            self.inflight.settle(as_text(job_id), crashed=False)
 
     def cleanup_execution(self, job: Job, pipeline: Pipeline, execution: Execution | None = None) -> None:
         # Every end of a job (success, failure, retry) goes through here inside its transaction.

@@ -15,7 +15,7 @@ from rq.registry import CanceledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from queues import FairShare, announce_voices, functions, log_context
+from queues import FairShare, announce_voices, as_text, functions, log_context
 from shared_schemas import ErrorCode, GenerationJob, TranscriptionJob, payloads
 
 from . import transcription
@@ -263,7 +263,7 @@ class VoiceWorker(LeanSimpleWorker):
         if self.adopt_from:
             self.inflight.adopt(self.adopt_from, force=True)
         for job_id in self.connection.lrange(self.inflight.key, 0, -1):
-            self.inflight.settle(job_id.decode() if isinstance(job_id, bytes) else job_id)
+            self.inflight.settle(as_text(job_id))
         engines = self.context.engines
         if engines is not None:
             voices = {name: f"{engine.name}: {engine.voices[name]}" for name, engine in engines.voices.items()}

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from queues import JobStatus, QueueSettings, ajob_status
+from queues import JobStatus, QueueSettings, ajob_status, as_text
 from shared_schemas import AUDIO_FORMATS, MAX_AUDIO_BYTES, ErrorCode, TranscriptionJob
 
 from .auth import user_of
@@ -313,7 +313,7 @@ async def list_batches(request: Request) -> JSONResponse:
         "list[tuple[bytes, float]]",
         await s.aredis.zrevrangebyscore(index, f"({before}" if before else "+inf", "-inf", 0, limit + 1, True),
     )
-    ids = [raw.decode() if isinstance(raw, bytes) else raw for raw, _ in found[:limit]]
+    ids = [as_text(raw) for raw, _ in found[:limit]]
     raws = await s.aredis.mget([record_key(s.settings.queues, batch_id) for batch_id in ids]) if ids else []
     records = [BatchRecord.model_validate_json(raw) for raw in raws if raw is not None]
     records = [record for record in records if record.owner == user]  # (the index is the user's own)

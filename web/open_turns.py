@@ -16,7 +16,7 @@ import uuid
 
 import redis.asyncio
 
-from queues import AsyncEventPublisher, QueueSettings
+from queues import AsyncEventPublisher, QueueSettings, as_text
 from shared_schemas import ErrorCode, Event, payloads
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,7 @@ class OpenTurns:
 
     async def sweep(self) -> int:
         """End the turns of app processes that are gone; how many were ended."""
-        turns = {
-            k.decode() if isinstance(k, bytes) else k: json.loads(v)
-            for k, v in (await self.aredis.hgetall(self.key)).items()
-        }
+        turns = {as_text(k): json.loads(v) for k, v in (await self.aredis.hgetall(self.key)).items()}
         apps = sorted({entry["app"] for entry in turns.values()} - {self.app})
         found = await asyncio.gather(*(self.aredis.exists(self._alive_prefix + app) for app in apps))
         alive = dict(zip(apps, found, strict=True))

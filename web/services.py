@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 
 from billing import AsyncLedger
 from council import Budgets, CouncilResponder, EchoResponder, LLMQueue
-from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, voices_key
+from queues import AsyncBlobStore, AsyncEventPublisher, EventHub, JobClient, as_text, voices_key
 from shared_schemas import ErrorCode
 
 from .meter import Meter
@@ -119,7 +119,7 @@ class Services:
     async def voices(self) -> dict[str, str]:
         """Voices the running workers speak, as they announced them at start."""
         raw = await self.aredis.hgetall(voices_key(self.settings.queues))
-        return {_text(k): _text(v) for k, v in sorted(raw.items())}
+        return {as_text(k): as_text(v) for k, v in sorted(raw.items())}
 
     @classmethod
     async def open(cls, settings: AppSettings, make_responder: "ResponderFactory | None" = None) -> "Services":
@@ -194,10 +194,6 @@ def _async_client(settings: AppSettings) -> redis.asyncio.Redis:
         retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=1), retries=3),
     )
     return redis.asyncio.Redis.from_pool(pool)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def services(conn: HTTPConnection) -> Services:

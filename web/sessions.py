@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import redis.asyncio
 
-from queues import QueueSettings
+from queues import QueueSettings, as_text
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
@@ -64,7 +64,7 @@ class Sessions:
         if not SESSION_ID.match(session_id):
             return None
         user = await self.connection.hget(self.key(session_id), "user")
-        return user.decode() if isinstance(user, bytes) else user
+        return as_text(user)
 
     async def touch(self, session_id: str) -> None:
         """The session is in use: keep its record as long as its event stream."""
