@@ -211,7 +211,7 @@
   // line politely, once it has held for a moment: a pause between two words does not make them
   // hear "listening" again.
   const view = { connected: false, everConnected: false, listening: false, hearing: false, blocked: false, needsClick: false, llmDown: false };
-  let announced = "", announcing = null, streamEndedAt = 0, levelToldAt = 0;
+  let shown = "", announced = "", announcing = null, streamEndedAt = 0, levelToldAt = 0;
 
   function conversationState() {
     const hands = modeSelect.value === "hands_free";
@@ -237,10 +237,14 @@
 
   function showState() {
     const [key, label] = conversationState();
-    $("convo").dataset.state = key;
-    $("state-label").textContent = label;
     $("level").hidden = !mic;
     $("resume-listening").hidden = !(view.needsClick && !mic);
+    // Called on every event (each token): only a change is shown, and only a change restarts the
+    // wait before a screen reader hears it (else a streaming answer would keep it from ever being said).
+    if (label === shown) return;
+    shown = label;
+    $("convo").dataset.state = key;
+    $("state-label").textContent = label;
     clearTimeout(announcing);
     announcing = setTimeout(() => {
       if (label !== announced) { announced = label; $("announce").textContent = label; }
@@ -287,12 +291,8 @@
       if (!blockedTold) { blockedTold = true; note(Council.words.howToAllow(navigator.userAgent), "error"); }
     } else if (auto || err.name === "NeedsClickError") {
       view.needsClick = true;  // the "Resume listening" button does it with the click the browser wants
-    } else if (err.name === "NotFoundError") {
-      note("No microphone was found. Plug one in (or choose one in your system's sound settings), then click the microphone again.", "error");
-    } else if (err.name === "NotReadableError") {
-      note("The microphone could not start: another app may be using it. Close that app, then click the microphone again.", "error");
     } else {
-      note("The microphone could not start here. Click it to try again, or type your message.", "error");
+      note(Council.words.micError(err.name), "error");
     }
   }
 

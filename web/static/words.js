@@ -32,5 +32,16 @@ Council.words = (() => {
     return `The microphone is blocked for this site, so the council cannot hear you (typing still works). To allow it in ${how}`;
   }
 
-  return { forError, howToAllow };
+  // Why the microphone did not start (a getUserMedia error's name), for those the page cannot fix
+  // by itself (a blocked one: `howToAllow`; one that wants a click: the "Resume listening" button).
+  const MIC_ERRORS = {
+    NotFoundError: "No microphone was found. Plug one in (or choose one in your system's sound settings), then click the microphone again.",
+    NotReadableError: "The microphone could not start: another app may be using it. Close that app, then click the microphone again.",
+  };
+
+  function micError(name) {
+    return MIC_ERRORS[name] || "The microphone could not start here. Click it to try again, or type your message.";
+  }
+
+  return { forError, howToAllow, micError };
 })();
