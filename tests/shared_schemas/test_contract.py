@@ -134,6 +134,7 @@ def test_public_names_are_pinned():
             "ajob_status",
             "announce_voices",
             "areplay",
+            "as_text",
             "atrimmed",
             "configure_logging",
             "find_audio",
